@@ -72,6 +72,15 @@ class Bus:
             self._ready.clear()
             await self._ready.wait()
 
+    def drain(self) -> list[Item]:
+        """Everything still queued, alarms first (on shutdown)."""
+        items: list[Item] = []
+        for lane in Lane:
+            items.extend(self._lanes[lane])
+            self._lanes[lane].clear()
+        self._space.set()
+        return items
+
     def pending_alarm(self) -> bool:
         return bool(self._lanes[Lane.ALARM])
 
