@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import logging
 from collections import deque
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
@@ -13,8 +12,6 @@ from itertools import islice
 from typing import Any, Literal
 
 from gateway.events import Severity, new_id
-
-log = logging.getLogger(__name__)
 
 
 class AlertState(enum.StrEnum):
@@ -218,16 +215,6 @@ class AlertBook:
 
     def publish(self, change: AlertChange) -> None:
         """Fan a committed change out to every subscriber; never waits."""
-        alert = change.alert
-        log.info(
-            "alert %s id=%s key=%s severity=%s zone=%s drill=%s",
-            change.change,
-            alert.id,
-            alert.key,
-            alert.severity.label,
-            alert.zone,
-            alert.drill,
-        )
         for subscription in self._subscribers:
             if not subscription.offer(change):
                 self.dropped_changes += 1

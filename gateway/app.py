@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 from collections.abc import Mapping
@@ -26,7 +27,7 @@ from gateway.forward.mqtt import MqttForwarder, is_alarm_row
 from gateway.ingest import Ingest
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline, record_to_alert
-from gateway.rules.fire import DetectorSpec, FireParams, FireRules
+from gateway.rules.fire import ALARM, FAULT, DetectorSpec, FireParams, FireRules
 from gateway.sdnotify import notify
 from gateway.secrets import resolve_secret
 from gateway.store import OutboxRow, Retention, Store
@@ -130,7 +131,7 @@ class Gateway:
             driver = MqttDeviceDriver(
                 f"mqtt:{broker_name}",
                 self._endpoint(broker_name, self.site.brokers[broker_name], "ingest"),
-                [DetectorBinding(d.id, d.zone, d.topic) for d in devices],
+                [self._binding(d) for d in devices],
                 profile,
                 self.ingest,
                 clock=self.clock,
@@ -154,10 +155,17 @@ class Gateway:
                 client_id=ep.client_id,
                 clock=self.clock,
                 on_delivered=self._delivered,
-                on_failed=lambda reason, t=target.id: self.metrics.forward_failed(t, reason),
+                on_failed=functools.partial(self.metrics.forward_failed, target.id),
             )
             self.forwarders.append(fwd)
             self.supervisors.append(Supervisor(fwd, clock=self.clock, on_transition=self._on_link))
+
+    def _binding(self, device: MqttDevice) -> DetectorBinding:
+        firing = {a.rule: a for a in self.book.active() if a.source == device.id}
+        fault = firing.get(FAULT)
+        code = fault.data.get("code") if fault is not None else None
+        return DetectorBinding(device.id, device.zone, device.topic, alarm=ALARM in firing,
+                               fault=code if isinstance(code, str) else None)
 
     def _targets(self) -> list[tuple[str, str]]:
         return [
@@ -204,8 +212,10 @@ class Gateway:
         self.book.restore(record_to_alert(r) for r in self.store.active_alerts())
         for source, last in self.store.last_seq().items():
             self.ingest.seq.restore(source, last)
+        fire = self._fire_rules()
+        fire.restore(self.book.active())
         self.pipeline = Pipeline(
-            bus=self.bus, store=self.store, book=self.book, fire=self._fire_rules(),
+            bus=self.bus, store=self.store, book=self.book, fire=fire,
             metrics=self.metrics, clock=self.clock, targets=self._targets(),
             on_committed=self._wake_forwarders,
         )

@@ -181,6 +181,8 @@ def _unit(text: str) -> int:
 def parse_modbus_address(text: str) -> ModbusEndpoint:
     """Parse `tcp://host[:port]/unit` or `rtu:///dev/ttyX?baud=B&unit=N[&parity=E&stopbits=1]`."""
     parts = urlsplit(text)
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("Modbus has no log-in: an address takes no user name or password")
     if parts.scheme == "tcp":
         if parts.query or parts.fragment or not parts.hostname:
             raise ValueError(f"a Modbus TCP address is tcp://host:port/unit, not {text!r}")
@@ -195,7 +197,9 @@ def parse_modbus_address(text: str) -> ModbusEndpoint:
         )
     if parts.scheme == "rtu":
         if parts.netloc or not parts.path.startswith("/dev/") or parts.fragment:
-            raise ValueError(f"a Modbus RTU address is rtu:///dev/ttyX?baud=9600&unit=N, not {text!r}")
+            raise ValueError(
+                f"a Modbus RTU address is rtu:///dev/ttyX?baud=9600&unit=N, not {text!r}"
+            )
         params: dict[str, str] = {}
         for key, value in parse_qsl(parts.query, keep_blank_values=True):
             if key in params:
@@ -203,7 +207,9 @@ def parse_modbus_address(text: str) -> ModbusEndpoint:
             params[key] = value
         unknown = sorted(set(params) - {"baud", "unit", "parity", "stopbits"})
         if unknown:
-            raise ValueError(f"unknown Modbus RTU option {unknown[0]!r} (baud, unit, parity, stopbits)")
+            raise ValueError(
+                f"unknown Modbus RTU option {unknown[0]!r} (baud, unit, parity, stopbits)"
+            )
         if "unit" not in params:
             raise ValueError("a Modbus RTU address needs unit=N")
         baud = params.get("baud", "9600")
@@ -485,29 +491,46 @@ class Site(_Model):
         ids: dict[object, Loc] = {}
         topics: dict[object, Loc] = {}
         addresses: dict[object, Loc] = {}
+        serial_lines: dict[str, tuple[ModbusEndpoint, Loc]] = {}
         for d, device in enumerate(self.devices):
             at: Loc = ("devices", d)
             unique(ids, device.id, (*at, "id"), f"device id {device.id!r}")
             if device.zone not in zones:
-                found.append(((*at, "zone"), f"zone {device.zone!r} is not defined in buildings", None))
+                found.append(((*at, "zone"), f"zone {device.zone!r} is not in buildings", None))
             if isinstance(device, MqttDevice):
                 if device.broker not in self.brokers:
-                    found.append(((*at, "broker"), f"broker {device.broker!r} is not in brokers", None))
-                unique(topics, (device.broker, device.topic), (*at, "topic"), f"topic {device.topic!r}")
+                    found.append(
+                        ((*at, "broker"), f"broker {device.broker!r} is not in brokers", None)
+                    )
+                topic = (device.broker, device.topic)
+                unique(topics, topic, (*at, "topic"), f"topic {device.topic!r}")
             elif isinstance(device, ModbusDevice):
                 end = device.endpoint
-                key = (end.link, end.unit)
-                unique(addresses, key, (*at, "address"), f"Modbus unit {end.unit} on {end.link}")
+                unit = f"Modbus unit {end.unit} on {end.link}"
+                unique(addresses, (end.link, end.unit), (*at, "address"), unit)
+                if end.transport == "rtu":
+                    # One RS-485 line has one speed and framing; a second one garbles both.
+                    first_end, first_at = serial_lines.setdefault(end.link, (end, (*at, "address")))
+                    framing = (end.baud, end.parity, end.stopbits)
+                    if framing != (first_end.baud, first_end.parity, first_end.stopbits):
+                        found.append(
+                            (
+                                (*at, "address"),
+                                f"{end.serial_port} is already used at {first_end.baud} baud "
+                                f"{first_end.parity}{first_end.stopbits}",
+                                first_at,
+                            )
+                        )
             elif isinstance(device, HttpPushDevice):
-                unique(addresses, device.address, (*at, "address"), f"gate address {device.address}")
+                gate = f"gate address {device.address}"
+                unique(addresses, device.address, (*at, "address"), gate)
 
         targets: dict[object, Loc] = {}
         for t, target in enumerate(self.forwarding):
             unique(targets, target.id, ("forwarding", t, "id"), f"target id {target.id!r}")
             if isinstance(target, MqttTarget) and target.broker not in self.brokers:
-                found.append(
-                    (("forwarding", t, "broker"), f"broker {target.broker!r} is not in brokers", None)
-                )
+                missing = f"broker {target.broker!r} is not in brokers"
+                found.append((("forwarding", t, "broker"), missing, None))
         if found:
             raise _located(found)
         return self
@@ -614,6 +637,7 @@ def _check(path: Path, environ: Mapping[str, str] | None) -> tuple[Site | None, 
             resolve_secret(ref, env)
         except ConfigError as exc:
             issues.append(_issue(str(path), lines, loc, str(exc)))
+    issues.sort(key=lambda issue: issue.line)
     return site, issues
 
 
@@ -723,7 +747,8 @@ def _issues_from(
             if kind == "union_tag_not_found":
                 message = "required key is missing"
             else:
-                message = f"unknown {discriminator} {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
+                expected = ctx.get("expected_tags")
+                message = f"unknown {discriminator} {ctx.get('tag')!r}; expected one of {expected}"
         elif kind == "value_error":
             message = message.removeprefix("Value error, ")
         yield _issue(file, lines, loc, message)

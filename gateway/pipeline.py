@@ -156,7 +156,7 @@ class Pipeline:
             wb.alerts.append(alert_to_record(change.alert))
             wb.outbox.extend(alert_rows(change, self._targets))
             if change.change == "raised":
-                self._metrics.alert_raised(change.alert.severity.label)
+                self._metrics.alert_raised(change.alert.severity)
             log.log(
                 logging.WARNING if change.change == "raised" else logging.INFO,
                 "alert %s key=%s id=%s severity=%s zone=%s drill=%s summary=%r",

@@ -251,7 +251,8 @@ def generated_fleet(seed: int = 0, heartbeat_s: float = 30.0) -> list[DetectorSi
 
 def load_fleet(site_file: str | Path, seed: int = 0) -> list[DetectorSim]:
     """The enabled heat detectors of a site file (`devices[*]` with kind heat_detector)."""
-    from ruamel.yaml import YAML, YAMLError
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
 
     path = Path(site_file)
     try:
@@ -333,8 +334,9 @@ class HeatDetectorFleet:
     async def run(self) -> None:
         """Publish until cancelled; reconnect with full-jitter backoff when the broker goes."""
         backoff = 0.1
+        down_logged = False  # one log line per outage, not one per attempt
         while True:
-            connected = lost = False
+            lost = False
             try:
                 async with aiomqtt.Client(
                     self.host,
@@ -347,7 +349,7 @@ class HeatDetectorFleet:
                     await client.subscribe(CONTROL_TOPIC, qos=1)
                     self._client = client
                     self._connected.set()
-                    connected = True
+                    down_logged = False
                     _log.info("event=sim_connected broker=%s:%d", self.host, self.port)
                     backoff = 0.1
                     async with asyncio.TaskGroup() as tasks:
@@ -355,8 +357,9 @@ class HeatDetectorFleet:
                         tasks.create_task(self._control_loop(client), name="sim-heat-control")
             except* aiomqtt.MqttError as group:
                 lost = True
-                if connected:
-                    _log.info("event=sim_disconnected reason=%r", str(group.exceptions[0]))
+                if not down_logged:
+                    _log.info("event=sim_broker_lost reason=%r", str(group.exceptions[0]))
+                    down_logged = True
             finally:
                 self._client = None
                 self._connected.clear()
@@ -364,7 +367,11 @@ class HeatDetectorFleet:
                 await asyncio.sleep(random.uniform(0, backoff))
                 backoff = min(5.0, backoff * 2)
 
-    async def wait_connected(self, timeout: float = 5) -> None:
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self, timeout: float = 5) -> None:  # noqa: ASYNC109 (fixtures' API)
         async with asyncio.timeout(timeout):
             await self._connected.wait()
 
@@ -618,4 +625,3 @@ async def blast(
         result.cpu_us_per_message,
     )
     return result
-

@@ -96,9 +96,9 @@ class WireClient:
         *,
         client_id: str,
         keepalive_s: int = 15,
-        timeout: float = 5.0,
+        connect_timeout_s: float = 5.0,
     ) -> WireClient:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(connect_timeout_s):
             reader, writer = await asyncio.open_connection(host, port)
             try:
                 writer.write(encode_connect(client_id, keepalive_s))
@@ -137,9 +137,8 @@ class WireClient:
         self._writer.write(encode_publish(topic, payload, qos=1, packet_id=packet_id))
         return acked
 
-    async def publish_qos1(self, topic: str, payload: bytes, timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
-            await self.send_qos1(topic, payload)
+    async def publish_qos1(self, topic: str, payload: bytes) -> None:
+        await self.send_qos1(topic, payload)
 
     async def close(self) -> None:
         if self._closed is None:

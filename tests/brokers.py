@@ -39,7 +39,7 @@ def wait_port(host: str, port: int, timeout: float = 10.0) -> None:
 class Mosquitto:
     """One broker process; `stop()` and `start()` simulate an outage on the same port."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, persistent: bool = False) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self._dir = Path(tempfile.mkdtemp(prefix="mosq-"))
@@ -48,7 +48,13 @@ class Mosquitto:
         conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
-            "persistence false\n"
+            + (
+                # Sessions and queued QoS 1 messages survive a restart, as on site.
+                f"persistence true\npersistence_location {self._dir}/\nautosave_interval 1\n"
+                if persistent
+                else "persistence false\n"
+            )
+            +
             "max_queued_messages 1000000\n"
             "max_inflight_messages 0\n"
             "log_dest stderr\n"

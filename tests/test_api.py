@@ -65,16 +65,22 @@ class Fetched:
 
 async def fetch(app: web.Application, path: str) -> Fetched:
     """One GET against the app served on a fresh loopback port."""
-    async with served(app) as (url, _), aiohttp.ClientSession() as http:
-        async with http.get(url + path) as resp:  # noqa: SIM117 - the URL comes from `served`
-            return Fetched(resp.status, dict(resp.headers), await resp.read())
+    async with (
+        served(app) as (url, _),
+        aiohttp.ClientSession() as http,
+        http.get(url + path) as resp,
+    ):
+        return Fetched(resp.status, dict(resp.headers), await resp.read())
 
 
 @asynccontextmanager
 async def live_feed(app: web.Application) -> AsyncIterator[aiohttp.ClientResponse]:
-    async with served(app) as (url, _), aiohttp.ClientSession() as http:
-        async with http.get(f"{url}/api/alerts/stream") as resp:  # noqa: SIM117 - as above
-            yield resp
+    async with (
+        served(app) as (url, _),
+        aiohttp.ClientSession() as http,
+        http.get(f"{url}/api/alerts/stream") as resp,
+    ):
+        yield resp
 
 
 @dataclass
@@ -131,22 +137,20 @@ async def test_alerts_lists_active_and_recent(book: AlertBook) -> None:
     apply(book, signal("hd-0102", active=False, rule="fire.prewarn", severity=Severity.MAJOR),
           NOW + 30)
     app = make_app(book=book, metrics=Metrics(), health=ok)
-    async with served(app) as (url, _), aiohttp.ClientSession() as http:
-        async with http.get(f"{url}/api/alerts") as resp:
-            assert resp.status == 200
-            body = await resp.json()
-        assert [a["id"] for a in body["active"]] == [fire.alert.id]
-        assert body["active"][0]["severity"] == "critical"
-        assert body["active"][0]["state"] == "firing"
-        states = {a["id"]: a["state"] for a in body["recent"]}
-        assert states == {fire.alert.id: "firing", gone.alert.id: "resolved"}
 
-        async with http.get(f"{url}/api/alerts/{gone.alert.id}") as resp:
-            assert resp.status == 200
-            one = await resp.json()
-            assert one["cleared_at"] == NOW + 30
-        async with http.get(f"{url}/api/alerts/01NOSUCHALERT") as resp:
-            assert resp.status == 404
+    listed = await fetch(app, "/api/alerts")
+    assert listed.status == 200
+    body = listed.json()
+    assert [a["id"] for a in body["active"]] == [fire.alert.id]
+    assert body["active"][0]["severity"] == "critical"
+    assert body["active"][0]["state"] == "firing"
+    states = {a["id"]: a["state"] for a in body["recent"]}
+    assert states == {fire.alert.id: "firing", gone.alert.id: "resolved"}
+
+    one = await fetch(app, f"/api/alerts/{gone.alert.id}")
+    assert one.status == 200
+    assert one.json()["cleared_at"] == NOW + 30
+    assert (await fetch(app, "/api/alerts/01NOSUCHALERT")).status == 404
 
 
 @pytest.mark.parametrize(
@@ -167,11 +171,9 @@ async def test_alerts_query(
 ) -> None:
     apply(book, signal("hd-0201"))
     apply(book, signal("hd-0202"), NOW + 1)
-    app = make_app(book=book, metrics=Metrics(), health=ok)
-    async with served(app) as (url, _), aiohttp.ClientSession() as http:
-        async with http.get(f"{url}/api/alerts{query}") as resp:
-            assert resp.status == status
-            body = await resp.json()
+    got = await fetch(make_app(book=book, metrics=Metrics(), health=ok), f"/api/alerts{query}")
+    assert got.status == status
+    body = got.json()
     if status == 200:
         assert len(body["active"]) == active
         assert len(body["recent"]) == recent
@@ -187,65 +189,60 @@ async def test_alerts_recent_comes_from_history_when_bound(book: AlertBook) -> N
         return [{"id": "01STORED", "state": "resolved"}]
 
     app = make_app(book=book, metrics=Metrics(), health=ok, history=history)
-    async with served(app) as (url, _), aiohttp.ClientSession() as http:
-        async with http.get(f"{url}/api/alerts?limit=50") as resp:
-            body = await resp.json()
+    got = await fetch(app, "/api/alerts?limit=50")
     assert asked == [50]
-    assert body == {"active": [], "recent": [{"id": "01STORED", "state": "resolved"}]}
+    assert got.json() == {"active": [], "recent": [{"id": "01STORED", "state": "resolved"}]}
 
 
 async def test_stream_sends_snapshot_then_raised_and_cleared(book: AlertBook) -> None:
     before = apply(book, signal("hd-0301", zone="B-2F"))
     app = make_app(book=book, metrics=Metrics(), health=ok)
-    async with served(app) as (url, _), aiohttp.ClientSession() as http:
-        async with http.get(f"{url}/api/alerts/stream") as resp:
-            assert resp.status == 200
-            assert resp.headers["Content-Type"].startswith("text/event-stream")
-            assert resp.headers["Cache-Control"] == "no-cache"
+    async with live_feed(app) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        assert resp.headers["Cache-Control"] == "no-cache"
 
-            snapshot = await next_event(resp.content)
-            assert snapshot.event == "snapshot"
-            assert [a["id"] for a in snapshot.json()["active"]] == [before.alert.id]
-            assert desk_connections(app) == 1
+        snapshot = await next_event(resp.content)
+        assert snapshot.event == "snapshot"
+        assert [a["id"] for a in snapshot.json()["active"]] == [before.alert.id]
+        assert desk_connections(app) == 1
 
-            raised = apply(book, signal("hd-0302", zone="DRILL-ZONE"), NOW + 5)
-            ev = await next_event(resp.content)
-            assert (ev.event, ev.id) == ("alert", raised.alert.id)
-            assert ev.json()["change"] == "raised"
-            assert ev.json()["alert"]["drill"] is True
+        raised = apply(book, signal("hd-0302", zone="DRILL-ZONE"), NOW + 5)
+        ev = await next_event(resp.content)
+        assert (ev.event, ev.id) == ("alert", raised.alert.id)
+        assert ev.json()["change"] == "raised"
+        assert ev.json()["alert"]["drill"] is True
 
-            cleared = apply(book, signal("hd-0302", zone="DRILL-ZONE", active=False), NOW + 9)
-            ev = await next_event(resp.content)
-            assert (ev.event, ev.id) == ("alert", raised.alert.id)
-            assert ev.json()["change"] == "cleared"
-            assert ev.json()["alert"]["cleared_at"] == cleared.alert.cleared_at == NOW + 9
+        cleared = apply(book, signal("hd-0302", zone="DRILL-ZONE", active=False), NOW + 9)
+        ev = await next_event(resp.content)
+        assert (ev.event, ev.id) == ("alert", raised.alert.id)
+        assert ev.json()["change"] == "cleared"
+        assert ev.json()["alert"]["cleared_at"] == cleared.alert.cleared_at == NOW + 9
 
 
 async def test_stream_keepalive_is_a_comment_and_a_ping(book: AlertBook) -> None:
     app = make_app(book=book, metrics=Metrics(), health=ok, keepalive=0.05)
-    async with served(app) as (url, _), aiohttp.ClientSession() as http:
-        async with http.get(f"{url}/api/alerts/stream") as resp:
-            snapshot = await next_event(resp.content)
-            assert snapshot.json() == {"active": [], "keepalive": 0.05}
-            for _ in range(2):
-                ev = await next_event(resp.content, within=2)
-                assert ev.comments == ["keep-alive"]
-                assert ev.event == "ping"
+    async with live_feed(app) as resp:
+        snapshot = await next_event(resp.content)
+        assert snapshot.json() == {"active": [], "keepalive": 0.05}
+        for _ in range(2):
+            ev = await next_event(resp.content, within=2)
+            assert ev.comments == ["keep-alive"]
+            assert ev.event == "ping"
 
 
 async def test_stream_resends_snapshot_when_the_desk_fell_behind(book: AlertBook) -> None:
     app = make_app(book=book, metrics=Metrics(), health=ok)
-    async with served(app) as (url, _), aiohttp.ClientSession() as http:
-        async with http.get(f"{url}/api/alerts/stream") as resp:
-            await next_event(resp.content)
-            # No await in between: the stream cannot drain, its subscription overflows.
-            for n in range(300):
-                apply(book, signal(f"hd-{n:04d}"), NOW + n)
-            first = await next_event(resp.content)
-            assert first.event == "alert"
-            again = await next_event(resp.content)
-            assert again.event == "snapshot"
-            assert len(again.json()["active"]) == 300
+    async with live_feed(app) as resp:
+        await next_event(resp.content)
+        # No await in between: the stream cannot drain, its subscription overflows.
+        for n in range(300):
+            apply(book, signal(f"hd-{n:04d}"), NOW + n)
+        first = await next_event(resp.content)
+        assert first.event == "alert"
+        again = await next_event(resp.content)
+        assert again.event == "snapshot"
+        assert len(again.json()["active"]) == 300
 
 
 async def test_shutdown_ends_open_streams_quickly(book: AlertBook) -> None:
@@ -299,39 +296,40 @@ def failing_health() -> Mapping[str, Any]:
 async def test_healthz(
     book: AlertBook, health: Callable[[], Mapping[str, Any]], status: int, body: dict[str, Any]
 ) -> None:
-    app = make_app(book=book, metrics=Metrics(), health=health)
-    async with served(app) as (url, _), aiohttp.ClientSession() as http:
-        async with http.get(f"{url}/healthz") as resp:
-            assert resp.status == status
-            assert resp.content_type == "application/json"
-            assert await resp.json() == body
+    got = await fetch(make_app(book=book, metrics=Metrics(), health=health), "/healthz")
+    assert got.status == status
+    assert got.headers["Content-Type"].startswith("application/json")
+    assert got.json() == body
 
 
 async def test_metrics_page(book: AlertBook) -> None:
     metrics = Metrics()
     metrics.event("fire.detector.alarm")
-    app = make_app(book=book, metrics=metrics, health=ok)
-    async with served(app) as (url, _), aiohttp.ClientSession() as http:
-        async with http.get(f"{url}/metrics") as resp:
-            assert resp.status == 200
-            assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
-            text = await resp.text()
+    got = await fetch(make_app(book=book, metrics=metrics, health=ok), "/metrics")
+    assert got.status == 200
+    assert got.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    text = got.body.decode()
     assert 'gateway_events_total{kind="fire.detector.alarm"} 1.0' in text
     assert "gateway_build_info{" in text
 
 
-async def test_desk_page_and_its_assets_are_served_locally(book: AlertBook) -> None:
-    app = make_app(book=book, metrics=Metrics(), health=ok)
-    async with served(app) as (url, _), aiohttp.ClientSession() as http:
-        async with http.get(f"{url}/") as resp:
-            assert resp.status == 200
-            assert resp.content_type == "text/html"
-            assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
-            page = await resp.text()
-        assert "/static/desk.js" in page
-        assert "http" not in page.replace("http-equiv", "")  # air-gapped: nothing remote
-        for asset, kind in (("desk.js", "javascript"), ("desk.css", "text/css")):
-            async with http.get(f"{url}/static/{asset}") as resp:
-                assert resp.status == 200
-                assert kind in resp.content_type
-                assert "http" not in await resp.text()
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("/", "text/html"),
+        ("/static/desk.js", "javascript"),
+        ("/static/desk.css", "text/css"),
+    ],
+)
+async def test_desk_page_and_assets_are_served_locally(
+    book: AlertBook, path: str, content_type: str
+) -> None:
+    got = await fetch(make_app(book=book, metrics=Metrics(), health=ok), path)
+    assert got.status == 200
+    assert content_type in got.headers["Content-Type"]
+    # The site is air-gapped: nothing may be loaded from elsewhere.
+    assert b"http:" not in got.body
+    assert b"https:" not in got.body
+    if path == "/":
+        assert b"/static/desk.js" in got.body
+        assert "default-src 'self'" in got.headers["Content-Security-Policy"]

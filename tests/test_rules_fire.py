@@ -337,15 +337,32 @@ def test_any_item_ends_silence_and_comes_first() -> None:
     d = Detector("A1R", heartbeat_s=30.0)
     d.tick(T0)
     d.tick(T0 + 100)
-    d.t = T0 + 120
+    d.t = T0 + 120  # the reading below arrives one step (5 s) later
     d.temps([70.0])
     assert d.transitions() == [
         ("device.stale", True),
         ("device.stale", False),
         ("fire.static", True),
     ]
+    assert d.first("device.stale").summary == (
+        "Heat detector hd-main-03 not heard in 100 s since start-up (heartbeat every 30 s)"
+    )
     back = d.first("device.stale", active=False)
-    assert back.summary.startswith("Heat detector hd-main-03 heard again after")
+    assert back.summary == "Heat detector hd-main-03 heard again, 125 s after start-up"
+
+
+def test_silence_summaries_of_a_detector_heard_before() -> None:
+    d = Detector("A1R", heartbeat_s=30.0)
+    d.tick(T0)
+    d.heartbeat(T0 + 10)
+    d.tick(T0 + 100)
+    d.heartbeat(T0 + 130)
+    assert d.first("device.stale").summary == (
+        "Heat detector hd-main-03 silent for 90 s (heartbeat every 30 s)"
+    )
+    assert d.first("device.stale").data == {"silent_s": 90.0, "heartbeat_s": 30.0}
+    back = d.first("device.stale", active=False)
+    assert back.summary == "Heat detector hd-main-03 heard again after 120 s of silence"
 
 
 def test_nothing_changed_returns_the_shared_empty_list() -> None:

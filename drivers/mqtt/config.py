@@ -23,3 +23,7 @@ class DetectorBinding:
     device_id: str
     zone: str
     topic: str
+    # The flags the gateway last knew (from alerts still firing at start-up), so that a
+    # detector that went quiet in alarm is cleared when it next reports normal.
+    alarm: bool = False
+    fault: str | None = None

@@ -43,7 +43,10 @@ class MqttDeviceDriver:
         self.name = name
         self._endpoint = endpoint
         self._by_topic = {d.topic: d for d in detectors}
-        self._memory = {d.device_id: DetectorMemory() for d in self._by_topic.values()}
+        self._memory = {
+            d.device_id: DetectorMemory(alarm=d.alarm, fault=d.fault)
+            for d in self._by_topic.values()
+        }
         self._profile = profile
         self._sink = sink
         self._clock = clock or SystemClock()

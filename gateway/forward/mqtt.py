@@ -137,7 +137,12 @@ class MqttForwarder:
         if self._on_delivered is not None:
             self._on_delivered(row, self._clock.now())
         done = self._store.submit(WriteBatch(outbox_acked=[row.id]))
-        done.add_done_callback(lambda _f, rid=row.id: self._acked_pending.discard(rid))
+        row_id = row.id
+
+        def forget(_: asyncio.Future[None]) -> None:
+            self._acked_pending.discard(row_id)
+
+        done.add_done_callback(forget)
 
 
 def is_alarm_row(row: OutboxRow) -> bool:

@@ -335,7 +335,9 @@ class FireRules:
             silent = now - d.heard
         else:
             silent = now - (now if self._first_tick is None else self._first_tick)
-        if not active:
+        if not active and d.heard is None:
+            summary = f"Heat detector {spec.id} heard again, {silent:.0f} s after start-up"
+        elif not active:
             summary = f"Heat detector {spec.id} heard again after {silent:.0f} s of silence"
         elif d.heard is None:
             summary = (

@@ -8,6 +8,7 @@ event loop never waits on the disk and a resolved future means the rows are dura
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import queue
@@ -26,8 +27,10 @@ log = logging.getLogger("gateway.store")
 
 DAY = 86_400.0
 # Rows per retention transaction: small enough that queued alarms commit between two
-# chunks within milliseconds, and that a size cut overshoots its bound by little.
-RETENTION_CHUNK = 5_000
+# chunks within milliseconds. A cut for size re-measures after each chunk, so its
+# chunk is smaller: it overshoots the bound by at most one chunk.
+AGE_CHUNK = 5_000
+SIZE_CHUNK = 1_000
 
 
 @dataclass(frozen=True)
@@ -154,8 +157,15 @@ class Writer:
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, item: _Item) -> None:
-        self._queue.put(item)
+    def submit(self, batch: WriteBatch, future: asyncio.Future[None], now: float) -> None:
+        self._queue.put(_Submitted(batch, future, now))
+
+    def retain(self, now: float, future: asyncio.Future[dict[str, int]]) -> None:
+        self._queue.put(_RetentionRun(now, future))
+
+    def stop(self, future: asyncio.Future[None]) -> None:
+        """Everything queued before this is committed first; then the connection closes."""
+        self._queue.put(_Stop(future))
 
     @property
     def queue_depth(self) -> int:
@@ -270,10 +280,9 @@ class Writer:
     def _resolve(
         self, futures: list[asyncio.Future[_T]], result: _T | None, error: BaseException | None
     ) -> None:
-        try:
+        # RuntimeError: the loop is closed, nobody is left to tell.
+        with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(_settle, futures, result, error)
-        except RuntimeError:
-            pass  # the loop is closed: nobody is left to tell
 
     def _retain(self, run: _RetentionRun) -> None:
         try:
@@ -316,10 +325,10 @@ class Writer:
             n = self._delete_chunk(
                 f"DELETE FROM {table} WHERE rowid IN"
                 f" (SELECT rowid FROM {table} WHERE {where} LIMIT ?)",
-                [*params, RETENTION_CHUNK],
+                [*params, AGE_CHUNK],
             )
             total += n
-            if n < RETENTION_CHUNK:
+            if n < AGE_CHUNK:
                 return total
 
     def _shrink(self, table: str, oldest_by: str, limit: int) -> int:
@@ -328,7 +337,7 @@ class Writer:
             n = self._delete_chunk(
                 f"DELETE FROM {table} WHERE rowid IN"
                 f" (SELECT rowid FROM {table} ORDER BY {oldest_by} LIMIT ?)",
-                [RETENTION_CHUNK],
+                [SIZE_CHUNK],
             )
             if n == 0:
                 break
