@@ -258,7 +258,7 @@ class SecretRef(_Model):
     """Where a secret lives (exactly one of env / file / credential); never the secret itself."""
 
     env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
-    file: Text | None = None
+    file: Text | None = None  # best absolute: a relative path follows the working directory
     # A systemd credential, read from $CREDENTIALS_DIRECTORY/<name> (LoadCredential=).
     credential: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")] | None = None
 
@@ -621,8 +621,8 @@ def main_check_config(path: str) -> int:
     enabled = sum(1 for d in site.devices if d.enabled)
     print(
         f"{path}: ok: site {site.site.id}, {len(site.buildings)} buildings, {zones} zones, "
-        f"{len(site.devices)} devices ({enabled} enabled), {len(site.brokers)} brokers, "
-        f"{len(site.forwarding)} forwarding targets"
+        f"{len(site.devices)} devices ({enabled} enabled), brokers: {len(site.brokers)}, "
+        f"forwarding targets: {len(site.forwarding)}"
     )
     return 0
 

@@ -19,13 +19,13 @@ log = logging.getLogger("gateway.demo")
 # (seconds after start, action, device, detail): a fast-rising fire in office building A,
 # a dirty detector in the health building, a weak battery, and a detector that goes silent.
 SCENARIO: list[tuple[float, str, str, str]] = [
-    (15, "fire", "hd-main-07", "fast"),
-    (25, "fault", "hd-health-03", "dirty"),
-    (35, "low_battery", "hd-main-20", ""),
-    (40, "silence", "hd-main-30", ""),
-    (120, "extinguish", "hd-main-07", ""),
-    (150, "clear_fault", "hd-health-03", ""),
-    (160, "resume", "hd-main-30", ""),
+    (5, "fire", "hd-main-07", "fast"),
+    (8, "fault", "hd-health-03", "dirty"),
+    (12, "low_battery", "hd-main-20", ""),
+    (15, "silence", "hd-main-30", ""),
+    (240, "extinguish", "hd-main-07", ""),
+    (260, "clear_fault", "hd-health-03", ""),
+    (280, "resume", "hd-main-30", ""),
 ]
 DEMO_INTERVAL_S = 10.0  # detectors report every 10 s in the demo (30 s on site)
 

@@ -177,8 +177,9 @@ class Pipeline:
         self._metrics.device_transition(source, state)
         keys = [a.key for a in self._book.active() if a.source == source]
         wb.outbox.extend(state_rows(source, state, now, keys, self._targets))
-        log.info("device=%s state=%s previous=%s detail=%r", source, state, previous or "-",
-                 detail)
+        # A device heard for the first time since start-up is news only when debugging.
+        log.log(logging.DEBUG if previous is None else logging.INFO,
+                "device=%s state=%s previous=%s detail=%r", source, state, previous or "-", detail)
 
     def _submit(self, wb: WriteBatch, pending: _Pending) -> None:
         if not (wb.events or wb.minutes or wb.alerts or wb.outbox or wb.device_states):

@@ -42,8 +42,10 @@ buildings:
       - {id: main-office-a, name: office A}
       - {id: main-canteen, name: canteen, test_mode: true}
 devices:
-  - {driver: mqtt, id: hd-main-01, kind: heat_detector, zone: main-office-a, broker: site, topic: t/hd-main-01}
-  - {driver: mqtt, id: hd-main-02, kind: heat_detector, zone: main-canteen, broker: site, topic: t/hd-main-02, enabled: false}
+  - {driver: mqtt, id: hd-main-01, kind: heat_detector, zone: main-office-a, broker: site,
+     topic: t/hd-main-01}
+  - {driver: mqtt, id: hd-main-02, kind: heat_detector, zone: main-canteen, broker: site,
+     topic: t/hd-main-02, enabled: false}
 """
 
 
@@ -209,7 +211,8 @@ def test_main_check_config_prints_a_summary_and_exits_0(
     assert main_check_config(str(SITE)) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1
-    assert re.search(r": ok: site furong, 2 buildings, 13 zones, 170 devices \(48 enabled\)", out[0])
+    summary = ": ok: site furong, 2 buildings, 13 zones, 170 devices (48 enabled)"
+    assert summary in out[0]
 
 
 def test_main_check_config_prints_each_issue_and_exits_1(
@@ -282,18 +285,34 @@ def test_cross_checks_also_hold_without_the_loader() -> None:
 @pytest.mark.parametrize(
     ("address", "endpoint", "link"),
     [
-        ("tcp://198.51.100.11:502/1", ModbusEndpoint("tcp", 1, host="198.51.100.11"), "tcp://198.51.100.11:502"),
+        (
+            "tcp://198.51.100.11:502/1",
+            ModbusEndpoint("tcp", 1, host="198.51.100.11"),
+            "tcp://198.51.100.11:502",
+        ),
         ("tcp://meter-gw/247", ModbusEndpoint("tcp", 247, host="meter-gw"), "tcp://meter-gw:502"),
-        ("tcp://[2001:db8::1]:1502/3", ModbusEndpoint("tcp", 3, host="2001:db8::1", port=1502), "tcp://[2001:db8::1]:1502"),
-        ("rtu:///dev/ttyUSB0?baud=9600&unit=1", ModbusEndpoint("rtu", 1, serial_port="/dev/ttyUSB0"), "rtu:///dev/ttyUSB0"),
+        (
+            "tcp://[2001:db8::1]:1502/3",
+            ModbusEndpoint("tcp", 3, host="2001:db8::1", port=1502),
+            "tcp://[2001:db8::1]:1502",
+        ),
+        (
+            "rtu:///dev/ttyUSB0?baud=9600&unit=1",
+            ModbusEndpoint("rtu", 1, serial_port="/dev/ttyUSB0"),
+            "rtu:///dev/ttyUSB0",
+        ),
         (
             "rtu:///dev/ttyS1?unit=12&baud=19200&parity=E&stopbits=2",
             ModbusEndpoint("rtu", 12, serial_port="/dev/ttyS1", baud=19200, parity="E", stopbits=2),
             "rtu:///dev/ttyS1",
         ),
-        ("rtu:///dev/ttyUSB0?unit=5", ModbusEndpoint("rtu", 5, serial_port="/dev/ttyUSB0"), "rtu:///dev/ttyUSB0"),
+        (
+            "rtu:///dev/ttyUSB0?unit=5",
+            ModbusEndpoint("rtu", 5, serial_port="/dev/ttyUSB0"),
+            "rtu:///dev/ttyUSB0",
+        ),
     ],
-)  # fmt: skip
+)
 def test_modbus_address_parses(address: str, endpoint: ModbusEndpoint, link: str) -> None:
     assert parse_modbus_address(address) == endpoint
     assert endpoint.link == link
@@ -379,7 +398,7 @@ def test_static_threshold_must_lie_in_its_en54_5_band(given: dict[str, float], o
         [(klass, value)] = given.items()
         assert rules.static_threshold_c[klass] == value
     else:
-        with pytest.raises(ValidationError, match="outside the EN 54-5|unknown heat detector"):
+        with pytest.raises(ValidationError, match=r"outside the EN 54-5|unknown heat detector"):
             FireRulesConfig(static_threshold_c=given)
 
 
@@ -428,9 +447,9 @@ def test_secret_reference_forms(ref: object, ok: bool) -> None:
 def test_resolve_secret_from_env() -> None:
     ref = SecretRef(env="GATEWAY_BROKER_PASSWORD")
     assert resolve_secret(ref, {"GATEWAY_BROKER_PASSWORD": "pw-1"}) == "pw-1"
-    with pytest.raises(ConfigError, match="^secret GATEWAY_BROKER_PASSWORD is not set$"):
+    with pytest.raises(ConfigError, match=r"^secret GATEWAY_BROKER_PASSWORD is not set$"):
         resolve_secret(ref, {})
-    with pytest.raises(ConfigError, match="^secret GATEWAY_BROKER_PASSWORD is empty$"):
+    with pytest.raises(ConfigError, match=r"^secret GATEWAY_BROKER_PASSWORD is empty$"):
         resolve_secret(ref, {"GATEWAY_BROKER_PASSWORD": ""})
 
 
@@ -474,7 +493,8 @@ def test_resolve_secret_from_systemd_credential(tmp_path: Path) -> None:
 
 
 def test_check_config_resolves_secrets_from_the_given_environment(tmp_path: Path) -> None:
-    (tmp_path / "token").write_text("tok\n")
+    token = tmp_path / "token"
+    token.write_text("tok\n")
     path = _write(
         tmp_path,
         MINIMAL.replace(
@@ -482,7 +502,7 @@ def test_check_config_resolves_secrets_from_the_given_environment(tmp_path: Path
             "  site: {host: 127.0.0.1, username: gw, password: {env: PW}}",
         )
         + "forwarding:\n"
-        f"  - {{kind: webhook, id: city, url: 'https://h/a', token: {{file: {tmp_path / 'token'}}}}}\n",
+        f"  - {{kind: webhook, id: city, url: 'https://h/a', token: {{file: {token}}}}}\n",
     )
     assert check_config(path, environ={"PW": "x"}) == []
     assert [(i.line, i.key) for i in check_config(path, environ={})] == [

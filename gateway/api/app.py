@@ -138,7 +138,8 @@ async def _alerts(request: web.Request) -> web.Response:
         raise _bad_request("limit must be an integer") from None
     if not 1 <= limit <= MAX_LIMIT:
         raise _bad_request(f"limit must be between 1 and {MAX_LIMIT}")
-    active = [a.to_json() for a in desk.book.active()[:limit]]
+    # `limit` bounds only the history: every firing alert is always listed.
+    active = [a.to_json() for a in desk.book.active()]
     recent: list[dict[str, Any]] = []
     if state == "all":
         if desk.history is not None:

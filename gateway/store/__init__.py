@@ -66,9 +66,9 @@ class Store:
         if applied:
             log.info("store migrated path=%s versions=%s", self.path, applied)
         self._writer = Writer(connect_writer(self.path), loop, self.retention)
-        self._writer.start()
         self._reader = connect_reader(self.path)
         self._loop = loop
+        self._writer.start()
 
     def submit(self, batch: WriteBatch) -> asyncio.Future[None]:
         """Queue `batch` (from the loop thread; never blocks). The future resolves once

@@ -138,7 +138,7 @@ def _settle(
 
 
 class Writer:
-    """The writer thread. Only `put` and the counters are touched from the loop thread."""
+    """The writer thread. The loop thread calls only submit, retain, stop and reads counters."""
 
     def __init__(
         self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop, retention: Retention
@@ -172,6 +172,14 @@ class Writer:
         return self._queue.qsize() + len(self._backlog)
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        except BaseException:
+            # Only a bug gets here; say so loudly, the futures still queued never resolve.
+            log.critical("store writer thread died", exc_info=True)
+            raise
+
+    def _serve(self) -> None:
         while True:
             if not self._backlog:
                 self._backlog.append(self._queue.get())
