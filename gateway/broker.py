@@ -8,7 +8,6 @@ import asyncio
 import logging
 import shutil
 import socket
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ class LocalBroker:
             1883 if port_is_free(host, 1883) else free_port(host)
         )
         self.kind = ""
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: asyncio.subprocess.Process | None = None
         self._amqtt: Any = None
         self._dir: Path | None = None
 
@@ -58,7 +57,7 @@ class LocalBroker:
                 f"listener {self.port} {self.host}\nallow_anonymous true\n"
                 "persistence false\nlog_dest none\n"
             )
-            self._proc = subprocess.Popen([binary, "-c", str(conf)])
+            self._proc = await asyncio.create_subprocess_exec(binary, "-c", str(conf))
             self.kind = "mosquitto"
         else:
             from amqtt.broker import Broker
@@ -74,8 +73,8 @@ class LocalBroker:
         await self._wait_listening()
         log.info("broker=%s listening=%s:%d", self.kind, self.host, self.port)
 
-    async def _wait_listening(self, timeout: float = 10.0) -> None:
-        async with asyncio.timeout(timeout):
+    async def _wait_listening(self) -> None:
+        async with asyncio.timeout(10.0):
             while True:
                 try:
                     _, writer = await asyncio.open_connection(self.host, self.port)
@@ -90,9 +89,11 @@ class LocalBroker:
         if self._proc is not None:
             self._proc.terminate()
             try:
-                await asyncio.to_thread(self._proc.wait, 5)
-            except subprocess.TimeoutExpired:
+                async with asyncio.timeout(5.0):
+                    await self._proc.wait()
+            except TimeoutError:
                 self._proc.kill()
+                await self._proc.wait()
             self._proc = None
         if self._amqtt is not None:
             await self._amqtt.shutdown()

@@ -182,7 +182,7 @@ class Pipeline:
                 "device=%s state=%s previous=%s detail=%r", source, state, previous or "-", detail)
 
     def _submit(self, wb: WriteBatch, pending: _Pending) -> None:
-        if not (wb.events or wb.minutes or wb.alerts or wb.outbox or wb.device_states):
+        if not (wb.events or wb.minutes or wb.alerts or wb.outbox or wb.device_states or wb.audit):
             return
         done = self._store.submit(wb)
         has_outbox = bool(wb.outbox)

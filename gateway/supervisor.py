@@ -101,7 +101,7 @@ class Supervisor:
             except AuthError as exc:
                 reason = f"auth: {exc}"
                 delay = self.backoff.longest()
-            except Exception as exc:  # noqa: BLE001 - any driver failure means: restart it
+            except Exception as exc:  # any driver failure means: restart it
                 reason = f"{type(exc).__name__}: {exc}"
                 delay = self.backoff.next_delay()
             self.restarts += 1

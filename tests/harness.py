@@ -159,7 +159,7 @@ class DeskSubscriber:
     def changes(self) -> set[tuple[str, str]]:
         return {(m["alert"]["id"], m["change"]) for m in self.messages}
 
-    def keys(self, change: str = "raised") -> list[str]:
+    def alert_keys(self, change: str = "raised") -> list[str]:
         return [m["alert"]["key"] for m in self.messages if m["change"] == change]
 
     async def wait_for(self, predicate: Any, timeout: float = 20.0) -> None:

@@ -122,7 +122,7 @@ async def next_event(content: aiohttp.StreamReader, within: float = 5.0) -> SseE
 async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> None:
     async with asyncio.timeout(within):
         # The book announces no unsubscription, so its counter is polled.
-        while not predicate():  # noqa: ASYNC110
+        while not predicate():
             await asyncio.sleep(0.01)
 
 

@@ -67,7 +67,7 @@ class Page:
         """Wait (in real time) until the expression is true in the page."""
         async with asyncio.timeout(within):
             # The page announces nothing to the test, so it is polled.
-            while not await self.eval(expression):  # noqa: ASYNC110
+            while not await self.eval(expression):
                 await asyncio.sleep(0.05)
 
 

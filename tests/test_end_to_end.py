@@ -31,7 +31,7 @@ async def test_a_fire_becomes_an_alert_on_the_broker_and_in_sqlite(
     ):
         await hd.send("hd-02", 24.0)
         await hd.send("hd-02", 61.0, alarm=True)
-        await desk.wait_for(lambda d: "fire.alarm:hd-02" in d.keys("raised"))
+        await desk.wait_for(lambda d: "fire.alarm:hd-02" in d.alert_keys("raised"))
         raised = next(m for m in desk.messages if m["change"] == "raised"
                       and m["alert"]["key"] == "fire.alarm:hd-02")
         assert raised["_topic"] == f"{PREFIX}/alert/hd-02"
@@ -39,7 +39,7 @@ async def test_a_fire_becomes_an_alert_on_the_broker_and_in_sqlite(
         assert raised["alert"]["zone"] == "main-office-a"
 
         await hd.send("hd-02", 30.0, alarm=False)
-        await desk.wait_for(lambda d: "fire.alarm:hd-02" in d.keys("cleared"))
+        await desk.wait_for(lambda d: "fire.alarm:hd-02" in d.alert_keys("cleared"))
         cleared = next(m for m in desk.messages if m["change"] == "cleared"
                        and m["alert"]["key"] == "fire.alarm:hd-02")
         assert cleared["alert"]["id"] == raised["alert"]["id"]
@@ -79,8 +79,8 @@ async def test_broker_outage_loses_no_alert(tmp_path: Path) -> None:
             assert isinstance(waiting, int) and waiting >= 6  # held durably while away
             upstream.start()
             await desk.wait_for(
-                lambda d: expected <= set(d.keys("raised"))
-                and "fire.alarm:hd-01" in d.keys("cleared"), timeout=60)
+                lambda d: expected <= set(d.alert_keys("raised"))
+                and "fire.alarm:hd-01" in d.alert_keys("cleared"), timeout=60)
             async with asyncio.timeout(15):
                 while db_rows(gw.db_path, "select count(*) from outbox")[0][0] != 0:
                     await asyncio.sleep(0.1)
@@ -108,14 +108,14 @@ async def test_half_open_link_loses_no_alert(tmp_path: Path) -> None:
                 detectors(site_broker.host, site_broker.port) as hd,
             ):
                 await hd.send("hd-01", 62.0, alarm=True)
-                await desk.wait_for(lambda d: "fire.alarm:hd-01" in d.keys())
+                await desk.wait_for(lambda d: "fire.alarm:hd-01" in d.alert_keys())
                 proxy.black_hole = True
                 for n in range(2, 6):
                     await hd.send(f"hd-{n:02d}", 60.0 + n, alarm=True)
                     await asyncio.sleep(3)
                 proxy.black_hole = False
                 expected = {f"fire.alarm:hd-{n:02d}" for n in range(1, 6)}
-                await desk.wait_for(lambda d: expected <= set(d.keys()), timeout=60)
+                await desk.wait_for(lambda d: expected <= set(d.alert_keys()), timeout=60)
                 async with asyncio.timeout(15):
                     while db_rows(gw.db_path, "select count(*) from outbox")[0][0] != 0:
                         await asyncio.sleep(0.1)
@@ -157,7 +157,7 @@ async def test_malformed_payloads_are_counted_logged_once_and_the_daemon_goes_on
             await raw.publish("furong/fire/heat/hd-nowhere-99",
                               b'{"seq":1,"temp_c":20,"alarm":true,"battery_pct":50}', qos=1)
         await hd.send("hd-04", 63.0, alarm=True)
-        await desk.wait_for(lambda d: "fire.alarm:hd-04" in d.keys())
+        await desk.wait_for(lambda d: "fire.alarm:hd-04" in d.alert_keys())
         page = gw.metrics.render()[0].decode()
     for reason in [*bad, "unknown_device"]:
         line = f'gateway_payloads_rejected_total{{driver="mqtt",reason="{reason}"}} 3.0'

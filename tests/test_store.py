@@ -426,7 +426,7 @@ def test_kill_9_leaves_a_consistent_database(tmp_path: Path, kill_after_lines: i
     path = tmp_path / "gateway.db"
     argv = [sys.executable, "-c", CRASH_CHILD, str(path)]
     # The argv is ours: this interpreter, a fixed snippet and a tmp_path.
-    with subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, text=True) as child:  # noqa: S603
+    with subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, text=True) as child:
         assert child.stdout is not None
         acknowledged = 0
         try:
