@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 
-import aiomqtt
-
+from drivers.mqtt import wire
 from drivers.mqtt.config import BrokerEndpoint, DetectorBinding
 from drivers.mqtt.heat_detector import (
     DetectorMemory,
@@ -13,9 +13,12 @@ from drivers.mqtt.heat_detector import (
     decode_report,
     normalise,
 )
+from drivers.mqtt.session import IngestSession
 from gateway.clock import Clock, SystemClock
 from gateway.contract import Link, Sink
-from gateway.errors import PayloadRejected, Unreachable
+from gateway.errors import AuthError, PayloadRejected, Unreachable
+
+CONNECT_TIMEOUT_S = 10.0
 
 
 def topic_filters(topics: Iterable[str]) -> list[str]:
@@ -54,24 +57,53 @@ class MqttDeviceDriver:
 
     async def run(self, link: Link) -> None:
         ep = self._endpoint
+        loop = asyncio.get_running_loop()
         try:
-            async with aiomqtt.Client(
-                ep.host,
-                ep.port,
-                username=ep.username,
-                password=ep.password,
-                identifier=ep.client_id,
-                keepalive=ep.keepalive_s,
-                clean_session=True,
-                timeout=10,
-            ) as client:
-                for flt in topic_filters(self._by_topic):
-                    await client.subscribe(flt, qos=1)
-                link.up()
-                async for message in client.messages:
-                    await self._handle(str(message.topic), message.payload)
-        except aiomqtt.MqttError as exc:
-            raise Unreachable(f"broker {ep.host}:{ep.port}: {exc}") from exc
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                _, session = await loop.create_connection(IngestSession, ep.host, ep.port)
+        except (OSError, TimeoutError) as exc:
+            raise Unreachable(f"broker {ep.host}:{ep.port}: {exc or 'connect timed out'}") from exc
+        try:
+            await self._open(session, link)
+            session.start_keepalive(ep.keepalive_s)
+            while True:
+                batch = await session.next_batch()
+                acks = []
+                for publish in batch:
+                    await self._handle(publish.topic, publish.payload)
+                    if publish.qos:
+                        acks.append(wire.puback(publish.packet_id))
+                if acks:
+                    # Acked once on the bus; until then the broker keeps it for this session.
+                    session.send(b"".join(acks))
+        finally:
+            session.close()
+
+    async def _open(self, session: IngestSession, link: Link) -> None:
+        ep = self._endpoint
+        session.send(wire.connect(
+            ep.client_id or f"gw-ingest-{self.name}", ep.keepalive_s,
+            # A persistent session: while the gateway restarts, the broker keeps the
+            # detectors' QoS 1 reports (alarms, faults) for it.
+            clean_session=False, username=ep.username, password=ep.password,
+        ))
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                code = await session.connack
+                if code in (4, 5):
+                    raise AuthError(f"broker {ep.host}:{ep.port}: {wire.CONNACK_REASONS[code]}")
+                if code:
+                    reason = wire.CONNACK_REASONS.get(code, f"code {code}")
+                    raise Unreachable(f"broker {ep.host}:{ep.port} refused: {reason}")
+                filters = topic_filters(self._by_topic)
+                session.send(wire.subscribe(1, [(f, 1) for f in filters]))
+                granted = await session.suback
+        except TimeoutError:
+            raise Unreachable(f"broker {ep.host}:{ep.port}: no CONNACK/SUBACK") from None
+        link.up()
+        refused = [f for f, code in zip(filters, granted, strict=False) if code == 0x80]
+        if refused:
+            link.degraded(f"subscription refused: {', '.join(refused)}")
 
     async def _handle(self, topic: str, payload: object) -> None:
         self.messages += 1

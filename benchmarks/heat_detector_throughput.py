@@ -1,0 +1,187 @@
+"""Heat detectors through a real mosquitto: sustained telemetry, alarm latency under that
+load, the gateway's CPU per 1,000 reports and its peak RSS.
+
+Three processes on this machine: mosquitto, the gateway daemon, the telemetry simulator
+(raw MQTT frames, QoS 0, 40 detectors). This process is the alarm side: it makes the
+other 8 detectors alarm (QoS 1) and times each until its alert arrives on the alert topic.
+
+    .venv/bin/python benchmarks/heat_detector_throughput.py --rate 10000 --seconds 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import aiomqtt
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.brokers import Mosquitto, free_port  # noqa: E402
+from tests.harness import PREFIX, report, write_site  # noqa: E402
+
+TELEMETRY_DEVICES = [f"hd-{n:02d}" for n in range(1, 41)]
+ALARM_DEVICES = [f"hd-{n:02d}" for n in range(41, 49)]
+
+
+def scrape(port: int) -> dict[str, float]:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    values: dict[str, float] = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime + stime
+    return ticks / 100.0
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def wait_healthy(port: int) -> None:
+    async with asyncio.timeout(30):
+        while True:
+            try:
+                doc = json.loads(await asyncio.to_thread(
+                    lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz",
+                                                   timeout=1).read()))
+                if all(s == "up" for s in doc["links"].values()):
+                    return
+            except OSError:
+                pass
+            await asyncio.sleep(0.2)
+
+
+async def alarm_side(host: str, port: int, seconds: float, every: float) -> list[float]:
+    """Raise and clear alarms on the alarm detectors; return detector-publish to
+    alert-received latencies in seconds."""
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+    seq = dict.fromkeys(ALARM_DEVICES, 0)
+
+    async def listen(client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            assert isinstance(message.payload, bytes)
+            doc = json.loads(message.payload)
+            alert = doc["alert"]
+            if doc["change"] == "raised" and alert["rule"] == "fire.alarm":
+                t0 = sent_at.pop(alert["source"], None)
+                if t0 is not None:
+                    latencies.append(time.time() - t0)
+
+    async with (
+        aiomqtt.Client(host, port, identifier="bench-desk") as desk,
+        aiomqtt.Client(host, port, identifier="bench-alarms") as detectors,
+    ):
+        await desk.subscribe(f"{PREFIX}/alert/#", qos=1)
+        listener = asyncio.create_task(listen(desk))
+        deadline = time.monotonic() + seconds
+        turn = 0
+        while time.monotonic() < deadline:
+            device = ALARM_DEVICES[turn % len(ALARM_DEVICES)]
+            turn += 1
+            for alarm in (True, False):
+                seq[device] += 1
+                if alarm:
+                    sent_at[device] = time.time()
+                await detectors.publish(f"furong/fire/heat/{device}",
+                                        report(seq[device], 30.0, alarm=alarm), qos=1)
+            await asyncio.sleep(every)
+        await asyncio.sleep(2)
+        listener.cancel()
+    return latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rate", type=float, default=10_000, help="telemetry reports/s")
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--alarm-every", type=float, default=0.25)
+    args = parser.parse_args()
+
+    with Mosquitto() as broker, tempfile.TemporaryDirectory() as tmp:
+        site = write_site(Path(tmp), devices=(broker.host, broker.port), detectors=48)
+        http = free_port()
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "run", "--site", str(site),
+             "--http-port", str(http), "--log-level", "warning"],
+            cwd=ROOT, stderr=(Path(tmp) / "gateway.log").open("w"),
+        )
+        try:
+            await wait_healthy(http)
+            before = scrape(http)
+            cpu0 = cpu_seconds(gateway.pid)
+            blaster = await asyncio.create_subprocess_exec(
+                sys.executable, "-c",
+                "import asyncio, json, sys\n"
+                "from simulators.heat_detectors import blast\n"
+                f"r = asyncio.run(blast({broker.host!r}, {broker.port}, {args.rate}, "
+                f"{args.seconds}, {TELEMETRY_DEVICES!r}, alarm_every=None))\n"
+                "print(json.dumps({'sent': r.total, 'wall_s': r.wall_s, "
+                "'cpu_us': r.cpu_us_per_message}))\n",
+                cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+            )
+            latencies = await alarm_side(broker.host, broker.port, args.seconds,
+                                         args.alarm_every)
+            out, _ = await blaster.communicate()
+            sim = json.loads(out)
+            # Let the gateway finish what is queued, then read its counters.
+            last = -1.0
+            while True:
+                await asyncio.sleep(1.0)
+                now = scrape(http)["gateway_readings_total"]
+                if now == last:
+                    break
+                last = now
+            cpu = cpu_seconds(gateway.pid) - cpu0
+            after = scrape(http)
+            rss = peak_rss_mib(gateway.pid)
+        finally:
+            gateway.terminate()
+            gateway.wait(timeout=10)
+
+    readings = after["gateway_readings_total"] - before["gateway_readings_total"]
+    alarm_reports = 2 * len(latencies)  # raise + clear per measured alarm (approximately)
+    reports = readings / 2  # every report carries temperature and battery
+    telemetry_received = reports - alarm_reports
+    dropped = after.get('gateway_bus_dropped_total{lane="telemetry"}', 0.0)
+    lost = sim["sent"] - telemetry_received
+    print(f"offered:            {args.rate:,.0f} reports/s for {args.seconds:.0f} s "
+          f"({sim['sent']:,} sent in {sim['wall_s']:.1f} s, "
+          f"{sim['sent'] / sim['wall_s']:,.0f}/s; simulator {sim['cpu_us']:.1f} us/report)")
+    print(f"received:           {telemetry_received:,.0f} telemetry reports; lost "
+          f"{max(lost, 0):,.0f} ({max(lost, 0) / sim['sent']:.3%}); bus drops {dropped:,.0f}")
+    print(f"alarm latency:      p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "
+          f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms, max "
+          f"{max(latencies) * 1000:.1f} ms over {len(latencies)} alarms "
+          f"(mean {statistics.mean(latencies) * 1000:.1f} ms)")
+    print(f"gateway CPU:        {cpu:.1f} s for {reports:,.0f} reports = "
+          f"{cpu / reports * 1000:.3f} s per 1,000 reports")
+    print(f"gateway peak RSS:   {rss:.0f} MiB")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
