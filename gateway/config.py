@@ -336,7 +336,8 @@ class FireRulesConfig(_Model):
     # The alarm threshold once the rate of rise is exceeded (class R detectors only).
     ror_threshold_c: float = Field(default=46.0, gt=0, le=100)
     ror_window_s: float = Field(default=60.0, ge=10, le=600)
-    # EWMA weight on temperature before the rate of rise: raw readings are too noisy.
+    # EWMA weight on temperature, per second since the previous reading: raw readings are
+    # too noisy for a rate of rise, and a slow reporter must not lag its own history.
     smoothing_alpha: float = Field(default=0.3, gt=0, le=1)
     clear_hysteresis_k: float = Field(default=3.0, ge=0, le=20)
     low_battery_pct: int = Field(default=20, ge=0, le=100)

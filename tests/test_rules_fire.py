@@ -440,3 +440,21 @@ def test_fast_fire_after_routine_reports() -> None:
     d.ramp(22.0, 10.0, 55.0)
     assert d.transitions() == [("fire.prewarn", True), ("fire.ror", True)]
     assert 46.0 <= d.first("fire.ror").data["temperature_c"] < 47.5
+
+
+@pytest.mark.parametrize("report_every_s", [1.0, 5.0, 30.0])
+def test_static_alarm_is_not_held_back_by_slow_reporting(report_every_s: float) -> None:
+    """Regression: smoothing per reading (not per second) let a detector reporting every
+    30 s cross 56 °C only at about 63 °C in a 6 K/min fire."""
+    rules = FireRules(PARAMS, [DetectorSpec("hd-slow", "z", "A1S", 30.0)])
+    t, temp = 0.0, 25.0
+    raised_at: float | None = None
+    while raised_at is None and temp < 80.0:
+        signals = rules.observe(Reading("hd-slow", "temperature", temp, "celsius", t), t)
+        if any(s.rule == "fire.static" and s.active for s in signals):
+            raised_at = temp
+        t += report_every_s
+        temp += 6.0 / 60.0 * report_every_s
+    assert raised_at is not None
+    # At most one report interval of rise past the threshold, plus a little smoothing lag.
+    assert raised_at <= 56.0 + 6.0 / 60.0 * report_every_s + 1.0, raised_at

@@ -78,6 +78,7 @@ class _Detector:
         "samples",
         "silence_s",
         "smoothed",
+        "smoothed_t",
         "spec",
         "stale",
         "static",
@@ -101,6 +102,7 @@ class _Detector:
         self.silence_s = params.silence_factor * spec.heartbeat_s
         self.heard: float | None = None
         self.smoothed: float | None = None
+        self.smoothed_t = 0.0
         self.samples: deque[tuple[float, float]] = deque(maxlen=_SAMPLES_PER_WINDOW + 4)
         self.rise = 0.0  # K/min of the smoothed series; 0 until enough history
         self.fault_code = ""
@@ -127,6 +129,7 @@ class FireRules:
             self._detectors[spec.id] = _Detector(spec, params)
         self._first_tick: float | None = None
         self._sample_every_s = params.ror_window_s / _SAMPLES_PER_WINDOW
+        self._keep_per_s = 1.0 - params.smoothing_alpha
         self._min_span_s = params.ror_window_s * _MIN_SPAN_FRACTION
         self._calm_rise = params.ror_rise_k_per_min / 2
         self._ror_clear_c = params.ror_threshold_c - params.clear_hysteresis_k
@@ -193,8 +196,16 @@ class FireRules:
         self, d: _Detector, value: float, t: float, out: list[AlertSignal]
     ) -> list[AlertSignal]:
         s = d.smoothed
-        s = value if s is None else s + self._params.smoothing_alpha * (value - s)
+        if s is None:
+            s = value
+        else:
+            # The weight is per second since the last reading, so a detector reporting
+            # every 30 s is not held back by its own history: at 1 s per report this is
+            # the plain EWMA, at 30 s a new reading counts almost fully.
+            dt = max(0.0, t - d.smoothed_t)
+            s += (1.0 - self._keep_per_s ** dt) * (value - s)
         d.smoothed = s
+        d.smoothed_t = t
         if d.static:
             if s < d.static_clear_c:
                 d.static = False
