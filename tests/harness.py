@@ -157,10 +157,10 @@ class DeskSubscriber:
             await self._task
 
     def changes(self) -> set[tuple[str, str]]:
-        return {(m["alert"]["id"], m["change"]) for m in self.messages}
+        return {(m["alert"]["id"], m["change"]) for m in self.messages if "alert" in m}
 
     def alert_keys(self, change: str = "raised") -> list[str]:
-        return [m["alert"]["key"] for m in self.messages if m["change"] == change]
+        return [m["alert"]["key"] for m in self.messages if m.get("change") == change]
 
     async def wait_for(self, predicate: Any, timeout: float = 20.0) -> None:
         async with asyncio.timeout(timeout):

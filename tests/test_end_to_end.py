@@ -165,3 +165,58 @@ async def test_malformed_payloads_are_counted_logged_once_and_the_daemon_goes_on
     logged = [r.getMessage() for r in caplog.records if "payload rejected" in r.getMessage()]
     assert len(logged) == len(bad) + 1
     assert all("hd-03" in m or "hd-nowhere-99" in m for m in logged)
+
+
+async def test_half_open_ingest_link_is_dropped_and_queued_alarms_arrive(
+    tmp_path: Path,
+) -> None:
+    """The gateway's link to the site broker is black-holed. Its keep-alive notices the
+    silence, and the alarms detectors sent meanwhile wait in its persistent session."""
+    with Mosquitto() as broker:
+        proxy = BlackHoleProxy(broker.host, broker.port)
+        await proxy.start()
+        site = write_site(tmp_path, devices=(proxy.host, proxy.port),
+                          upstream=(broker.host, broker.port), detectors=4, keepalive_s=5)
+        try:
+            async with (
+                DeskSubscriber(broker.host, broker.port) as desk,
+                running_gateway(site) as gw,
+                detectors(broker.host, broker.port) as hd,
+            ):
+                ingest = next(s for s in gw.supervisors if s.name == "mqtt:devices")
+                proxy.black_hole = True
+                for n in range(1, 5):
+                    await hd.send(f"hd-{n:02d}", 62.0, alarm=True)
+                async with asyncio.timeout(25):
+                    while ingest.restarts == 0:
+                        await asyncio.sleep(0.1)
+                proxy.black_hole = False
+                expected = {f"fire.alarm:hd-{n:02d}" for n in range(1, 5)}
+                await desk.wait_for(lambda d: expected <= set(d.alert_keys()), timeout=30)
+        finally:
+            await proxy.stop()
+
+
+async def test_a_silent_detector_becomes_stale_on_the_alert_and_state_topics(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    site = write_site(tmp_path, devices=(mosquitto.host, mosquitto.port), detectors=2,
+                      heartbeat_s=1.0)
+    async with (
+        DeskSubscriber(mosquitto.host, mosquitto.port, topic=f"{PREFIX}/#") as desk,
+        running_gateway(site),
+        detectors(mosquitto.host, mosquitto.port) as hd,
+    ):
+        await hd.send("hd-01", 22.0)
+        await hd.send("hd-02", 22.0)
+        # hd-02 keeps reporting; hd-01 says nothing more.
+        for _ in range(6):
+            await asyncio.sleep(1.0)
+            await hd.send("hd-02", 22.0)
+        await desk.wait_for(lambda d: "device.stale:hd-01" in d.alert_keys())
+        await desk.wait_for(lambda d: any(
+            m.get("state") == "stale" for m in d.messages
+            if m["_topic"] == f"{PREFIX}/state/hd-01"))
+        await hd.send("hd-01", 22.0)
+        await desk.wait_for(lambda d: "device.stale:hd-01" in d.alert_keys("cleared"))
+    assert "device.stale:hd-02" not in desk.alert_keys()
