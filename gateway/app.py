@@ -21,9 +21,11 @@ from gateway.alerts import AlertBook
 from gateway.api.app import make_app
 from gateway.bus import Bus
 from gateway.clock import Clock, SystemClock
-from gateway.config import BrokerConfig, MqttDevice, MqttTarget, Site
+from gateway.config import BrokerConfig, MqttDevice, MqttTarget, Site, WebhookTarget
 from gateway.events import Lane
+from gateway.forward.messages import Route
 from gateway.forward.mqtt import MqttForwarder, is_alarm_row
+from gateway.forward.webhook import WebhookForwarder
 from gateway.ingest import Ingest
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline, record_to_alert
@@ -79,7 +81,7 @@ class Gateway:
         test_zones = [z.id for b in site.buildings for z in b.zones if z.test_mode]
         self.book = AlertBook(test_zones=test_zones)
         self.supervisors: list[Supervisor] = []
-        self.forwarders: list[MqttForwarder] = []
+        self.forwarders: list[MqttForwarder | WebhookForwarder] = []
         self.http_port: int | None = None
         self.ready = asyncio.Event()
         self._shutdown = asyncio.Event()
@@ -140,7 +142,16 @@ class Gateway:
                 Supervisor(driver, clock=self.clock, on_transition=self._on_link)
             )
         for target in self.site.forwarding:
-            if not isinstance(target, MqttTarget):
+            if isinstance(target, WebhookTarget):
+                hook = WebhookForwarder(
+                    target.id, url=target.url, store=self.store,
+                    token=resolve_secret(target.token, self.environ) if target.token else None,
+                    timeout_s=target.timeout_s, clock=self.clock, on_delivered=self._delivered,
+                    on_failed=functools.partial(self.metrics.forward_failed, target.id),
+                )
+                self.forwarders.append(hook)
+                self.supervisors.append(
+                    Supervisor(hook, clock=self.clock, on_transition=self._on_link))
                 continue
             ep = self._endpoint(target.broker, self.site.brokers[target.broker], target.id)
             fwd = MqttForwarder(
@@ -167,12 +178,15 @@ class Gateway:
         return DetectorBinding(device.id, device.zone, device.topic, alarm=ALARM in firing,
                                fault=code if isinstance(code, str) else None)
 
-    def _targets(self) -> list[tuple[str, str]]:
-        return [
-            (t.id, t.topic_prefix or self.site.gateway.topic_prefix)
-            for t in self.site.forwarding
-            if isinstance(t, MqttTarget)
-        ]
+    def _routes(self) -> list[Route]:
+        routes = []
+        for t in self.site.forwarding:
+            if isinstance(t, MqttTarget):
+                routes.append(Route(t.id, t.topic_prefix or self.site.gateway.topic_prefix))
+            else:
+                routes.append(Route(t.id, self.site.gateway.topic_prefix, states=False,
+                                    drills=t.send_drills))
+        return routes
 
     def _delivered(self, row: OutboxRow, now: float) -> None:
         self.metrics.forwarded(row.target)
@@ -216,7 +230,7 @@ class Gateway:
         fire.restore(self.book.active())
         self.pipeline = Pipeline(
             bus=self.bus, store=self.store, book=self.book, fire=fire,
-            metrics=self.metrics, clock=self.clock, targets=self._targets(),
+            metrics=self.metrics, clock=self.clock, routes=self._routes(),
             on_committed=self._wake_forwarders,
         )
         self.pipeline.restore_device_states(self.store.device_states())

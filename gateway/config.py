@@ -455,7 +455,10 @@ class WebhookTarget(_Model):
     kind: Literal["webhook"]
     id: Name
     url: Annotated[str, AfterValidator(_check_http)]
-    token: SecretRef | None = None
+    token: SecretRef | None = None  # sent as "Authorization: Bearer <token>"
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # Drills stay inside the compound: a zone in test mode does not call the outside world.
+    send_drills: bool = False
 
 
 Target = Annotated[MqttTarget | WebhookTarget, Field(discriminator="kind")]

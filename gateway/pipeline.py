@@ -14,7 +14,7 @@ from gateway.alerts import Alert, AlertBook, AlertChange, AlertSignal, AlertStat
 from gateway.bus import Bus
 from gateway.clock import Clock
 from gateway.events import Event, Heartbeat, Item, Reading, Severity
-from gateway.forward.messages import alert_rows, state_rows
+from gateway.forward.messages import Route, alert_rows, state_rows
 from gateway.metrics import Metrics
 from gateway.rules.fire import FireRules
 from gateway.store import AlertRecord, DeviceStateRow, Store, WriteBatch
@@ -60,7 +60,7 @@ class Pipeline:
         fire: FireRules,
         metrics: Metrics,
         clock: Clock,
-        targets: list[tuple[str, str]],
+        routes: list[Route],
         on_committed: Callable[[], None],
     ) -> None:
         self._bus = bus
@@ -69,7 +69,7 @@ class Pipeline:
         self._fire = fire
         self._metrics = metrics
         self._clock = clock
-        self._targets = targets
+        self._routes = routes
         self._on_committed = on_committed
         self._downsampler = Downsampler()
         self._device_state: dict[str, str] = {}
@@ -154,7 +154,7 @@ class Pipeline:
                 continue
             pending.changes.append(change)
             wb.alerts.append(alert_to_record(change.alert))
-            wb.outbox.extend(alert_rows(change, self._targets))
+            wb.outbox.extend(alert_rows(change, self._routes))
             if change.change == "raised":
                 self._metrics.alert_raised(change.alert.severity)
             log.log(
@@ -176,7 +176,7 @@ class Pipeline:
         )
         self._metrics.device_transition(source, state)
         keys = [a.key for a in self._book.active() if a.source == source]
-        wb.outbox.extend(state_rows(source, state, now, keys, self._targets))
+        wb.outbox.extend(state_rows(source, state, now, keys, self._routes))
         # A device heard for the first time since start-up is news only when debugging.
         log.log(logging.DEBUG if previous is None else logging.INFO,
                 "device=%s state=%s previous=%s detail=%r", source, state, previous or "-", detail)

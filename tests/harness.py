@@ -31,6 +31,8 @@ def write_site(
     keepalive_s: int = 12,
     publish_timeout_s: float = 5.0,
     heartbeat_s: float = 30.0,
+    webhook: str | None = None,
+    drill_detectors: frozenset[int] = frozenset(),
 ) -> Path:
     """A site with `detectors` heat detectors on the `devices` broker and one forwarding
     target on `upstream` (the same broker when not given)."""
@@ -55,14 +57,17 @@ def write_site(
         "devices:",
     ]
     for n in range(1, detectors + 1):
+        zone = "main-drill" if n in drill_detectors else "main-office-a"
         lines.append(
-            f"  - {{id: hd-{n:02d}, kind: heat_detector, driver: mqtt, zone: main-office-a, "
+            f"  - {{id: hd-{n:02d}, kind: heat_detector, driver: mqtt, zone: {zone}, "
             f"broker: devices, topic: furong/fire/heat/hd-{n:02d}, detector_class: A1R, "
             f"heartbeat_s: {heartbeat_s}}}"
         )
     lines += [
         "forwarding:",
         "  - {kind: mqtt, id: desk, broker: upstream}",
+        *([f"  - {{kind: webhook, id: ops, url: '{webhook}', "
+           "token: {env: TEST_WEBHOOK_TOKEN}, timeout_s: 2}"] if webhook else []),
         "rules:",
         "  fire: {}",
         "retention: {}",

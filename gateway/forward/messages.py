@@ -12,11 +12,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.alerts import AlertChange
 from gateway.events import Lane, Severity
 from gateway.store import NewOutboxRow
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One forwarding target as the outbox sees it."""
+
+    target: str
+    prefix: str
+    states: bool = True  # retained device states: for MQTT targets
+    drills: bool = True  # alerts of zones in test mode
 
 
 def alert_topic(prefix: str, source: str) -> str:
@@ -31,14 +42,15 @@ def _dumps(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def alert_rows(change: AlertChange, targets: Iterable[tuple[str, str]]) -> list[NewOutboxRow]:
-    """One outbox row per target (id, topic prefix) for an alert change."""
+def alert_rows(change: AlertChange, routes: Iterable[Route]) -> list[NewOutboxRow]:
+    """One outbox row per route that takes this alert."""
     alert = change.alert
     lane = Lane.ALARM if alert.severity >= Severity.MAJOR else Lane.EVENT
     payload = _dumps({"change": change.change, "alert": alert.to_json()})
     return [
-        NewOutboxRow(target, int(lane), alert_topic(prefix, alert.source), payload)
-        for target, prefix in targets
+        NewOutboxRow(r.target, int(lane), alert_topic(r.prefix, alert.source), payload)
+        for r in routes
+        if r.drills or not alert.drill
     ]
 
 
@@ -47,10 +59,12 @@ def state_rows(
     state: str,
     since: float,
     alert_keys: list[str],
-    targets: Iterable[tuple[str, str]],
+    routes: Iterable[Route],
 ) -> list[NewOutboxRow]:
     payload = _dumps({"device": source, "state": state, "since": since, "alerts": alert_keys})
     return [
-        NewOutboxRow(target, int(Lane.EVENT), state_topic(prefix, source), payload, retain=True)
-        for target, prefix in targets
+        NewOutboxRow(r.target, int(Lane.EVENT), state_topic(r.prefix, source), payload,
+                     retain=True)
+        for r in routes
+        if r.states
     ]

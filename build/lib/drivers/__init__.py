@@ -1,0 +1,1 @@
+"""Device drivers, one folder per protocol. Hardware libraries are imported only here."""

@@ -1,0 +1,29 @@
+"""What the MQTT driver needs to know: one broker endpoint and the devices behind it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerEndpoint:
+    host: str
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    keepalive_s: int = 12
+    client_id: str | None = None
+
+    def __repr__(self) -> str:  # never let a password reach a log line
+        return f"BrokerEndpoint({self.host}:{self.port}, user={self.username!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorBinding:
+    device_id: str
+    zone: str
+    topic: str
+    # The flags the gateway last knew (from alerts still firing at start-up), so that a
+    # detector that went quiet in alarm is cleared when it next reports normal.
+    alarm: bool = False
+    fault: str | None = None

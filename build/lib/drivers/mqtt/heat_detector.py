@@ -1,0 +1,146 @@
+"""Heat detector codec: JSON report -> Readings, Heartbeat and flag-change Events. Pure."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.errors import PayloadRejected
+from gateway.events import Event, Heartbeat, Reading, Severity
+
+
+@dataclass(frozen=True, slots=True)
+class HeatDetectorProfile:
+    max_payload_bytes: int
+    temp_min: float
+    temp_max: float
+    battery_min: int
+    battery_max: int
+    faults: dict[str, str] = field(default_factory=dict)
+
+
+def load_profile(path: Path) -> HeatDetectorProfile:
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return HeatDetectorProfile(
+        max_payload_bytes=int(raw["max_payload_bytes"]),
+        temp_min=float(raw["temperature_c"]["min"]),
+        temp_max=float(raw["temperature_c"]["max"]),
+        battery_min=int(raw["battery_pct"]["min"]),
+        battery_max=int(raw["battery_pct"]["max"]),
+        faults={str(k): str(v) for k, v in raw["faults"].items()},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    seq: int
+    ts: float | None
+    temp_c: float
+    alarm: bool
+    fault: str | None
+    battery_pct: int
+
+
+@dataclass(slots=True)
+class DetectorMemory:
+    """What the codec remembers of one detector, to turn flags into change events."""
+
+    alarm: bool = False
+    fault: str | None = None
+    last_seq: int = 0
+
+
+def _number(doc: dict[str, Any], key: str) -> float:
+    value = doc.get(key)
+    if value is None:
+        raise PayloadRejected("missing_field", key)
+    # bool is an int in Python; a detector that sends true for a temperature is broken.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PayloadRejected("wrong_type", f"{key} is {type(value).__name__}")
+    if not math.isfinite(value):
+        raise PayloadRejected("out_of_range", f"{key} is not finite")
+    return float(value)
+
+
+def decode_report(payload: bytes, profile: HeatDetectorProfile) -> Report:
+    """Parse and check one report; raises PayloadRejected with a bounded reason."""
+    if len(payload) > profile.max_payload_bytes:
+        raise PayloadRejected("oversize", f"{len(payload)} bytes")
+    try:
+        doc = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PayloadRejected("bad_json", str(exc)[:80]) from None
+    if not isinstance(doc, dict):
+        raise PayloadRejected("not_object", type(doc).__name__)
+    seq = _number(doc, "seq")
+    if seq != int(seq) or seq < 0 or seq >= 2**63:
+        raise PayloadRejected("out_of_range", f"seq {seq!r}")
+    temp = _number(doc, "temp_c")
+    if not profile.temp_min <= temp <= profile.temp_max:
+        raise PayloadRejected("out_of_range", f"temp_c {temp!r}")
+    battery = _number(doc, "battery_pct")
+    if not profile.battery_min <= battery <= profile.battery_max:
+        raise PayloadRejected("out_of_range", f"battery_pct {battery!r}")
+    alarm = doc.get("alarm")
+    if not isinstance(alarm, bool):
+        raise PayloadRejected("wrong_type" if alarm is not None else "missing_field", "alarm")
+    fault = doc.get("fault")
+    if fault is not None:
+        if not isinstance(fault, str):
+            raise PayloadRejected("wrong_type", "fault")
+        if fault not in profile.faults:
+            raise PayloadRejected("unknown_fault", fault[:40])
+    ts_raw = doc.get("ts")
+    ts: float | None = None
+    if ts_raw is not None:
+        ts = _number(doc, "ts")
+    return Report(int(seq), ts, temp, alarm, fault, int(battery))
+
+
+def normalise(
+    source: str,
+    zone: str,
+    report: Report,
+    memory: DetectorMemory,
+    now: float,
+    next_seq: Any,
+    profile: HeatDetectorProfile,
+) -> tuple[list[Reading | Heartbeat], list[Event]]:
+    """Turn a valid report into telemetry plus events for changed flags; updates `memory`."""
+    telemetry: list[Reading | Heartbeat] = [
+        Reading(source, "temperature", report.temp_c, "celsius", now, report.ts),
+        Reading(source, "battery", float(report.battery_pct), "percent", now, report.ts),
+        Heartbeat(source, now),
+    ]
+    events: list[Event] = []
+    data = {"temp_c": report.temp_c, "device_seq": report.seq}
+    if report.alarm != memory.alarm:
+        kind, severity = (
+            ("fire.detector.alarm", Severity.CRITICAL)
+            if report.alarm
+            else ("fire.detector.alarm_cleared", Severity.INFO)
+        )
+        events.append(
+            Event(kind, source, next_seq(source), now, severity, zone, report.ts, dict(data))
+        )
+        memory.alarm = report.alarm
+    if report.fault != memory.fault:
+        if report.fault is not None:
+            fault_data = {**data, "code": report.fault, "meaning": profile.faults[report.fault]}
+            events.append(
+                Event("fire.detector.fault", source, next_seq(source), now, Severity.MAJOR,
+                      zone, report.ts, fault_data)
+            )
+        else:
+            events.append(
+                Event("fire.detector.fault_cleared", source, next_seq(source), now,
+                      Severity.INFO, zone, report.ts, {**data, "code": memory.fault})
+            )
+        memory.fault = report.fault
+    memory.last_seq = report.seq
+    return telemetry, events

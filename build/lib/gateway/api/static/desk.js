@@ -1,0 +1,189 @@
+// The security desk: active alerts from the gateway's live feed, most severe first.
+// The snapshot sent on every (re)connect is the truth; changes are applied on top of it.
+"use strict";
+
+const SEVERITY = {
+  critical: { rank: 3, zh: "紧急", en: "Critical" },
+  major: { rank: 2, zh: "重要", en: "Major" },
+  minor: { rank: 1, zh: "次要", en: "Minor" },
+  info: { rank: 0, zh: "提示", en: "Info" },
+};
+
+const RULES = {
+  "fire.static": ["火警", "Fire alarm"],
+  "fire.ror": ["火警（温升）", "Fire alarm (rate of rise)"],
+  "fire.alarm": ["火警", "Fire alarm"],
+  "fire.prewarn": ["火警预警", "Fire pre-warning"],
+  "fire.fault": ["消防设备故障", "Fire system fault"],
+  "fire.battery_low": ["消防设备电池低", "Fire device battery low"],
+  "device.stale": ["设备失联", "Device silent"],
+  "device.down": ["设备离线", "Device offline"],
+  "elevator.entrapment": ["电梯困人", "Lift entrapment"],
+  "elevator.fault": ["电梯故障", "Lift fault"],
+  "elevator.fire_return": ["电梯迫降未到位", "Lift not home on fire recall"],
+  "water.leak": ["疑似漏水", "Suspected water leak"],
+  "camera.stream.down": ["视频中断", "Camera stream down"],
+};
+
+const FAMILIES = {
+  fire: ["消防", "Fire system"],
+  elevator: ["电梯", "Lift"],
+  camera: ["视频", "Camera"],
+  gate: ["道闸", "Gate"],
+  water: ["给水", "Water"],
+  energy: ["能耗", "Energy"],
+  device: ["设备", "Device"],
+};
+
+const alerts = new Map(); // id -> alert (as Alert.to_json())
+let source = null;
+let keepaliveMs = 15000;
+let lastHeard = 0;
+
+function isFireAlarm(a) {
+  return a.rule.startsWith("fire.") && a.severity === "critical";
+}
+
+// Real fire alarms on top; a drill never outranks a real alert of the same severity.
+function compare(a, b) {
+  const fa = isFireAlarm(a) && !a.drill ? 0 : 1;
+  const fb = isFireAlarm(b) && !b.drill ? 0 : 1;
+  if (fa !== fb) return fa - fb;
+  const sa = (SEVERITY[a.severity] || SEVERITY.info).rank;
+  const sb = (SEVERITY[b.severity] || SEVERITY.info).rank;
+  if (sa !== sb) return sb - sa;
+  if (a.drill !== b.drill) return a.drill ? 1 : -1;
+  return b.raised_at - a.raised_at;
+}
+
+function ruleLabel(rule) {
+  const known = RULES[rule] || FAMILIES[rule.split(".")[0]];
+  return known || [rule, ""];
+}
+
+function pad(n) {
+  return String(n).padStart(2, "0");
+}
+
+function localTime(seconds) {
+  const d = new Date(seconds * 1000);
+  const hms = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  const today = new Date();
+  if (d.toDateString() === today.toDateString()) return hms;
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${hms}`;
+}
+
+function age(seconds) {
+  const s = Math.max(0, Math.floor(Date.now() / 1000 - seconds));
+  if (s < 60) return `${s} 秒前 · ${s} s ago`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} 分钟前 · ${m} min ago`;
+  const h = Math.floor(m / 60);
+  return `${h} 小时 ${m % 60} 分前 · ${h} h ${m % 60} min ago`;
+}
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function row(a) {
+  const tr = el("tr");
+  tr.dataset.alertId = a.id;
+  if (isFireAlarm(a) && !a.drill) tr.classList.add("fire");
+  if (a.drill) tr.classList.add("drill");
+
+  const sev = SEVERITY[a.severity] || SEVERITY.info;
+  const sevCell = el("td");
+  sevCell.append(el("span", `badge sev-${a.severity}`, `${sev.zh} ${sev.en}`));
+  tr.append(sevCell);
+
+  const [zh, en] = ruleLabel(a.rule);
+  const what = el("td");
+  what.append(document.createTextNode(zh + " "), el("span", "en", en));
+  if (a.drill) what.append(el("span", "drill-badge", "演习 DRILL"));
+  if (a.summary) what.append(el("span", "summary", a.summary));
+  tr.append(what);
+
+  tr.append(el("td", "", a.zone || "-"));
+  tr.append(el("td", "", a.source));
+
+  const when = el("td", "time", localTime(a.raised_at));
+  const ago = el("span", "age", age(a.raised_at));
+  ago.dataset.raisedAt = a.raised_at;
+  when.append(ago);
+  tr.append(when);
+  return tr;
+}
+
+function render() {
+  const list = [...alerts.values()].sort(compare);
+  document.getElementById("rows").replaceChildren(...list.map(row));
+  document.getElementById("empty").classList.toggle("shown", list.length === 0);
+
+  const counts = document.getElementById("counts");
+  counts.replaceChildren();
+  for (const [name, sev] of Object.entries(SEVERITY)) {
+    const n = list.filter((a) => a.severity === name).length;
+    if (n) counts.append(el("span", `count sev-${name}`, `${sev.zh} ${n}`));
+  }
+  const fire = list.some((a) => isFireAlarm(a) && !a.drill);
+  document.getElementById("banner").classList.toggle("fire", fire);
+  document.title = fire ? "火警 FIRE ALARM · 安防值班台" : "安防值班台 Security desk";
+}
+
+function setLive(live) {
+  document.body.classList.toggle("offline", !live);
+  document.getElementById("link-text").textContent = live
+    ? "已连接 Live"
+    : "连接中断 Link lost";
+}
+
+function heard() {
+  lastHeard = Date.now();
+  setLive(true);
+}
+
+function connect() {
+  if (source) source.close();
+  source = new EventSource("/api/alerts/stream");
+  lastHeard = Date.now();
+  source.addEventListener("snapshot", (e) => {
+    const data = JSON.parse(e.data);
+    if (data.keepalive) keepaliveMs = data.keepalive * 1000;
+    alerts.clear();
+    for (const a of data.active) alerts.set(a.id, a);
+    heard();
+    render();
+  });
+  source.addEventListener("alert", (e) => {
+    const { change, alert } = JSON.parse(e.data);
+    if (change === "cleared") alerts.delete(alert.id);
+    else alerts.set(alert.id, alert);
+    heard();
+    render();
+  });
+  source.addEventListener("ping", heard);
+  // EventSource retries by itself; until the next snapshot arrives the list may be stale.
+  source.addEventListener("error", () => setLive(false));
+}
+
+function tick() {
+  const now = new Date();
+  document.getElementById("clock").textContent =
+    `${pad(now.getHours())}:${pad(now.getMinutes())}:${pad(now.getSeconds())}`;
+  for (const node of document.querySelectorAll(".age")) {
+    node.textContent = age(Number(node.dataset.raisedAt));
+  }
+  // A link black-holed without a reset never fires `error`: missing pings give it away.
+  if (Date.now() - lastHeard > keepaliveMs * 2.5) {
+    setLive(false);
+    connect();
+  }
+}
+
+connect();
+tick();
+setInterval(tick, 1000);

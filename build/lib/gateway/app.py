@@ -1,0 +1,297 @@
+"""The daemon: builds every part from the site file, runs them in one TaskGroup, and stops
+within seconds on SIGTERM with the store flushed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from drivers.mqtt import BrokerEndpoint, DetectorBinding, MqttDeviceDriver, load_profile
+from gateway import __version__
+from gateway.alerts import AlertBook
+from gateway.api.app import make_app
+from gateway.bus import Bus
+from gateway.clock import Clock, SystemClock
+from gateway.config import BrokerConfig, MqttDevice, MqttTarget, Site
+from gateway.events import Lane
+from gateway.forward.mqtt import MqttForwarder, is_alarm_row
+from gateway.ingest import Ingest
+from gateway.metrics import Metrics
+from gateway.pipeline import Pipeline, record_to_alert
+from gateway.rules.fire import ALARM, FAULT, DetectorSpec, FireParams, FireRules
+from gateway.sdnotify import notify
+from gateway.secrets import resolve_secret
+from gateway.store import OutboxRow, Retention, Store
+from gateway.supervisor import LinkState, Supervisor
+
+log = logging.getLogger("gateway.app")
+
+RETENTION_EVERY_S = 3600.0
+# The pipeline must have moved within this long for /healthz and the watchdog to say ok.
+PROGRESS_DEADLINE_S = 10.0
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Run-time overrides of the site file (the demo points every broker at its own)."""
+
+    broker: tuple[str, int] | None = None
+    data_dir: Path | None = None
+    http_port: int | None = None
+    http_host: str | None = None
+
+
+class Gateway:
+    def __init__(
+        self,
+        site: Site,
+        site_path: Path,
+        *,
+        overrides: Overrides | None = None,
+        clock: Clock | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.site = site
+        self.site_path = site_path
+        self.overrides = overrides or Overrides()
+        self.clock = clock or SystemClock()
+        self.environ = environ
+        self.metrics = Metrics()
+        self.bus = Bus()
+        self.ingest = Ingest(self.bus, self.metrics)
+        data_dir = self.overrides.data_dir or Path(site.gateway.data_dir)
+        self.db_path = data_dir / "gateway.db"
+        r = site.retention
+        self.store = Store(
+            self.db_path,
+            retention=Retention(r.events_days, r.readings_days, r.alerts_days, r.max_db_mb),
+            clock=self.clock,
+        )
+        test_zones = [z.id for b in site.buildings for z in b.zones if z.test_mode]
+        self.book = AlertBook(test_zones=test_zones)
+        self.supervisors: list[Supervisor] = []
+        self.forwarders: list[MqttForwarder] = []
+        self.http_port: int | None = None
+        self.ready = asyncio.Event()
+        self._shutdown = asyncio.Event()
+
+    # ---- building the parts -------------------------------------------------------------
+    def _endpoint(self, name: str, broker: BrokerConfig, role: str) -> BrokerEndpoint:
+        host, port = self.overrides.broker or (broker.host, broker.port)
+        password = (
+            resolve_secret(broker.password, self.environ) if broker.password is not None else None
+        )
+        client_id = f"{broker.client_id or self.site.site.id + '-gw'}-{role}"
+        return BrokerEndpoint(host, port, broker.username, password, broker.keepalive_s,
+                              client_id)
+
+    def _fire_rules(self) -> FireRules:
+        cfg = self.site.rules.fire
+        params = FireParams(
+            static_threshold_c=dict(cfg.static_threshold_c),
+            ror_rise_k_per_min=cfg.ror_rise_k_per_min,
+            ror_threshold_c=cfg.ror_threshold_c,
+            ror_window_s=cfg.ror_window_s,
+            smoothing_alpha=cfg.smoothing_alpha,
+            clear_hysteresis_k=cfg.clear_hysteresis_k,
+            low_battery_pct=cfg.low_battery_pct,
+            silence_factor=cfg.silence_factor,
+        )
+        specs = [
+            DetectorSpec(d.id, d.zone, d.detector_class, d.heartbeat_s)
+            for d in self._heat_detectors()
+        ]
+        return FireRules(params, specs)
+
+    def _heat_detectors(self) -> list[MqttDevice]:
+        return [
+            d for d in self.site.devices
+            if isinstance(d, MqttDevice) and d.enabled and d.kind == "heat_detector"
+        ]
+
+    def _on_link(self, name: str, state: LinkState, reason: str) -> None:
+        self.metrics.device_transition(name, state.value)
+
+    def _build_drivers(self) -> None:
+        by_broker: dict[str, list[MqttDevice]] = {}
+        for device in self._heat_detectors():
+            by_broker.setdefault(device.broker, []).append(device)
+        profiles_dir = self.site_path.parent / "profiles"
+        for broker_name, devices in sorted(by_broker.items()):
+            profile = load_profile(profiles_dir / f"{devices[0].profile}.yaml")
+            driver = MqttDeviceDriver(
+                f"mqtt:{broker_name}",
+                self._endpoint(broker_name, self.site.brokers[broker_name], "ingest"),
+                [self._binding(d) for d in devices],
+                profile,
+                self.ingest,
+                clock=self.clock,
+            )
+            self.supervisors.append(
+                Supervisor(driver, clock=self.clock, on_transition=self._on_link)
+            )
+        for target in self.site.forwarding:
+            if not isinstance(target, MqttTarget):
+                continue
+            ep = self._endpoint(target.broker, self.site.brokers[target.broker], target.id)
+            fwd = MqttForwarder(
+                target.id,
+                host=ep.host,
+                port=ep.port,
+                store=self.store,
+                username=ep.username,
+                password=ep.password,
+                keepalive_s=ep.keepalive_s,
+                publish_timeout_s=self.site.brokers[target.broker].publish_timeout_s,
+                client_id=ep.client_id,
+                clock=self.clock,
+                on_delivered=self._delivered,
+                on_failed=functools.partial(self.metrics.forward_failed, target.id),
+            )
+            self.forwarders.append(fwd)
+            self.supervisors.append(Supervisor(fwd, clock=self.clock, on_transition=self._on_link))
+
+    def _binding(self, device: MqttDevice) -> DetectorBinding:
+        firing = {a.rule: a for a in self.book.active() if a.source == device.id}
+        fault = firing.get(FAULT)
+        code = fault.data.get("code") if fault is not None else None
+        return DetectorBinding(device.id, device.zone, device.topic, alarm=ALARM in firing,
+                               fault=code if isinstance(code, str) else None)
+
+    def _targets(self) -> list[tuple[str, str]]:
+        return [
+            (t.id, t.topic_prefix or self.site.gateway.topic_prefix)
+            for t in self.site.forwarding
+            if isinstance(t, MqttTarget)
+        ]
+
+    def _delivered(self, row: OutboxRow, now: float) -> None:
+        self.metrics.forwarded(row.target)
+        if is_alarm_row(row):
+            self.metrics.alarm_to_forward(max(0.0, now - row.created_at))
+
+    def _wake_forwarders(self) -> None:
+        for fwd in self.forwarders:
+            fwd.notify()
+
+    # ---- health -------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        stalled = (
+            self.clock.monotonic() - self.pipeline.last_progress > PROGRESS_DEADLINE_S
+            if hasattr(self, "pipeline") else True
+        )
+        links = {s.name: s.state.value for s in self.supervisors}
+        status = "ok" if self.ready.is_set() and not stalled else "failing"
+        return {
+            "status": status,
+            "version": __version__,
+            "pipeline_stalled": stalled,
+            "links": links,
+            "outbox": {t: {"depth": d, "oldest": o} for t, (d, o) in
+                       self.store.outbox_stats().items()} if self.ready.is_set() else {},
+            "alerts_active": len(self.book.active()),
+        }
+
+    # ---- running ------------------------------------------------------------------------
+    def request_shutdown(self) -> None:
+        self._shutdown.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self.store.open(loop)
+        self.book.restore(record_to_alert(r) for r in self.store.active_alerts())
+        for source, last in self.store.last_seq().items():
+            self.ingest.seq.restore(source, last)
+        fire = self._fire_rules()
+        fire.restore(self.book.active())
+        self.pipeline = Pipeline(
+            bus=self.bus, store=self.store, book=self.book, fire=fire,
+            metrics=self.metrics, clock=self.clock, targets=self._targets(),
+            on_committed=self._wake_forwarders,
+        )
+        self.pipeline.restore_device_states(self.store.device_states())
+        self._build_drivers()
+        self.metrics.bind(
+            alerts_active=lambda: {s.label: n for s, n in self.book.counts_by_severity().items()},
+            outbox=self._outbox_ages,
+            lanes=lambda: {
+                lane.label: (self.bus.depth(lane), self.bus.dropped[lane]) for lane in Lane
+            },
+            store=lambda: {
+                "writer_queue_depth": float(self.store.writer_queue_depth),
+                "commits_total": float(self.store.commits),
+                "last_commit_seconds": float(self.store.last_commit_s),
+            },
+        )
+        runner = await self._start_http()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_shutdown)
+        self.ready.set()
+        notify("READY=1")
+        log.info("gateway ready site=%s devices=%d http=%s:%s db=%s", self.site.site.id,
+                 len(self._heat_detectors()), self._http_host(), self.http_port, self.db_path)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(self.pipeline.run(), name="pipeline"),
+                         tg.create_task(self._housekeeping(), name="housekeeping")]
+                tasks += [tg.create_task(s.run(), name=f"supervise:{s.name}")
+                          for s in self.supervisors]
+                await self._shutdown.wait()
+                log.info("shutdown requested")
+                notify("STOPPING=1")
+                for task in tasks:
+                    task.cancel()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+            self.pipeline.process(self.bus.drain())
+            self.pipeline.flush()
+            await runner.cleanup()
+            await self.store.close()
+            log.info("gateway stopped; store flushed")
+
+    def _outbox_ages(self) -> dict[str, tuple[int, float | None]]:
+        now = self.clock.now()
+        return {
+            target: (depth, None if oldest is None else max(0.0, now - oldest))
+            for target, (depth, oldest) in self.store.outbox_stats().items()
+        }
+
+    def _http_host(self) -> str:
+        return self.overrides.http_host or self.site.gateway.http.host
+
+    async def _start_http(self) -> web.AppRunner:
+        app = make_app(book=self.book, metrics=self.metrics, health=self.health)
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0)
+        await runner.setup()
+        port = self.overrides.http_port
+        site = web.TCPSite(runner, self._http_host(),
+                           self.site.gateway.http.port if port is None else port)
+        await site.start()
+        self.http_port = int(runner.addresses[0][1])
+        return runner
+
+    async def _housekeeping(self) -> None:
+        last_retention = self.clock.monotonic()
+        while True:
+            await asyncio.sleep(1.0)
+            # The watchdog is fed only while the pipeline itself moves, not on a plain timer.
+            if self.clock.monotonic() - self.pipeline.last_progress < PROGRESS_DEADLINE_S:
+                notify("WATCHDOG=1")
+            if self.clock.monotonic() - last_retention >= RETENTION_EVERY_S:
+                last_retention = self.clock.monotonic()
+                deleted = await self.store.run_retention(self.clock.now())
+                if any(deleted.values()):
+                    log.info("retention deleted=%s", deleted)

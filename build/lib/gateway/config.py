@@ -1,0 +1,793 @@
+"""The site file: pydantic models of the compound, and a loader that points at lines.
+
+`load_site` reports every problem as `file:line key: message`; `check_config` also proves
+that every secret the file refers to can be resolved.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import zoneinfo
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal, overload
+from urllib.parse import parse_qsl, urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from gateway.errors import ConfigError
+from gateway.secrets import resolve_secret
+
+Loc = tuple[str | int, ...]
+# (location relative to the validated value, message, location of the first occurrence)
+_Found = tuple[Loc, str, Loc | None]
+
+
+def _located(found: list[_Found]) -> PydanticCustomError:
+    """One validation error carrying several precisely located issues for the loader."""
+    summary = "; ".join(
+        f"{_dotted(loc)}: {msg}" + (f" (first at {_dotted(first)})" if first else "")
+        for loc, msg, first in found
+    )
+    return PydanticCustomError("located", "{summary}", {"summary": summary, "found": found})
+
+
+def _dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+# --- field types ------------------------------------------------------------------------
+
+# Ids become MQTT topic levels, metric label values and file names: keep them plain.
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+def _check_name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a valid id: use 1-64 lower-case letters, digits, '-' or '_'"
+        )
+    return value
+
+
+def _check_topic(value: str) -> str:
+    if not value:
+        raise ValueError("an MQTT topic must not be empty")
+    if "+" in value or "#" in value:
+        raise ValueError("an MQTT topic here names one device: no '+' or '#' wildcards")
+    if value.startswith("/") or value.endswith("/"):
+        raise ValueError("an MQTT topic must not start or end with '/'")
+    if "//" in value:
+        raise ValueError("an MQTT topic must not have an empty level ('//')")
+    if value.startswith("$"):
+        raise ValueError("topics starting with '$' belong to the broker")
+    if "\x00" in value or len(value.encode()) > 65535:
+        raise ValueError("not a valid MQTT topic")
+    return value
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (e.g. Asia/Shanghai)") from None
+    return value
+
+
+def _check_url(value: str, schemes: tuple[str, ...], what: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes:
+        raise ValueError(f"{what} must start with " + " or ".join(f"{s}://" for s in schemes))
+    if any(c.isspace() for c in value):
+        raise ValueError(f"{what} must not contain spaces")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            "no credentials in a URL: secrets come from env/file/credential, never the site file"
+        )
+    if not parts.hostname:
+        raise ValueError(f"{what} has no host")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError(f"{what} has a bad port (1-65535)")
+    return value
+
+
+def _check_rtsp(value: str) -> str:
+    return _check_url(value, ("rtsp", "rtsps"), "a camera stream URL")
+
+
+def _check_http(value: str) -> str:
+    return _check_url(value, ("http", "https"), "an HTTP URL")
+
+
+def _check_ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+
+
+Name = Annotated[str, AfterValidator(_check_name)]
+Topic = Annotated[str, AfterValidator(_check_topic)]
+Text = Annotated[str, Field(min_length=1)]
+
+
+class _Model(BaseModel):
+    # hide_input_in_errors: a mistyped secret must not reach a log through str(ValidationError).
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+# --- Modbus addresses ---------------------------------------------------------------------
+
+_BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+_UNIT = re.compile(r"[0-9]{1,3}")
+_MODBUS_FORMS = "tcp://host:port/unit or rtu:///dev/ttyX?baud=9600&unit=N"
+
+
+@dataclass(frozen=True, slots=True)
+class ModbusEndpoint:
+    """A parsed Modbus address: which link (TCP peer or RS-485 line) and which unit on it."""
+
+    transport: Literal["tcp", "rtu"]
+    unit: int
+    host: str = ""
+    port: int = 502
+    serial_port: str = ""
+    baud: int = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+
+    @property
+    def link(self) -> str:
+        """One supervisor owns each link; devices sharing it share one connection."""
+        if self.transport == "rtu":
+            return f"rtu://{self.serial_port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"tcp://{host}:{self.port}"
+
+
+def _unit(text: str) -> int:
+    if not _UNIT.fullmatch(text) or not 1 <= int(text) <= 247:
+        raise ValueError(f"Modbus unit must be a number 1-247, not {text!r}")
+    return int(text)
+
+
+def parse_modbus_address(text: str) -> ModbusEndpoint:
+    """Parse `tcp://host[:port]/unit` or `rtu:///dev/ttyX?baud=B&unit=N[&parity=E&stopbits=1]`."""
+    parts = urlsplit(text)
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("Modbus has no log-in: an address takes no user name or password")
+    if parts.scheme == "tcp":
+        if parts.query or parts.fragment or not parts.hostname:
+            raise ValueError(f"a Modbus TCP address is tcp://host:port/unit, not {text!r}")
+        try:
+            port = parts.port
+        except ValueError:
+            port = 0
+        if port == 0:
+            raise ValueError("Modbus TCP port must be 1-65535")
+        return ModbusEndpoint(
+            "tcp", unit=_unit(parts.path.removeprefix("/")), host=parts.hostname, port=port or 502
+        )
+    if parts.scheme == "rtu":
+        if parts.netloc or not parts.path.startswith("/dev/") or parts.fragment:
+            raise ValueError(
+                f"a Modbus RTU address is rtu:///dev/ttyX?baud=9600&unit=N, not {text!r}"
+            )
+        params: dict[str, str] = {}
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            if key in params:
+                raise ValueError(f"Modbus RTU option {key!r} given twice")
+            params[key] = value
+        unknown = sorted(set(params) - {"baud", "unit", "parity", "stopbits"})
+        if unknown:
+            raise ValueError(
+                f"unknown Modbus RTU option {unknown[0]!r} (baud, unit, parity, stopbits)"
+            )
+        if "unit" not in params:
+            raise ValueError("a Modbus RTU address needs unit=N")
+        baud = params.get("baud", "9600")
+        if not baud.isascii() or not baud.isdigit() or int(baud) not in _BAUDS:
+            raise ValueError(f"baud must be one of {', '.join(map(str, _BAUDS))}")
+        parity = params.get("parity", "N")
+        if parity not in ("N", "E", "O"):
+            raise ValueError("parity must be N, E or O")
+        stopbits = params.get("stopbits", "1")
+        if stopbits not in ("1", "2"):
+            raise ValueError("stopbits must be 1 or 2")
+        return ModbusEndpoint(
+            "rtu",
+            unit=_unit(params["unit"]),
+            serial_port=parts.path,
+            baud=int(baud),
+            parity=parity,  # type: ignore[arg-type]  # checked against the Literal just above
+            stopbits=int(stopbits),  # type: ignore[arg-type]
+        )
+    raise ValueError(f"a Modbus address is {_MODBUS_FORMS}, not {text!r}")
+
+
+# --- the site -------------------------------------------------------------------------------
+
+
+class SiteInfo(_Model):
+    id: Name
+    name: Text
+    timezone: Annotated[str, AfterValidator(_check_timezone)] = "Asia/Shanghai"
+
+
+class Zone(_Model):
+    id: Name
+    name: Text
+    # Drills and linkage tests: everything is recorded, alerts are marked drill and stay inside.
+    test_mode: bool = False
+
+
+class Building(_Model):
+    id: Name
+    name: Text
+    zones: list[Zone] = Field(min_length=1)
+
+
+class SecretRef(_Model):
+    """Where a secret lives (exactly one of env / file / credential); never the secret itself."""
+
+    env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+    file: Text | None = None  # best absolute: a relative path follows the working directory
+    # A systemd credential, read from $CREDENTIALS_DIRECTORY/<name> (LoadCredential=).
+    credential: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_a_literal(cls, data: Any) -> Any:
+        if isinstance(data, dict | SecretRef):
+            return data
+        raise PydanticCustomError(
+            "literal_secret", "secrets come from env/file/credential, never the site file"
+        )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        given = [v for v in (self.env, self.file, self.credential) if v is not None]
+        if len(given) != 1:
+            raise ValueError("a secret reference takes exactly one of env, file or credential")
+        return self
+
+
+class BrokerConfig(_Model):
+    host: Text
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretRef | None = None
+    # 10-15 s finds a dead link fast without flooding the broker (ARCHITECTURE: delivery).
+    keepalive_s: int = Field(default=12, ge=5, le=120)
+    # Without a PUBACK in this time the link is taken as dead and dropped.
+    publish_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    client_id: str | None = None
+
+    @model_validator(mode="after")
+    def _password_needs_username(self) -> BrokerConfig:
+        if self.password is not None and self.username is None:
+            # MQTT 3.1.1 sends a password only together with a user name.
+            raise _located([(("password",), "a password needs a username", None)])
+        return self
+
+
+class HttpConfig(_Model):
+    host: Text = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class GatewayConfig(_Model):
+    data_dir: Text = "data"
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    topic_prefix: Topic = "furong/gw1"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class RetentionConfig(_Model):
+    events_days: int = Field(default=90, ge=1)
+    readings_days: int = Field(default=400, ge=1)
+    alerts_days: int = Field(default=730, ge=1)
+    max_db_mb: int = Field(default=4096, ge=16)
+
+
+# EN 54-5 (= GB 4716) static response ranges per class, degrees C.
+EN54_5_BANDS: dict[str, tuple[float, float]] = {
+    "A1": (54.0, 65.0),
+    "A2": (54.0, 70.0),
+    "B": (69.0, 85.0),
+    "C": (84.0, 100.0),
+}
+DEFAULT_STATIC_THRESHOLDS: dict[str, float] = {"A1": 56.0, "A2": 60.0, "B": 75.0, "C": 90.0}
+
+
+class FireRulesConfig(_Model):
+    # Classes left out keep their default; each given one must lie inside its EN 54-5 band.
+    static_threshold_c: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_STATIC_THRESHOLDS)
+    )
+    ror_rise_k_per_min: float = Field(default=4.0, gt=0, le=60)
+    # The alarm threshold once the rate of rise is exceeded (class R detectors only).
+    ror_threshold_c: float = Field(default=46.0, gt=0, le=100)
+    ror_window_s: float = Field(default=60.0, ge=10, le=600)
+    # EWMA weight on temperature, per second since the previous reading: raw readings are
+    # too noisy for a rate of rise, and a slow reporter must not lag its own history.
+    smoothing_alpha: float = Field(default=0.3, gt=0, le=1)
+    clear_hysteresis_k: float = Field(default=3.0, ge=0, le=20)
+    low_battery_pct: int = Field(default=20, ge=0, le=100)
+    # Below 1.5 heartbeats a merely late detector would flap between stale and alive.
+    silence_factor: float = Field(default=3.0, ge=1.5, le=100)
+
+    @field_validator("static_threshold_c")
+    @classmethod
+    def _inside_class_band(cls, value: dict[str, float]) -> dict[str, float]:
+        found: list[_Found] = []
+        for klass, threshold in value.items():
+            band = EN54_5_BANDS.get(klass)
+            if band is None:
+                found.append(((klass,), "unknown heat detector class (A1, A2, B or C)", None))
+            elif not band[0] <= threshold <= band[1]:
+                found.append(
+                    (
+                        (klass,),
+                        f"{threshold:g} °C is outside the EN 54-5 class {klass} band "
+                        f"{band[0]:g}-{band[1]:g} °C",
+                        None,
+                    )
+                )
+        if found:
+            raise _located(found)
+        return {**DEFAULT_STATIC_THRESHOLDS, **value}
+
+    def static_threshold(self, detector_class: str) -> float:
+        """The static alarm threshold for a detector class such as "A1R" or "BS"."""
+        return self.static_threshold_c[detector_class.rstrip("RS")]
+
+
+class RulesConfig(_Model):
+    fire: FireRulesConfig = Field(default_factory=FireRulesConfig)
+
+
+DetectorClass = Literal["A1", "A1R", "A1S", "A2", "A2R", "A2S", "B", "BR", "BS", "C", "CR", "CS"]
+
+
+class MqttDevice(_Model):
+    driver: Literal["mqtt"]
+    id: Name
+    kind: Literal["heat_detector"]
+    zone: str
+    broker: str
+    topic: Topic
+    profile: Text = "heat-detector"
+    detector_class: DetectorClass = "A1R"
+    heartbeat_s: float = Field(default=30.0, ge=1, le=3600)
+    install_date: date | None = None
+    enabled: bool = True
+
+    @property
+    def rate_of_rise(self) -> bool:
+        """Class suffix R: the detector also alarms on a fast rise (EN 54-5)."""
+        return self.detector_class.endswith("R")
+
+
+class ModbusDevice(_Model):
+    driver: Literal["modbus"]
+    id: Name
+    kind: Literal["energy_meter", "water_meter", "elevator", "fire_panel"]
+    zone: str
+    address: str
+    profile: Text
+    poll_s: float = Field(default=5.0, ge=0.1, le=3600)
+    vendor: str | None = None
+    enabled: bool = True
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        parse_modbus_address(value)
+        return value
+
+    @property
+    def endpoint(self) -> ModbusEndpoint:
+        return parse_modbus_address(self.address)
+
+
+class HttpPushDevice(_Model):
+    driver: Literal["http_push"]
+    id: Name
+    kind: Literal["barrier_gate"]
+    zone: str
+    # The plate camera's address: a push is attributed to its gate by source address.
+    address: Annotated[str, AfterValidator(_check_ip)]
+    vendor: Literal["vzenith", "hikvision", "dahua"]
+    enabled: bool = True
+
+
+class CameraDevice(_Model):
+    driver: Literal["rtsp"]
+    id: Name
+    kind: Literal["camera"]
+    zone: str
+    address: Annotated[str, AfterValidator(_check_rtsp)]
+    onvif: Annotated[str, AfterValidator(_check_http)] | None = None
+    enabled: bool = True
+
+
+Device = Annotated[
+    MqttDevice | ModbusDevice | HttpPushDevice | CameraDevice, Field(discriminator="driver")
+]
+
+
+class MqttTarget(_Model):
+    kind: Literal["mqtt"]
+    id: Name
+    broker: str
+    topic_prefix: Topic | None = None  # None: the gateway's own topic_prefix
+
+
+class WebhookTarget(_Model):
+    kind: Literal["webhook"]
+    id: Name
+    url: Annotated[str, AfterValidator(_check_http)]
+    token: SecretRef | None = None  # sent as "Authorization: Bearer <token>"
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # Drills stay inside the compound: a zone in test mode does not call the outside world.
+    send_drills: bool = False
+
+
+Target = Annotated[MqttTarget | WebhookTarget, Field(discriminator="kind")]
+
+
+class Site(_Model):
+    site: SiteInfo
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    brokers: dict[Name, BrokerConfig] = Field(default_factory=dict)
+    buildings: list[Building] = Field(min_length=1)
+    devices: list[Device] = Field(default_factory=list)
+    forwarding: list[Target] = Field(default_factory=list)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Site:
+        found: list[_Found] = []
+
+        def unique(seen: dict[object, Loc], value: object, loc: Loc, what: str) -> None:
+            if value in seen:
+                found.append((loc, f"duplicate {what}", seen[value]))
+            else:
+                seen[value] = loc
+
+        buildings: dict[object, Loc] = {}
+        zones: dict[object, Loc] = {}
+        for b, building in enumerate(self.buildings):
+            unique(buildings, building.id, ("buildings", b, "id"), f"building id {building.id!r}")
+            for z, zone in enumerate(building.zones):
+                loc: Loc = ("buildings", b, "zones", z, "id")
+                unique(zones, zone.id, loc, f"zone id {zone.id!r}")
+
+        ids: dict[object, Loc] = {}
+        topics: dict[object, Loc] = {}
+        addresses: dict[object, Loc] = {}
+        serial_lines: dict[str, tuple[ModbusEndpoint, Loc]] = {}
+        for d, device in enumerate(self.devices):
+            at: Loc = ("devices", d)
+            unique(ids, device.id, (*at, "id"), f"device id {device.id!r}")
+            if device.zone not in zones:
+                found.append(((*at, "zone"), f"zone {device.zone!r} is not in buildings", None))
+            if isinstance(device, MqttDevice):
+                if device.broker not in self.brokers:
+                    found.append(
+                        ((*at, "broker"), f"broker {device.broker!r} is not in brokers", None)
+                    )
+                topic = (device.broker, device.topic)
+                unique(topics, topic, (*at, "topic"), f"topic {device.topic!r}")
+            elif isinstance(device, ModbusDevice):
+                end = device.endpoint
+                unit = f"Modbus unit {end.unit} on {end.link}"
+                unique(addresses, (end.link, end.unit), (*at, "address"), unit)
+                if end.transport == "rtu":
+                    # One RS-485 line has one speed and framing; a second one garbles both.
+                    first_end, first_at = serial_lines.setdefault(end.link, (end, (*at, "address")))
+                    framing = (end.baud, end.parity, end.stopbits)
+                    if framing != (first_end.baud, first_end.parity, first_end.stopbits):
+                        found.append(
+                            (
+                                (*at, "address"),
+                                f"{end.serial_port} is already used at {first_end.baud} baud "
+                                f"{first_end.parity}{first_end.stopbits}",
+                                first_at,
+                            )
+                        )
+            elif isinstance(device, HttpPushDevice):
+                gate = f"gate address {device.address}"
+                unique(addresses, device.address, (*at, "address"), gate)
+
+        targets: dict[object, Loc] = {}
+        for t, target in enumerate(self.forwarding):
+            unique(targets, target.id, ("forwarding", t, "id"), f"target id {target.id!r}")
+            if isinstance(target, MqttTarget) and target.broker not in self.brokers:
+                missing = f"broker {target.broker!r} is not in brokers"
+                found.append((("forwarding", t, "broker"), missing, None))
+        if found:
+            raise _located(found)
+        return self
+
+    def zone(self, zone_id: str) -> Zone:
+        for building in self.buildings:
+            for zone in building.zones:
+                if zone.id == zone_id:
+                    return zone
+        raise KeyError(zone_id)
+
+    def building_of_zone(self, zone_id: str) -> Building:
+        for building in self.buildings:
+            if any(zone.id == zone_id for zone in building.zones):
+                return building
+        raise KeyError(zone_id)
+
+    @overload
+    def devices_of(
+        self, driver: Literal["mqtt"], *, include_disabled: bool = False
+    ) -> list[MqttDevice]: ...
+    @overload
+    def devices_of(
+        self, driver: Literal["modbus"], *, include_disabled: bool = False
+    ) -> list[ModbusDevice]: ...
+    @overload
+    def devices_of(
+        self, driver: Literal["http_push"], *, include_disabled: bool = False
+    ) -> list[HttpPushDevice]: ...
+    @overload
+    def devices_of(
+        self, driver: Literal["rtsp"], *, include_disabled: bool = False
+    ) -> list[CameraDevice]: ...
+    def devices_of(
+        self, driver: str, *, include_disabled: bool = False
+    ) -> list[MqttDevice] | list[ModbusDevice] | list[HttpPushDevice] | list[CameraDevice]:
+        """The devices one driver runs; disabled placeholders only when asked for."""
+        return [  # type: ignore[return-value]  # the discriminator fixes the member type
+            d for d in self.devices if d.driver == driver and (d.enabled or include_disabled)
+        ]
+
+
+# --- loading and reporting ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    file: str
+    line: int  # 1-based; 0 when the file itself could not be read
+    key: str  # dotted path, e.g. devices[3].address
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line} {self.key}: {self.message}"
+
+
+class SiteFileError(ConfigError):
+    """The site file is invalid; `errors` holds every issue found, in file order."""
+
+    def __init__(self, errors: list[ConfigIssue]) -> None:
+        super().__init__("\n".join(str(issue) for issue in errors))
+        self.errors = errors
+
+
+def load_site(path: str | Path) -> Site:
+    """The validated site; raises SiteFileError (a ConfigError) listing every issue."""
+    site, issues, _ = _load(Path(path))
+    if site is None:
+        raise SiteFileError(issues)
+    return site
+
+
+def check_config(
+    path: str | Path, *, environ: Mapping[str, str] | None = None
+) -> list[ConfigIssue]:
+    """Every issue of the site file, including secret references that do not resolve."""
+    return _check(Path(path), environ)[1]
+
+
+def main_check_config(path: str) -> int:
+    """`compound-gateway check-config FILE`: one issue per line and 1, or a summary and 0."""
+    site, issues = _check(Path(path), None)
+    for issue in issues:
+        print(issue)
+    if site is None or issues:
+        return 1
+    zones = sum(len(b.zones) for b in site.buildings)
+    enabled = sum(1 for d in site.devices if d.enabled)
+    print(
+        f"{path}: ok: site {site.site.id}, {len(site.buildings)} buildings, {zones} zones, "
+        f"{len(site.devices)} devices ({enabled} enabled), brokers: {len(site.brokers)}, "
+        f"forwarding targets: {len(site.forwarding)}"
+    )
+    return 0
+
+
+def _check(path: Path, environ: Mapping[str, str] | None) -> tuple[Site | None, list[ConfigIssue]]:
+    site, issues, lines = _load(path)
+    if site is None:
+        return None, issues
+    env = os.environ if environ is None else environ
+    for loc, ref in _secret_refs(site):
+        try:
+            resolve_secret(ref, env)
+        except ConfigError as exc:
+            issues.append(_issue(str(path), lines, loc, str(exc)))
+    issues.sort(key=lambda issue: issue.line)
+    return site, issues
+
+
+def _secret_refs(site: Site) -> Iterator[tuple[Loc, SecretRef]]:
+    for name, broker in site.brokers.items():
+        if broker.password is not None:
+            yield ("brokers", name, "password"), broker.password
+    for t, target in enumerate(site.forwarding):
+        if isinstance(target, WebhookTarget) and target.token is not None:
+            yield ("forwarding", t, "token"), target.token
+
+
+def _load(path: Path) -> tuple[Site | None, list[ConfigIssue], dict[Loc, int]]:
+    file = str(path)
+    lines: dict[Loc, int] = {(): 1}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return None, [ConfigIssue(file, 0, "(file)", f"cannot read: {exc.strerror}")], lines
+    except UnicodeDecodeError:
+        return None, [ConfigIssue(file, 0, "(file)", "not UTF-8 text")], lines
+    try:
+        tree = YAML(typ="rt").load(text)
+    except YAMLError as exc:
+        return None, [_yaml_issue(file, exc)], lines
+    data = _plain(tree, (), lines)
+    if not isinstance(data, dict):
+        what = "empty" if data is None else "not a mapping of sections"
+        return None, [ConfigIssue(file, 1, "(file)", f"the site file is {what}")], lines
+    try:
+        site = Site.model_validate(data)
+    except ValidationError as exc:
+        issues = list(_issues_from(file, exc, data, lines))
+        issues.sort(key=lambda issue: issue.line)
+        return None, issues, lines
+    return site, [], lines
+
+
+def _yaml_issue(file: str, exc: YAMLError) -> ConfigIssue:
+    if not isinstance(exc, MarkedYAMLError):
+        return ConfigIssue(file, 1, "(yaml)", f"invalid YAML: {exc}")
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark is not None else 1
+    problem = exc.problem or "invalid YAML"
+    if isinstance(exc, DuplicateKeyError):
+        # ruamel quotes both values; one of them may be a secret typed in by mistake.
+        problem = problem.split(" with value", 1)[0]
+    elif exc.context:
+        problem = f"{exc.context}: {problem}"
+    started = exc.context_mark
+    if started is not None and exc.problem_mark is not None and started.line != mark.line:
+        problem += f" (started at line {started.line + 1})"
+    return ConfigIssue(file, line, "(yaml)", f"invalid YAML: {problem}")
+
+
+def _plain(node: Any, loc: Loc, lines: dict[Loc, int]) -> Any:
+    """ruamel's node types as plain Python values, recording the line of every key and item."""
+    if isinstance(node, CommentedMap):
+        if loc == ():
+            lines[()] = node.lc.line + 1
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            name = str(key)
+            position = node.lc.data.get(key)
+            lines[(*loc, name)] = position[0] + 1 if position else lines.get(loc, 1)
+            out[name] = _plain(value, (*loc, name), lines)
+        return out
+    if isinstance(node, CommentedSeq):
+        items: list[Any] = []
+        for i, value in enumerate(node):
+            position = node.lc.data.get(i)
+            lines[(*loc, i)] = position[0] + 1 if position else lines.get(loc, 1)
+            items.append(_plain(value, (*loc, i), lines))
+        return items
+    if isinstance(node, bool) or node is None:
+        return node
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, str):
+        return str(node)
+    return node
+
+
+def _issues_from(
+    file: str, exc: ValidationError, data: dict[str, Any], lines: dict[Loc, int]
+) -> Iterator[ConfigIssue]:
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = _clean_loc(error["loc"], data)
+        ctx = error.get("ctx") or {}
+        kind = error["type"]
+        if kind == "located":
+            for sub, message, first in ctx["found"]:
+                if first is not None:
+                    message += f" (first at line {_line(lines, (*loc, *first))})"
+                yield _issue(file, lines, (*loc, *sub), message)
+            continue
+        message = error["msg"]
+        if kind == "missing":
+            message = "required key is missing"
+        elif kind == "extra_forbidden":
+            message = "unknown key"
+        elif kind in ("union_tag_invalid", "union_tag_not_found"):
+            discriminator = str(ctx.get("discriminator", "")).strip("'")
+            loc = (*loc, discriminator)
+            if kind == "union_tag_not_found":
+                message = "required key is missing"
+            else:
+                expected = ctx.get("expected_tags")
+                message = f"unknown {discriminator} {ctx.get('tag')!r}; expected one of {expected}"
+        elif kind == "value_error":
+            message = message.removeprefix("Value error, ")
+        yield _issue(file, lines, loc, message)
+
+
+def _clean_loc(loc: tuple[str | int, ...], data: Any) -> Loc:
+    """Drop what pydantic adds to a location that is not in the file (union tags, [key])."""
+    out: list[str | int] = []
+    node: Any = data
+    for part in loc:
+        if isinstance(node, dict):
+            if part in node:
+                node = node[part]
+                out.append(part)
+                continue
+            if part in (node.get("driver"), node.get("kind")):
+                continue  # the discriminator's tag pydantic puts into the path
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            out.append(part)
+            continue
+        if part != "[key]":
+            out.append(part)
+        node = None
+    return tuple(out)
+
+
+def _line(lines: dict[Loc, int], loc: Loc) -> int:
+    # A missing key has no line of its own: its parent mapping's line is the nearest.
+    for end in range(len(loc), -1, -1):
+        found = lines.get(loc[:end])
+        if found is not None:
+            return found
+    return 1
+
+
+def _issue(file: str, lines: dict[Loc, int], loc: Loc, message: str) -> ConfigIssue:
+    return ConfigIssue(file, _line(lines, loc), _dotted(loc) or "(file)", message)

@@ -1,0 +1,1 @@
+"""Forwarders: drain the durable outbox to the outside world (MQTT, webhooks)."""

@@ -1,0 +1,121 @@
+"""Webhook forwarder: POSTs each outbox row as JSON and deletes it only on a 2xx answer.
+
+Rows go one at a time, in outbox order (alarms first), so a receiver sees each alert's
+changes in order. `Idempotency-Key` carries the row's alert id and change: a receiver
+that saw a row before a lost answer can drop the repeat. 401/403 is an auth failure (the
+supervisor waits longest); any other non-2xx or no answer drops the link and retries
+with backoff, the row staying in the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+
+import aiohttp
+
+from gateway.clock import Clock, SystemClock
+from gateway.contract import Link
+from gateway.errors import AuthError, DeliveryError, Unreachable
+from gateway.store import OutboxRow, Store, WriteBatch
+
+log = logging.getLogger("gateway.forward.webhook")
+
+
+def idempotency_key(row: OutboxRow) -> str:
+    try:
+        doc = json.loads(row.payload)
+        return f"{doc['alert']['id']}:{doc['change']}"
+    except (ValueError, KeyError, TypeError):
+        return f"outbox-{row.id}"
+
+
+class WebhookForwarder:
+    def __init__(
+        self,
+        target: str,
+        *,
+        url: str,
+        store: Store,
+        token: str | None = None,
+        timeout_s: float = 10.0,
+        clock: Clock | None = None,
+        on_delivered: Callable[[OutboxRow, float], None] | None = None,
+        on_failed: Callable[[str], None] | None = None,
+    ) -> None:
+        self.name = f"forward:{target}"
+        self.target = target
+        self._url = url
+        self._token = token
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._store = store
+        self._clock = clock or SystemClock()
+        self._on_delivered = on_delivered
+        self._on_failed = on_failed
+        self._wake = asyncio.Event()
+        self._acked_pending: set[int] = set()
+        self.delivered = 0
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def __repr__(self) -> str:  # the token never reaches a log line
+        return f"WebhookForwarder({self.target}, {self._url})"
+
+    async def run(self, link: Link) -> None:
+        headers = {"Content-Type": "application/json"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        async with aiohttp.ClientSession(timeout=self._timeout, headers=headers) as session:
+            announced = False
+            while True:
+                self._wake.clear()
+                rows = self._store.outbox_fetch(self.target, 50, self._acked_pending)
+                for row in rows:
+                    await self._post(session, row)
+                    if not announced:
+                        link.up()
+                        announced = True
+                if not rows:
+                    if not announced:
+                        link.up()  # nothing to send yet; the first failure will say otherwise
+                        announced = True
+                    try:
+                        async with asyncio.timeout(1.0):
+                            await self._wake.wait()
+                    except TimeoutError:
+                        pass
+
+    async def _post(self, session: aiohttp.ClientSession, row: OutboxRow) -> None:
+        try:
+            async with session.post(
+                self._url, data=row.payload,
+                headers={"Idempotency-Key": idempotency_key(row), "X-Gateway-Topic": row.topic},
+            ) as response:
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self._failed("unreachable")
+            raise Unreachable(f"webhook {self.target}: {exc or type(exc).__name__}") from exc
+        if status in (401, 403):
+            self._failed("auth")
+            raise AuthError(f"webhook {self.target}: HTTP {status}")
+        if not 200 <= status < 300:
+            self._failed("status")
+            raise DeliveryError(f"webhook {self.target}: HTTP {status} for row {row.id}")
+        self.delivered += 1
+        self._acked_pending.add(row.id)
+        if self._on_delivered is not None:
+            self._on_delivered(row, self._clock.now())
+        done = self._store.submit(WriteBatch(outbox_acked=[row.id]))
+        row_id = row.id
+
+        def forget(_: asyncio.Future[None]) -> None:
+            self._acked_pending.discard(row_id)
+
+        done.add_done_callback(forget)
+
+    def _failed(self, reason: str) -> None:
+        if self._on_failed is not None:
+            self._on_failed(reason)

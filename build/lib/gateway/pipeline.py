@@ -1,0 +1,207 @@
+"""The pipeline: takes batches off the bus, runs the rules, and writes one store batch per
+bus batch. Alert changes, their outbox rows and the events behind them commit together;
+only after that commit are they published to the desk feed and the forwarders woken."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from gateway.alerts import Alert, AlertBook, AlertChange, AlertSignal, AlertState
+from gateway.bus import Bus
+from gateway.clock import Clock
+from gateway.events import Event, Heartbeat, Item, Reading, Severity
+from gateway.forward.messages import alert_rows, state_rows
+from gateway.metrics import Metrics
+from gateway.rules.fire import FireRules
+from gateway.store import AlertRecord, DeviceStateRow, Store, WriteBatch
+from gateway.store.downsample import Downsampler
+
+log = logging.getLogger("gateway.pipeline")
+
+# Silence detection and minute flushes run this often, from the pipeline task itself.
+TICK_S = 1.0
+
+
+def alert_to_record(alert: Alert) -> AlertRecord:
+    return AlertRecord(
+        id=alert.id, key=alert.key, rule=alert.rule, source=alert.source, zone=alert.zone,
+        severity=int(alert.severity), state=alert.state.value, raised_at=alert.raised_at,
+        cleared_at=alert.cleared_at, summary=alert.summary, data=alert.data, drill=alert.drill,
+    )
+
+
+def record_to_alert(rec: AlertRecord) -> Alert:
+    return Alert(
+        id=rec.id, key=rec.key, rule=rec.rule, source=rec.source, zone=rec.zone,
+        severity=Severity(rec.severity), state=AlertState(rec.state), raised_at=rec.raised_at,
+        cleared_at=rec.cleared_at, summary=rec.summary, data=dict(rec.data), drill=rec.drill,
+    )
+
+
+@dataclass
+class _Pending:
+    """What one store batch will make visible once it is committed."""
+
+    changes: list[AlertChange] = field(default_factory=list)
+    oldest_event: float | None = None
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        store: Store,
+        book: AlertBook,
+        fire: FireRules,
+        metrics: Metrics,
+        clock: Clock,
+        targets: list[tuple[str, str]],
+        on_committed: Callable[[], None],
+    ) -> None:
+        self._bus = bus
+        self._store = store
+        self._book = book
+        self._fire = fire
+        self._metrics = metrics
+        self._clock = clock
+        self._targets = targets
+        self._on_committed = on_committed
+        self._downsampler = Downsampler()
+        self._device_state: dict[str, str] = {}
+        self.last_progress = clock.monotonic()
+        self.items = 0
+        self.store_failures = 0
+
+    def restore_device_states(self, rows: Iterable[DeviceStateRow]) -> None:
+        for row in rows:
+            self._device_state[row.source] = row.state
+
+    async def run(self) -> None:
+        last_tick = self._clock.monotonic()
+        while True:
+            batch: list[Item] = []
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TICK_S):
+                    batch = await self._bus.get_batch()
+            if batch:
+                self.process(batch)
+            if self._clock.monotonic() - last_tick >= TICK_S:
+                last_tick = self._clock.monotonic()
+                self.tick()
+
+    def process(self, items: list[Item]) -> None:
+        now = self._clock.now()
+        self.last_progress = self._clock.monotonic()
+        self.items += len(items)
+        wb = WriteBatch()
+        pending = _Pending()
+        observe = self._fire.observe
+        readings = 0
+        for item in items:
+            kind = type(item)
+            if kind is Reading:
+                self._downsampler.add(item)  # type: ignore[arg-type]
+                readings += 1
+            elif kind is Heartbeat:
+                if self._device_state.get(item.source) != "up":
+                    self._device_transition(item.source, "up", "reporting", now, wb)
+            else:
+                event: Event = item  # type: ignore[assignment]
+                wb.events.append(event)
+                self._metrics.event(event.kind)
+                if pending.oldest_event is None or event.time < pending.oldest_event:
+                    pending.oldest_event = event.time
+            signals = observe(item, now)
+            if signals:
+                self._apply(signals, now, wb, pending)
+        if readings:
+            self._metrics.readings(readings)
+        wb.minutes.extend(self._downsampler.flush_due(now))
+        self._submit(wb, pending)
+
+    def tick(self) -> None:
+        """Once a second: silence detection and the downsampler's due minutes."""
+        now = self._clock.now()
+        self.last_progress = self._clock.monotonic()
+        wb = WriteBatch()
+        pending = _Pending()
+        signals = self._fire.tick(now)
+        if signals:
+            self._apply(signals, now, wb, pending)
+        wb.minutes.extend(self._downsampler.flush_due(now))
+        self._submit(wb, pending)
+
+    def flush(self) -> None:
+        """On shutdown: write the minutes still being aggregated."""
+        wb = WriteBatch()
+        wb.minutes.extend(self._downsampler.flush_all())
+        self._submit(wb, _Pending())
+
+    def _apply(
+        self, signals: list[AlertSignal], now: float, wb: WriteBatch, pending: _Pending
+    ) -> None:
+        for signal in signals:
+            if signal.rule == "device.stale":
+                state = "stale" if signal.active else "up"
+                self._device_transition(signal.source, state, signal.summary, now, wb)
+            change = self._book.apply(signal, now)
+            if change is None:
+                continue
+            pending.changes.append(change)
+            wb.alerts.append(alert_to_record(change.alert))
+            wb.outbox.extend(alert_rows(change, self._targets))
+            if change.change == "raised":
+                self._metrics.alert_raised(change.alert.severity)
+            log.log(
+                logging.WARNING if change.change == "raised" else logging.INFO,
+                "alert %s key=%s id=%s severity=%s zone=%s drill=%s summary=%r",
+                change.change, change.alert.key, change.alert.id, change.alert.severity.label,
+                change.alert.zone, change.alert.drill, change.alert.summary,
+            )
+
+    def _device_transition(
+        self, source: str, state: str, detail: str, now: float, wb: WriteBatch
+    ) -> None:
+        previous = self._device_state.get(source)
+        if previous == state:
+            return
+        self._device_state[source] = state
+        wb.device_states.append(
+            DeviceStateRow(source=source, state=state, since=now, detail=detail, last_seen=now)
+        )
+        self._metrics.device_transition(source, state)
+        keys = [a.key for a in self._book.active() if a.source == source]
+        wb.outbox.extend(state_rows(source, state, now, keys, self._targets))
+        # A device heard for the first time since start-up is news only when debugging.
+        log.log(logging.DEBUG if previous is None else logging.INFO,
+                "device=%s state=%s previous=%s detail=%r", source, state, previous or "-", detail)
+
+    def _submit(self, wb: WriteBatch, pending: _Pending) -> None:
+        if not (wb.events or wb.minutes or wb.alerts or wb.outbox or wb.device_states or wb.audit):
+            return
+        done = self._store.submit(wb)
+        has_outbox = bool(wb.outbox)
+        if pending.changes or pending.oldest_event is not None or has_outbox:
+            done.add_done_callback(
+                lambda fut: self._committed(fut, pending, has_outbox)
+            )
+
+    def _committed(self, fut: asyncio.Future[None], pending: _Pending, has_outbox: bool) -> None:
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:
+            # The store logs the failure itself; nothing here may be forwarded unstored.
+            self.store_failures += 1
+            return
+        if pending.oldest_event is not None:
+            self._metrics.ingest_to_store(self._clock.now() - pending.oldest_event)
+        for change in pending.changes:
+            self._book.publish(change)
+        if has_outbox:
+            self._on_committed()

@@ -1,0 +1,162 @@
+"""The local SQLite store: one writer thread for every write, a read-only connection
+for the loop's small queries. Tables and the outbox's meaning: docs/store.md."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+from gateway.clock import Clock, SystemClock
+from gateway.store import queries
+from gateway.store.downsample import Downsampler, MinuteAggregate
+from gateway.store.schema import (
+    SCHEMA_VERSION,
+    AlertRecord,
+    AuditRow,
+    DeviceStateRow,
+    NewOutboxRow,
+    OutboxRow,
+    StoreError,
+    connect_reader,
+    connect_writer,
+    migrate,
+)
+from gateway.store.writer import Retention, WriteBatch, Writer
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AlertRecord",
+    "AuditRow",
+    "DeviceStateRow",
+    "Downsampler",
+    "MinuteAggregate",
+    "NewOutboxRow",
+    "OutboxRow",
+    "Retention",
+    "Store",
+    "StoreError",
+    "WriteBatch",
+]
+
+log = logging.getLogger("gateway.store")
+
+
+class Store:
+    def __init__(
+        self, path: Path, *, retention: Retention | None = None, clock: Clock | None = None
+    ) -> None:
+        self.path = path
+        self.retention = retention or Retention()
+        self._clock: Clock = clock or SystemClock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._writer: Writer | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._closing = False
+
+    def open(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Migrate the file to the current schema and start the writer thread."""
+        if self._writer is not None:
+            raise StoreError("store is already open")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        applied = migrate(self.path, self._clock.now())
+        if applied:
+            log.info("store migrated path=%s versions=%s", self.path, applied)
+        self._writer = Writer(connect_writer(self.path), loop, self.retention)
+        self._reader = connect_reader(self.path)
+        self._loop = loop
+        self._writer.start()
+
+    def submit(self, batch: WriteBatch) -> asyncio.Future[None]:
+        """Queue `batch` (from the loop thread; never blocks). The future resolves once
+        the batch is committed to disk, or carries the error that stopped it."""
+        writer, loop = self._live()
+        future: asyncio.Future[None] = loop.create_future()
+        writer.submit(batch, future, self._clock.now())
+        return future
+
+    async def run_retention(self, now: float) -> dict[str, int]:
+        """Delete by age, then by size; runs in the writer thread between batches."""
+        writer, loop = self._live()
+        future: asyncio.Future[dict[str, int]] = loop.create_future()
+        writer.retain(now, future)
+        return await future
+
+    # The caller passes its own share of the shutdown budget: an explicit timeout
+    # here reads better at the call site than an asyncio.timeout block around it.
+    async def close(self, timeout: float = 4.0) -> None:  # noqa: ASYNC109
+        """Commit everything queued, stop the writer thread, close both connections."""
+        if self._writer is None or self._loop is None or self._closing:
+            return
+        self._closing = True
+        stopped: asyncio.Future[None] = self._loop.create_future()
+        self._writer.stop(stopped)
+        try:
+            await asyncio.wait_for(stopped, timeout)
+        except TimeoutError:
+            log.error(
+                "store close timed out timeout_s=%s queued=%d", timeout, self.writer_queue_depth
+            )
+            raise
+        finally:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+
+    def _live(self) -> tuple[Writer, asyncio.AbstractEventLoop]:
+        if self._writer is None or self._loop is None:
+            raise StoreError("store is not open")
+        if self._closing:
+            raise StoreError("store is closed")
+        return self._writer, self._loop
+
+    def _read(self) -> sqlite3.Connection:
+        if self._reader is None:
+            raise StoreError("store is not open")
+        return self._reader
+
+    # Read side: small queries on the loop thread.
+
+    def outbox_fetch(self, target: str, limit: int, exclude: Collection[int]) -> list[OutboxRow]:
+        return queries.outbox_fetch(self._read(), target, limit, exclude)
+
+    def outbox_stats(self) -> dict[str, tuple[int, float | None]]:
+        return queries.outbox_stats(self._read())
+
+    def active_alerts(self) -> list[AlertRecord]:
+        return queries.active_alerts(self._read())
+
+    def recent_alerts(self, limit: int = 200) -> list[AlertRecord]:
+        return queries.recent_alerts(self._read(), limit)
+
+    def events_for(
+        self, source: str | None = None, kind: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        return queries.events_for(self._read(), source, kind, limit)
+
+    def last_seq(self) -> dict[str, int]:
+        return queries.last_seq(self._read())
+
+    def device_states(self) -> list[DeviceStateRow]:
+        return queries.device_states(self._read())
+
+    # For metrics.
+
+    @property
+    def writer_queue_depth(self) -> int:
+        return 0 if self._writer is None else self._writer.queue_depth
+
+    @property
+    def commits(self) -> int:
+        return 0 if self._writer is None else self._writer.commits
+
+    @property
+    def last_commit_s(self) -> float:
+        return 0.0 if self._writer is None else self._writer.last_commit_s
+
+    @property
+    def failed_batches(self) -> int:
+        return 0 if self._writer is None else self._writer.failed_batches

@@ -1,0 +1,120 @@
+"""The read side: small queries on a read-only connection, run on the loop thread."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Collection
+from typing import Any
+
+from gateway.store.schema import AlertRecord, DeviceStateRow, OutboxRow
+
+_ALERT_COLUMNS = (
+    "id, key, rule, source, zone, severity, state, raised_at, cleared_at, summary, data, drill"
+)
+_EVENT_COLUMNS = ("id", "time", "source", "seq", "kind", "zone", "severity", "device_time", "data")
+
+
+def _alert(row: tuple[Any, ...]) -> AlertRecord:
+    return AlertRecord(
+        id=row[0],
+        key=row[1],
+        rule=row[2],
+        source=row[3],
+        zone=row[4],
+        severity=row[5],
+        state=row[6],
+        raised_at=row[7],
+        cleared_at=row[8],
+        summary=row[9],
+        data=json.loads(row[10]),
+        drill=bool(row[11]),
+    )
+
+
+def outbox_fetch(
+    conn: sqlite3.Connection, target: str, limit: int, exclude: Collection[int]
+) -> list[OutboxRow]:
+    """The next rows for `target`, alarms first then oldest; `exclude` holds those in flight."""
+    sql = (
+        "SELECT id, target, lane, topic, payload, retain, created_at, attempts"
+        " FROM outbox WHERE target = ?"
+    )
+    params: list[Any] = [target]
+    if exclude:
+        # One JSON parameter instead of one per id: the in-flight set can hold
+        # thousands of ids during a drain, beyond SQLite's bound-parameter limit.
+        sql += " AND id NOT IN (SELECT value FROM json_each(?))"
+        params.append(json.dumps(list(exclude)))
+    sql += " ORDER BY lane, id LIMIT ?"
+    params.append(limit)
+    return [
+        OutboxRow(
+            id=row[0],
+            target=row[1],
+            lane=row[2],
+            topic=row[3],
+            payload=row[4],
+            retain=bool(row[5]),
+            created_at=row[6],
+            attempts=row[7],
+        )
+        for row in conn.execute(sql, params)
+    ]
+
+
+def outbox_stats(conn: sqlite3.Connection) -> dict[str, tuple[int, float | None]]:
+    """target -> (rows waiting, created_at of the oldest)."""
+    rows = conn.execute("SELECT target, count(*), min(created_at) FROM outbox GROUP BY target")
+    return {target: (depth, oldest) for target, depth, oldest in rows}
+
+
+def active_alerts(conn: sqlite3.Connection) -> list[AlertRecord]:
+    rows = conn.execute(
+        f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE state = 'firing' ORDER BY raised_at, id"
+    )
+    return [_alert(row) for row in rows]
+
+
+def recent_alerts(conn: sqlite3.Connection, limit: int = 200) -> list[AlertRecord]:
+    rows = conn.execute(
+        f"SELECT {_ALERT_COLUMNS} FROM alerts ORDER BY raised_at DESC, id DESC LIMIT ?", [limit]
+    )
+    return [_alert(row) for row in rows]
+
+
+def events_for(
+    conn: sqlite3.Connection, source: str | None = None, kind: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Newest first, optionally of one source and/or one kind."""
+    where: list[str] = []
+    params: list[Any] = []
+    if source is not None:
+        where.append("source = ?")
+        params.append(source)
+    if kind is not None:
+        where.append("kind = ?")
+        params.append(kind)
+    sql = f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY time DESC, id DESC LIMIT ?"
+    params.append(limit)
+    out: list[dict[str, Any]] = []
+    for row in conn.execute(sql, params):
+        event = dict(zip(_EVENT_COLUMNS, row, strict=True))
+        event["data"] = json.loads(event["data"])
+        out.append(event)
+    return out
+
+
+def last_seq(conn: sqlite3.Connection) -> dict[str, int]:
+    """source -> highest seq stored, to restore a SeqCounter after a restart."""
+    return dict(conn.execute("SELECT source, max(seq) FROM events GROUP BY source"))
+
+
+def device_states(conn: sqlite3.Connection) -> list[DeviceStateRow]:
+    rows = conn.execute(
+        "SELECT source, state, since, detail, last_seen FROM device_state ORDER BY source"
+    )
+    return [DeviceStateRow(*row) for row in rows]

@@ -1,0 +1,1 @@
+"""Simulators that speak the compound's real wire protocols, with fault injection."""
