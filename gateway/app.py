@@ -232,6 +232,7 @@ class Gateway:
             bus=self.bus, store=self.store, book=self.book, fire=fire,
             metrics=self.metrics, clock=self.clock, routes=self._routes(),
             on_committed=self._wake_forwarders,
+            on_events_committed=self.ingest.committed,
         )
         self.pipeline.restore_device_states(self.store.device_states())
         self._build_drivers()

@@ -7,6 +7,7 @@ It owns no retry policy; its supervisor restarts it (gateway.supervisor).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 
 from gateway.events import Event, Heartbeat, Reading
@@ -18,8 +19,10 @@ class Sink(Protocol):
     def telemetry(self, item: Reading | Heartbeat) -> None:
         """Queue telemetry; never waits (the telemetry lane drops its oldest when full)."""
 
-    async def event(self, event: Event) -> None:
-        """Queue an event; waits while its lane is full (alarms and events are never dropped)."""
+    async def event(self, event: Event) -> asyncio.Future[None]:
+        """Queue an event; waits while its lane is full (alarms and events are never dropped).
+        The returned future resolves once the event is committed to the store (or raises
+        if the store failed): a driver acknowledges its device only then."""
 
     def next_seq(self, source: str) -> int:
         """The next per-source event sequence number."""

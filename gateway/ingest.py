@@ -3,6 +3,7 @@ puts items on the bus; nothing else."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from gateway.bus import Bus
@@ -22,13 +23,28 @@ class Ingest:
         self._metrics = metrics
         self.seq = seq or SeqCounter()
         self._logged: set[tuple[str, str, str | None]] = set()
+        self._committing: dict[str, asyncio.Future[None]] = {}
         self.rejects = 0
 
     def telemetry(self, item: Reading | Heartbeat) -> None:
         self._bus.put_telemetry(item)
 
-    async def event(self, event: Event) -> None:
+    async def event(self, event: Event) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._committing[event.id] = done
         await self._bus.put(event)
+        return done
+
+    def committed(self, event_ids: list[str], error: BaseException | None) -> None:
+        """The store committed (or failed to commit) these events."""
+        for event_id in event_ids:
+            done = self._committing.pop(event_id, None)
+            if done is None or done.done():
+                continue
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
 
     def next_seq(self, source: str) -> int:
         return self.seq.next(source)

@@ -62,6 +62,7 @@ class Pipeline:
         clock: Clock,
         routes: list[Route],
         on_committed: Callable[[], None],
+        on_events_committed: Callable[[list[str], BaseException | None], None] | None = None,
     ) -> None:
         self._bus = bus
         self._store = store
@@ -71,6 +72,7 @@ class Pipeline:
         self._clock = clock
         self._routes = routes
         self._on_committed = on_committed
+        self._on_events_committed = on_events_committed
         self._downsampler = Downsampler()
         self._device_state: dict[str, str] = {}
         self.last_progress = clock.monotonic()
@@ -186,15 +188,21 @@ class Pipeline:
             return
         done = self._store.submit(wb)
         has_outbox = bool(wb.outbox)
-        if pending.changes or pending.oldest_event is not None or has_outbox:
+        event_ids = [e.id for e in wb.events]
+        if pending.changes or event_ids or has_outbox:
             done.add_done_callback(
-                lambda fut: self._committed(fut, pending, has_outbox)
+                lambda fut: self._committed(fut, pending, has_outbox, event_ids)
             )
 
-    def _committed(self, fut: asyncio.Future[None], pending: _Pending, has_outbox: bool) -> None:
-        if fut.cancelled():
-            return
-        exc = fut.exception()
+    def _committed(
+        self, fut: asyncio.Future[None], pending: _Pending, has_outbox: bool,
+        event_ids: list[str],
+    ) -> None:
+        exc: BaseException | None = (
+            asyncio.CancelledError() if fut.cancelled() else fut.exception()
+        )
+        if event_ids and self._on_events_committed is not None:
+            self._on_events_committed(event_ids, exc)
         if exc is not None:
             # The store logs the failure itself; nothing here may be forwarded unstored.
             self.store_failures += 1

@@ -16,6 +16,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
+from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.cli import main as cli_main
@@ -277,7 +278,8 @@ def test_the_secure_site_file_edited_as_the_docs_say_resolves_its_credential(
         "password: {env: GATEWAY_BROKER_PASSWORD}", "password: {credential: broker-password}"
     )
     assert edited != text
-    assert "password: {credential: broker-password}" in OPERATIONS.read_text(encoding="utf-8")
+    sed = "s/password: {env: GATEWAY_BROKER_PASSWORD}/password: {credential: broker-password}/"
+    assert sed in OPERATIONS.read_text(encoding="utf-8")
     site = tmp_path / "site.yaml"
     site.write_text(edited, encoding="utf-8")
     (tmp_path / "broker-password").write_text("s3cret\n")
@@ -309,7 +311,7 @@ class Client:
         self.connacks: queue.Queue[tuple[bool, str]] = queue.Queue()
         self.subacks: queue.Queue[list[str]] = queue.Queue()
         self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                         clean_session=clean_session)
         if user is not None:
             c.username_pw_set(user, password)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from dataclasses import replace
 
 from drivers.mqtt import wire
 from drivers.mqtt.config import BrokerEndpoint, DetectorBinding
@@ -19,6 +20,7 @@ from gateway.contract import Link, Sink
 from gateway.errors import AuthError, PayloadRejected, Unreachable
 
 CONNECT_TIMEOUT_S = 10.0
+COMMIT_TIMEOUT_S = 10.0
 
 
 def topic_filters(topics: Iterable[str]) -> list[str]:
@@ -46,10 +48,14 @@ class MqttDeviceDriver:
         self.name = name
         self._endpoint = endpoint
         self._by_topic = {d.topic: d for d in detectors}
-        self._memory = {
+        # What each detector's flags were as of the last commit. The working memory starts
+        # from it on every (re)connect: if a commit failed, the broker sends the report
+        # again and it must raise its event again.
+        self._settled = {
             d.device_id: DetectorMemory(alarm=d.alarm, fault=d.fault)
             for d in self._by_topic.values()
         }
+        self._memory = {k: replace(v) for k, v in self._settled.items()}
         self._profile = profile
         self._sink = sink
         self._clock = clock or SystemClock()
@@ -63,18 +69,35 @@ class MqttDeviceDriver:
                 _, session = await loop.create_connection(IngestSession, ep.host, ep.port)
         except (OSError, TimeoutError) as exc:
             raise Unreachable(f"broker {ep.host}:{ep.port}: {exc or 'connect timed out'}") from exc
+        self._memory = {k: replace(v) for k, v in self._settled.items()}
         try:
             await self._open(session, link)
             session.start_keepalive(ep.keepalive_s)
             while True:
                 batch = await session.next_batch()
                 acks = []
+                commits: list[asyncio.Future[None]] = []
+                changed: set[str] = set()
                 for publish in batch:
-                    await self._handle(publish.topic, publish.payload)
+                    futures = await self._handle(publish.topic, publish.payload)
+                    if futures:
+                        commits += futures
+                        changed.add(self._by_topic[publish.topic].device_id)
                     if publish.qos:
                         acks.append(wire.puback(publish.packet_id))
+                if commits:
+                    # A report that raised an event is acknowledged only once the event is
+                    # on disk: until then the broker keeps it for this persistent session,
+                    # so a crash between here and the commit loses nothing.
+                    try:
+                        async with asyncio.timeout(COMMIT_TIMEOUT_S):
+                            await asyncio.gather(*commits)
+                    except TimeoutError:
+                        raise Unreachable("store did not commit within "
+                                          f"{COMMIT_TIMEOUT_S:g} s; not acknowledging") from None
+                    for device_id in changed:
+                        self._settled[device_id] = replace(self._memory[device_id])
                 if acks:
-                    # Acked once on the bus; until then the broker keeps it for this session.
                     session.send(b"".join(acks))
         finally:
             session.close()
@@ -105,21 +128,19 @@ class MqttDeviceDriver:
         if refused:
             link.degraded(f"subscription refused: {', '.join(refused)}")
 
-    async def _handle(self, topic: str, payload: object) -> None:
+    async def _handle(self, topic: str, payload: bytes) -> list[asyncio.Future[None]]:
+        """Decode one report onto the sink; returns the commit futures of its events."""
         self.messages += 1
         sink = self._sink
         binding = self._by_topic.get(topic)
         if binding is None:
             sink.rejected("mqtt", "unknown_device", topic[:120])
-            return
-        if not isinstance(payload, bytes | bytearray):
-            sink.rejected("mqtt", "wrong_type", "payload is not bytes", binding.device_id)
-            return
+            return []
         try:
-            report = decode_report(bytes(payload), self._profile)
+            report = decode_report(payload, self._profile)
         except PayloadRejected as exc:
             sink.rejected("mqtt", exc.reason, exc.detail, binding.device_id)
-            return
+            return []
         telemetry, events = normalise(
             binding.device_id,
             binding.zone,
@@ -129,7 +150,7 @@ class MqttDeviceDriver:
             sink.next_seq,
             self._profile,
         )
-        for event in events:
-            await sink.event(event)
+        commits = [await sink.event(event) for event in events]
         for item in telemetry:
             sink.telemetry(item)
+        return commits

@@ -1,1 +1,0 @@
-"""Device drivers, one folder per protocol. Hardware libraries are imported only here."""

@@ -1,1 +1,0 @@
-"""Forwarders: drain the durable outbox to the outside world (MQTT, webhooks)."""

@@ -1,1 +1,0 @@
-"""Simulators that speak the compound's real wire protocols, with fault injection."""
