@@ -336,7 +336,7 @@ class HeatDetectorFleet:
         backoff = 0.1
         down_logged = False  # one log line per outage, not one per attempt
         while True:
-            lost = False
+            cancelled = False
             try:
                 async with aiomqtt.Client(
                     self.host,
@@ -346,26 +346,45 @@ class HeatDetectorFleet:
                     timeout=10,
                     max_inflight_messages=200,
                 ) as client:
-                    await client.subscribe(CONTROL_TOPIC, qos=1)
-                    self._client = client
-                    self._connected.set()
-                    down_logged = False
-                    _log.info("event=sim_connected broker=%s:%d", self.host, self.port)
-                    backoff = 0.1
-                    async with asyncio.TaskGroup() as tasks:
-                        tasks.create_task(self._report_loop(client), name="sim-heat-reports")
-                        tasks.create_task(self._control_loop(client), name="sim-heat-control")
-            except* aiomqtt.MqttError as group:
-                lost = True
+                    try:
+                        await client.subscribe(CONTROL_TOPIC, qos=1)
+                        self._client = client
+                        self._connected.set()
+                        down_logged = False
+                        backoff = 0.1
+                        _log.info("event=sim_connected broker=%s:%d", self.host, self.port)
+                        await self._serve(client)
+                    except asyncio.CancelledError:
+                        cancelled = True
+                        raise
+            except aiomqtt.MqttError as exc:
+                if cancelled:
+                    # aiomqtt's exit turned our cancellation into a disconnect error.
+                    raise asyncio.CancelledError from exc
                 if not down_logged:
-                    _log.info("event=sim_broker_lost reason=%r", str(group.exceptions[0]))
+                    _log.info("event=sim_broker_lost reason=%r", str(exc))
                     down_logged = True
             finally:
                 self._client = None
                 self._connected.clear()
-            if lost:
-                await asyncio.sleep(random.uniform(0, backoff))
-                backoff = min(5.0, backoff * 2)
+            await asyncio.sleep(random.uniform(0, backoff))
+            backoff = min(5.0, backoff * 2)
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        """Report and obey control messages until either stops (the link is gone)."""
+        loops = [
+            asyncio.create_task(self._report_loop(client), name="sim-heat-reports"),
+            asyncio.create_task(self._control_loop(client), name="sim-heat-control"),
+        ]
+        try:
+            done, _pending = await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for loop in loops:
+                loop.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+        for loop in done:
+            loop.result()
+        raise aiomqtt.MqttError("the simulator's loops stopped")
 
     @property
     def connected(self) -> bool:
