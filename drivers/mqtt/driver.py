@@ -44,6 +44,7 @@ class MqttDeviceDriver:
         sink: Sink,
         *,
         clock: Clock | None = None,
+        commit_timeout_s: float = COMMIT_TIMEOUT_S,
     ) -> None:
         self.name = name
         self._endpoint = endpoint
@@ -59,6 +60,7 @@ class MqttDeviceDriver:
         self._profile = profile
         self._sink = sink
         self._clock = clock or SystemClock()
+        self._commit_timeout_s = commit_timeout_s
         self.messages = 0
 
     async def run(self, link: Link) -> None:
@@ -90,11 +92,12 @@ class MqttDeviceDriver:
                     # on disk: until then the broker keeps it for this persistent session,
                     # so a crash between here and the commit loses nothing.
                     try:
-                        async with asyncio.timeout(COMMIT_TIMEOUT_S):
+                        async with asyncio.timeout(self._commit_timeout_s):
                             await asyncio.gather(*commits)
                     except TimeoutError:
-                        raise Unreachable("store did not commit within "
-                                          f"{COMMIT_TIMEOUT_S:g} s; not acknowledging") from None
+                        raise Unreachable(
+                            f"store did not commit within {self._commit_timeout_s:g} s; "
+                            "not acknowledging") from None
                     for device_id in changed:
                         self._settled[device_id] = replace(self._memory[device_id])
                 if acks:

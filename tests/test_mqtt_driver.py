@@ -1,0 +1,111 @@
+"""The MQTT driver against a real mosquitto: a detector's QoS 1 report is acknowledged
+only after its events are committed, so the broker sends it again after a failed commit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from drivers.mqtt import BrokerEndpoint, DetectorBinding, MqttDeviceDriver, load_profile
+from gateway.errors import Unreachable
+from gateway.events import Event, Heartbeat, Reading, SeqCounter
+from tests.brokers import Mosquitto
+from tests.harness import report
+
+PROFILE = load_profile(Path(__file__).parent.parent / "config/profiles/heat-detector.yaml")
+
+
+class Sink:
+    """The core's side of the contract, with commits we hold back or let through."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.telemetry_items: list[Reading | Heartbeat] = []
+        self.rejects: list[str] = []
+        self.commit = True
+        self.seq = SeqCounter()
+
+    def telemetry(self, item: Reading | Heartbeat) -> None:
+        self.telemetry_items.append(item)
+
+    async def event(self, event: Event) -> asyncio.Future[None]:
+        self.events.append(event)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.commit:
+            done.set_result(None)
+        return done
+
+    def next_seq(self, source: str) -> int:
+        return self.seq.next(source)
+
+    def rejected(self, driver: str, reason: str, detail: str, source: str | None = None) -> None:
+        self.rejects.append(reason)
+
+
+class Link:
+    def __init__(self) -> None:
+        self.is_up = asyncio.Event()
+
+    def up(self) -> None:
+        self.is_up.set()
+
+    def degraded(self, reason: str) -> None:
+        raise AssertionError(reason)
+
+
+async def wait_until(predicate: object, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():  # type: ignore[operator]
+            await asyncio.sleep(0.02)
+
+
+async def test_a_report_whose_commit_failed_comes_again(mosquitto: Mosquitto) -> None:
+    sink = Sink()
+    driver = MqttDeviceDriver(
+        "mqtt:site", BrokerEndpoint(mosquitto.host, mosquitto.port, client_id="gw-ingest-t"),
+        [DetectorBinding("hd-01", "main-office-a", "furong/fire/heat/hd-01")],
+        PROFILE, sink, commit_timeout_s=1.0,
+    )
+    # 1. The store does not commit: the alarm report is not acknowledged, the link drops.
+    sink.commit = False
+    link = Link()
+    first = asyncio.create_task(driver.run(link))
+    await asyncio.wait_for(link.is_up.wait(), 10)
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port) as detector:
+        await detector.publish("furong/fire/heat/hd-01", report(1, 30.0, alarm=True), qos=1)
+    with pytest.raises(Unreachable, match="not acknowledging"):
+        await asyncio.wait_for(first, 10)
+    assert [e.kind for e in sink.events] == ["fire.detector.alarm"]
+
+    # 2. The store works again: the broker sends the same report again, and the alarm is
+    #    raised again (the driver forgot the flag it never got committed).
+    sink.commit = True
+    second = asyncio.create_task(driver.run(Link()))
+    await wait_until(lambda: len(sink.events) == 2)
+    assert [e.kind for e in sink.events] == ["fire.detector.alarm"] * 2
+    second.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await second
+
+    # 3. Now acknowledged: a new session start brings nothing back.
+    link = Link()
+    third = asyncio.create_task(driver.run(link))
+    await asyncio.wait_for(link.is_up.wait(), 10)
+    await asyncio.sleep(0.5)
+    third.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await third
+    assert len(sink.events) == 2
+
+
+async def test_unreachable_broker_is_reported_as_such() -> None:
+    from tests.brokers import free_port
+
+    driver = MqttDeviceDriver("mqtt:none", BrokerEndpoint("127.0.0.1", free_port()), [],
+                              PROFILE, Sink())
+    with pytest.raises(Unreachable, match=r"broker 127\.0\.0\.1"):
+        await driver.run(Link())
