@@ -98,16 +98,8 @@ class Gateway:
 
     def _fire_rules(self) -> FireRules:
         cfg = self.site.rules.fire
-        params = FireParams(
-            static_threshold_c=dict(cfg.static_threshold_c),
-            ror_rise_k_per_min=cfg.ror_rise_k_per_min,
-            ror_threshold_c=cfg.ror_threshold_c,
-            ror_window_s=cfg.ror_window_s,
-            smoothing_alpha=cfg.smoothing_alpha,
-            clear_hysteresis_k=cfg.clear_hysteresis_k,
-            low_battery_pct=cfg.low_battery_pct,
-            silence_factor=cfg.silence_factor,
-        )
+        # FireParams carries the same names as the config section, plus defaults of its own.
+        params = FireParams(**cfg.model_dump())
         specs = [
             DetectorSpec(d.id, d.zone, d.detector_class, d.heartbeat_s)
             for d in self._heat_detectors()

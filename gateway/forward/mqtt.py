@@ -20,7 +20,8 @@ from gateway.clock import Clock, SystemClock
 from gateway.contract import Link
 from gateway.errors import DeliveryError, Unreachable
 from gateway.events import Lane
-from gateway.store import OutboxRow, Store, WriteBatch
+from gateway.forward.cursor import OutboxCursor
+from gateway.store import OutboxRow, Store
 
 log = logging.getLogger("gateway.forward.mqtt")
 
@@ -58,10 +59,7 @@ class MqttForwarder:
         self._on_delivered = on_delivered
         self._on_failed = on_failed
         self._wake = asyncio.Event()
-        # Rows handed to the connection, and rows acked whose delete is not yet committed:
-        # neither may be fetched again.
-        self._in_flight: set[int] = set()
-        self._acked_pending: set[int] = set()
+        self._cursor = OutboxCursor(store, target)
         self.delivered = 0
 
     def notify(self) -> None:
@@ -69,10 +67,10 @@ class MqttForwarder:
         self._wake.set()
 
     def in_flight(self) -> int:
-        return len(self._in_flight)
+        return len(self._cursor.in_flight)
 
     async def run(self, link: Link) -> None:
-        self._in_flight.clear()
+        self._cursor.link_lost()
         try:
             async with aiomqtt.Client(
                 self._host,
@@ -96,20 +94,14 @@ class MqttForwarder:
                 raise DeliveryError(str(first)) from first
             raise
         finally:
-            # Whatever was in flight is still in the table: it goes again next time.
-            self._in_flight.clear()
+            self._cursor.link_lost()
 
     async def _drain(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
         while True:
             self._wake.clear()
-            room = WINDOW - len(self._in_flight)
-            rows: list[OutboxRow] = []
-            if room > 0:
-                rows = self._store.outbox_fetch(
-                    self.target, room, self._in_flight | self._acked_pending
-                )
+            room = WINDOW - len(self._cursor.in_flight)
+            rows = self._cursor.fetch(room)
             for row in rows:
-                self._in_flight.add(row.id)
                 tg.create_task(self._publish(client, row), name=f"publish-{row.id}")
             if not rows or room <= len(rows):
                 # Wait for new rows, or for acks that free the window; poll as a backstop.
@@ -130,19 +122,11 @@ class MqttForwarder:
             raise DeliveryError(
                 f"row {row.id} to {self._host}:{self._port} not acknowledged: {exc}"
             ) from exc
-        self._in_flight.discard(row.id)
-        self._acked_pending.add(row.id)
+        self._cursor.delivered(row)
         self._wake.set()
         self.delivered += 1
         if self._on_delivered is not None:
             self._on_delivered(row, self._clock.now())
-        done = self._store.submit(WriteBatch(outbox_acked=[row.id]))
-        row_id = row.id
-
-        def forget(_: asyncio.Future[None]) -> None:
-            self._acked_pending.discard(row_id)
-
-        done.add_done_callback(forget)
 
 
 def is_alarm_row(row: OutboxRow) -> bool:

@@ -19,9 +19,13 @@ import aiohttp
 from gateway.clock import Clock, SystemClock
 from gateway.contract import Link
 from gateway.errors import AuthError, DeliveryError, Unreachable
-from gateway.store import OutboxRow, Store, WriteBatch
+from gateway.forward.cursor import OutboxCursor
+from gateway.store import OutboxRow, Store
 
 log = logging.getLogger("gateway.forward.webhook")
+
+# Rows fetched per round; they are POSTed one after another, in order.
+BATCH = 50
 
 
 def idempotency_key(row: OutboxRow) -> str:
@@ -55,7 +59,7 @@ class WebhookForwarder:
         self._on_delivered = on_delivered
         self._on_failed = on_failed
         self._wake = asyncio.Event()
-        self._acked_pending: set[int] = set()
+        self._cursor = OutboxCursor(store, target)
         self.delivered = 0
 
     def notify(self) -> None:
@@ -68,25 +72,31 @@ class WebhookForwarder:
         headers = {"Content-Type": "application/json"}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
-        async with aiohttp.ClientSession(timeout=self._timeout, headers=headers) as session:
-            announced = False
-            while True:
-                self._wake.clear()
-                rows = self._store.outbox_fetch(self.target, 50, self._acked_pending)
-                for row in rows:
-                    await self._post(session, row)
-                    if not announced:
-                        link.up()
-                        announced = True
-                if not rows:
-                    if not announced:
-                        link.up()  # nothing to send yet; the first failure will say otherwise
-                        announced = True
-                    try:
-                        async with asyncio.timeout(1.0):
-                            await self._wake.wait()
-                    except TimeoutError:
-                        pass
+        try:
+            async with aiohttp.ClientSession(timeout=self._timeout, headers=headers) as session:
+                await self._drain(session, link)
+        finally:
+            self._cursor.link_lost()
+
+    async def _drain(self, session: aiohttp.ClientSession, link: Link) -> None:
+        announced = False
+        while True:
+            self._wake.clear()
+            rows = self._cursor.fetch(BATCH)
+            for row in rows:
+                await self._post(session, row)
+                if not announced:
+                    link.up()
+                    announced = True
+            if not rows:
+                if not announced:
+                    link.up()  # nothing to send yet; the first failure will say otherwise
+                    announced = True
+                try:
+                    async with asyncio.timeout(1.0):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
 
     async def _post(self, session: aiohttp.ClientSession, row: OutboxRow) -> None:
         try:
@@ -104,17 +114,10 @@ class WebhookForwarder:
         if not 200 <= status < 300:
             self._failed("status")
             raise DeliveryError(f"webhook {self.target}: HTTP {status} for row {row.id}")
+        self._cursor.delivered(row)
         self.delivered += 1
-        self._acked_pending.add(row.id)
         if self._on_delivered is not None:
             self._on_delivered(row, self._clock.now())
-        done = self._store.submit(WriteBatch(outbox_acked=[row.id]))
-        row_id = row.id
-
-        def forget(_: asyncio.Future[None]) -> None:
-            self._acked_pending.discard(row_id)
-
-        done.add_done_callback(forget)
 
     def _failed(self, reason: str) -> None:
         if self._on_failed is not None:
