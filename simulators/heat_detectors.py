@@ -367,6 +367,7 @@ class HeatDetectorFleet:
             finally:
                 self._client = None
                 self._connected.clear()
+            _raise_if_cancelled()
             await asyncio.sleep(random.uniform(0, backoff))
             backoff = min(5.0, backoff * 2)
 
@@ -379,9 +380,10 @@ class HeatDetectorFleet:
         try:
             done, _pending = await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for loop in loops:
-                loop.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
+            while running := [loop for loop in loops if not loop.done()]:
+                for loop in running:
+                    loop.cancel()
+                await asyncio.wait(running, timeout=0.5)
         for loop in done:
             loop.result()
         raise aiomqtt.MqttError("the simulator's loops stopped")
@@ -475,6 +477,7 @@ class HeatDetectorFleet:
 
     async def _report_loop(self, client: aiomqtt.Client) -> None:
         while True:
+            _raise_if_cancelled()
             self._wake.clear()
             now = self.now()
             for device_id, due in list(self._due.items()):
@@ -532,6 +535,17 @@ class HeatDetectorFleet:
             await self.burst(int(command["n"]), [str(d) for d in command["devices"]])
         else:
             _log.warning("event=sim_control_unknown action=%r", action)
+
+
+def _raise_if_cancelled() -> None:
+    """Honour a cancellation that Python 3.11's `asyncio.wait_for` (inside aiomqtt) swallowed.
+
+    3.11 loses a cancel that lands just as the awaited future completes; the task's
+    `cancelling()` count still remembers it.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class BlastResult(dict[str, int]):
