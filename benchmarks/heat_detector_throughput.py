@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -125,9 +124,9 @@ async def main() -> None:
     with Mosquitto() as broker, tempfile.TemporaryDirectory() as tmp:
         site = write_site(Path(tmp), devices=(broker.host, broker.port), detectors=48)
         http = free_port()
-        gateway = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "run", "--site", str(site),
-             "--http-port", str(http), "--log-level", "warning"],
+        gateway = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.cli", "run", "--site", str(site),
+            "--http-port", str(http), "--log-level", "warning",
             cwd=ROOT, stderr=(Path(tmp) / "gateway.log").open("w"),
         )
         try:
@@ -161,7 +160,8 @@ async def main() -> None:
             rss = peak_rss_mib(gateway.pid)
         finally:
             gateway.terminate()
-            gateway.wait(timeout=10)
+            async with asyncio.timeout(10):
+                await gateway.wait()
 
     readings = after["gateway_readings_total"] - before["gateway_readings_total"]
     alarm_reports = 2 * len(latencies)  # raise + clear per measured alarm (approximately)
