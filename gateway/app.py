@@ -280,7 +280,9 @@ class Gateway:
         return self.overrides.http_host or self.site.gateway.http.host
 
     async def _start_http(self) -> web.AppRunner:
-        app = make_app(book=self.book, metrics=self.metrics, health=self.health)
+        zone_names = {z.id: z.name for b in self.site.buildings for z in b.zones}
+        app = make_app(book=self.book, metrics=self.metrics, health=self.health,
+                       zone_names=zone_names)
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0)
         await runner.setup()
         port = self.overrides.http_port

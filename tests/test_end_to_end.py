@@ -8,6 +8,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+import aiohttp
 import aiomqtt
 
 from tests.brokers import Mosquitto
@@ -37,6 +38,13 @@ async def test_a_fire_becomes_an_alert_on_the_broker_and_in_sqlite(
         assert raised["_topic"] == f"{PREFIX}/alert/hd-02"
         assert raised["alert"]["severity"] == "critical"
         assert raised["alert"]["zone"] == "main-office-a"
+        async with aiohttp.ClientSession() as http, http.get(
+            f"http://127.0.0.1:{gw.http_port}/api/alerts?state=firing"
+        ) as response:
+            feed = await response.json()
+        # The desk reads the zone's name from the site file, not its id.
+        assert [(a["key"], a["zone_name"]) for a in feed["active"]] == [
+            ("fire.alarm:hd-02", "Office building A")]
 
         await hd.send("hd-02", 30.0, alarm=False)
         await desk.wait_for(lambda d: "fire.alarm:hd-02" in d.alert_keys("cleared"))

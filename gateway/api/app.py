@@ -77,8 +77,15 @@ class _Desk:
     health: Health
     history: History | None
     keepalive: float
+    zone_names: Mapping[str, str] = field(default_factory=dict)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     streams: int = 0
+
+    def view(self, alert: Alert) -> dict[str, Any]:
+        """An alert as the desk shows it: with its zone's name, not just the zone's id."""
+        doc = alert.to_json()
+        doc["zone_name"] = self.zone_names.get(alert.zone, alert.zone)
+        return doc
 
 
 _DESK: Final = web.AppKey("desk", _Desk)
@@ -91,11 +98,12 @@ def make_app(
     health: Health,
     history: History | None = None,
     keepalive: float = KEEPALIVE_SECONDS,
+    zone_names: Mapping[str, str] | None = None,
 ) -> web.Application:
     """The API. `history(limit)` gives resolved alerts from the store (newest first, as
     `Alert.to_json()` dicts); without it `recent` comes from the book's memory."""
     app = web.Application()
-    app[_DESK] = _Desk(book, metrics, health, history, keepalive)
+    app[_DESK] = _Desk(book, metrics, health, history, keepalive, dict(zone_names or {}))
     app.router.add_get("/", _desk_page)
     app.router.add_get("/api/alerts", _alerts)
     app.router.add_get("/api/alerts/stream", _stream)
@@ -139,13 +147,13 @@ async def _alerts(request: web.Request) -> web.Response:
     if not 1 <= limit <= MAX_LIMIT:
         raise _bad_request(f"limit must be between 1 and {MAX_LIMIT}")
     # `limit` bounds only the history: every firing alert is always listed.
-    active = [a.to_json() for a in desk.book.active()]
+    active = [desk.view(a) for a in desk.book.active()]
     recent: list[dict[str, Any]] = []
     if state == "all":
         if desk.history is not None:
             recent = desk.history(limit)
         else:
-            recent = [a.to_json() for a in desk.book.recent(limit)]
+            recent = [desk.view(a) for a in desk.book.recent(limit)]
     return _json({"active": active, "recent": recent})
 
 
@@ -155,7 +163,7 @@ async def _alert(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(
             text=_dumps({"error": "no such alert"}), content_type="application/json"
         )
-    return _json(alert.to_json())
+    return _json(request.app[_DESK].view(alert))
 
 
 def _sse(event: str, data: Mapping[str, Any], event_id: str | None = None) -> bytes:
@@ -164,7 +172,7 @@ def _sse(event: str, data: Mapping[str, Any], event_id: str | None = None) -> by
 
 
 def _snapshot(desk: _Desk) -> bytes:
-    active = [a.to_json() for a in desk.book.active()]
+    active = [desk.view(a) for a in desk.book.active()]
     return _sse("snapshot", {"active": active, "keepalive": desk.keepalive})
 
 
@@ -213,7 +221,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
                     await response.write(
                         _sse(
                             "alert",
-                            {"change": change.change, "alert": change.alert.to_json()},
+                            {"change": change.change, "alert": desk.view(change.alert)},
                             change.alert.id,
                         )
                     )

@@ -107,7 +107,7 @@ function row(a) {
   if (a.summary) what.append(el("span", "summary", a.summary));
   tr.append(what);
 
-  tr.append(el("td", "", a.zone || "-"));
+  tr.append(el("td", "", a.zone_name || a.zone || "-"));
   tr.append(el("td", "", a.source));
 
   const when = el("td", "time", localTime(a.raised_at));
