@@ -38,18 +38,21 @@ def find_mosquitto() -> str | None:
 
 
 class LocalBroker:
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int | None = None, *, mosquitto: bool = True
+    ) -> None:
         self.host = host
         self.port = port if port is not None else (
             1883 if port_is_free(host, 1883) else free_port(host)
         )
         self.kind = ""
+        self._use_mosquitto = mosquitto  # False: the embedded broker even where mosquitto is
         self._proc: asyncio.subprocess.Process | None = None
         self._amqtt: Any = None
         self._dir: Path | None = None
 
     async def start(self) -> None:
-        binary = find_mosquitto()
+        binary = find_mosquitto() if self._use_mosquitto else None
         if binary is not None:
             self._dir = Path(tempfile.mkdtemp(prefix="gw-broker-"))
             conf = self._dir / "mosquitto.conf"
