@@ -4,6 +4,7 @@ bookkeeping of a delivered row until its delete is committed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from gateway.store import OutboxRow, Store, WriteBatch
 
@@ -16,9 +17,22 @@ class OutboxCursor:
         # neither may be fetched again.
         self.in_flight: set[int] = set()
         self._deleting: set[int] = set()
+        self._wake = asyncio.Event()
+
+    def notify(self) -> None:
+        """New rows were committed, or a delivery freed room: look again."""
+        self._wake.set()
+
+    async def wait(self, poll_s: float = 1.0) -> None:
+        """Until notified; polls as a backstop so a missed wake-up costs at most `poll_s`."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(poll_s):
+                await self._wake.wait()
+        self._wake.clear()
 
     def fetch(self, limit: int) -> list[OutboxRow]:
         """The next rows to send, alarms first; each is then in flight."""
+        self._wake.clear()
         if limit <= 0:
             return []
         rows = self._store.outbox_fetch(self._target, limit, self.in_flight | self._deleting)
@@ -29,6 +43,7 @@ class OutboxCursor:
         """The target acknowledged the row (PUBACK, 2xx): delete it."""
         self.in_flight.discard(row.id)
         self._deleting.add(row.id)
+        self._wake.set()
         done = self._store.submit(WriteBatch(outbox_acked=[row.id]))
         row_id = row.id
 

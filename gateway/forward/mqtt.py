@@ -58,13 +58,12 @@ class MqttForwarder:
         self._clock = clock or SystemClock()
         self._on_delivered = on_delivered
         self._on_failed = on_failed
-        self._wake = asyncio.Event()
         self._cursor = OutboxCursor(store, target)
         self.delivered = 0
 
     def notify(self) -> None:
         """New rows were committed to the outbox."""
-        self._wake.set()
+        self._cursor.notify()
 
     def in_flight(self) -> int:
         return len(self._cursor.in_flight)
@@ -98,18 +97,12 @@ class MqttForwarder:
 
     async def _drain(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
         while True:
-            self._wake.clear()
             room = WINDOW - len(self._cursor.in_flight)
             rows = self._cursor.fetch(room)
             for row in rows:
                 tg.create_task(self._publish(client, row), name=f"publish-{row.id}")
             if not rows or room <= len(rows):
-                # Wait for new rows, or for acks that free the window; poll as a backstop.
-                try:
-                    async with asyncio.timeout(1.0):
-                        await self._wake.wait()
-                except TimeoutError:
-                    pass
+                await self._cursor.wait()  # new rows, or acks that free the window
 
     async def _publish(self, client: aiomqtt.Client, row: OutboxRow) -> None:
         try:
@@ -123,7 +116,6 @@ class MqttForwarder:
                 f"row {row.id} to {self._host}:{self._port} not acknowledged: {exc}"
             ) from exc
         self._cursor.delivered(row)
-        self._wake.set()
         self.delivered += 1
         if self._on_delivered is not None:
             self._on_delivered(row, self._clock.now())

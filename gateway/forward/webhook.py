@@ -9,7 +9,6 @@ with backoff, the row staying in the outbox.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -58,12 +57,12 @@ class WebhookForwarder:
         self._clock = clock or SystemClock()
         self._on_delivered = on_delivered
         self._on_failed = on_failed
-        self._wake = asyncio.Event()
         self._cursor = OutboxCursor(store, target)
         self.delivered = 0
 
     def notify(self) -> None:
-        self._wake.set()
+        """New rows were committed to the outbox."""
+        self._cursor.notify()
 
     def __repr__(self) -> str:  # the token never reaches a log line
         return f"WebhookForwarder({self.target}, {self._url})"
@@ -81,7 +80,6 @@ class WebhookForwarder:
     async def _drain(self, session: aiohttp.ClientSession, link: Link) -> None:
         announced = False
         while True:
-            self._wake.clear()
             rows = self._cursor.fetch(BATCH)
             for row in rows:
                 await self._post(session, row)
@@ -92,11 +90,7 @@ class WebhookForwarder:
                 if not announced:
                     link.up()  # nothing to send yet; the first failure will say otherwise
                     announced = True
-                try:
-                    async with asyncio.timeout(1.0):
-                        await self._wake.wait()
-                except TimeoutError:
-                    pass
+                await self._cursor.wait()
 
     async def _post(self, session: aiohttp.ClientSession, row: OutboxRow) -> None:
         try:
