@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -24,16 +23,16 @@ def get(url: str) -> bytes:
 
 async def test_demo_comes_up_reports_and_stops(tmp_path: Path) -> None:
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "demo", "--data-dir", str(tmp_path / "demo"),
-         "--http-port", str(port)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=(tmp_path / "demo.log").open("w"),
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "demo", "--data-dir", str(tmp_path / "demo"),
+        "--http-port", str(port),
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=(tmp_path / "demo.log").open("w"),
     )
     base = f"http://127.0.0.1:{port}"
     try:
         async with asyncio.timeout(60):
             while True:
-                assert proc.poll() is None, (tmp_path / "demo.log").read_text()[-2000:]
+                assert proc.returncode is None, (tmp_path / "demo.log").read_text()[-2000:]
                 try:
                     health = json.loads(await asyncio.to_thread(get, f"{base}/healthz"))
                     readings = [line for line in (await asyncio.to_thread(
@@ -48,11 +47,12 @@ async def test_demo_comes_up_reports_and_stops(tmp_path: Path) -> None:
         page = (await asyncio.to_thread(get, f"{base}/")).decode()
         feed = json.loads(await asyncio.to_thread(get, f"{base}/api/alerts"))
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=15)
+        async with asyncio.timeout(15):
+            out, _ = await proc.communicate()
     finally:
-        if proc.poll() is None:
+        if proc.returncode is None:
             proc.kill()
-            proc.wait()
+            await proc.wait()
     assert proc.returncode == 0
     assert "Security desk" in page
     assert set(feed) == {"active", "recent"}
