@@ -65,7 +65,7 @@ async def wait_healthy(port: int) -> None:
                 if all(s == "up" for s in doc["links"].values()):
                     return
             except OSError:
-                pass
+                pass  # not listening yet: ask again
             await asyncio.sleep(0.2)
 
 

@@ -83,6 +83,7 @@ class Gateway:
         self.supervisors: list[Supervisor] = []
         self.forwarders: list[MqttForwarder | WebhookForwarder] = []
         self.http_port: int | None = None
+        self.pipeline: Pipeline | None = None  # built in run(), from what the store holds
         self.ready = asyncio.Event()
         self._shutdown = asyncio.Event()
 
@@ -192,8 +193,8 @@ class Gateway:
     # ---- health -------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
         stalled = (
-            self.clock.monotonic() - self.pipeline.last_progress > PROGRESS_DEADLINE_S
-            if hasattr(self, "pipeline") else True
+            self.pipeline is None
+            or self.clock.monotonic() - self.pipeline.last_progress > PROGRESS_DEADLINE_S
         )
         links = {s.name: s.state.value for s in self.supervisors}
         status = "ok" if self.ready.is_set() and not stalled else "failing"
@@ -220,13 +221,13 @@ class Gateway:
             self.ingest.seq.restore(source, last)
         fire = self._fire_rules()
         fire.restore(self.book.active())
-        self.pipeline = Pipeline(
+        self.pipeline = pipeline = Pipeline(
             bus=self.bus, store=self.store, book=self.book, fire=fire,
             metrics=self.metrics, clock=self.clock, routes=self._routes(),
             on_committed=self._wake_forwarders,
             on_events_committed=self.ingest.committed,
         )
-        self.pipeline.restore_device_states(self.store.device_states())
+        pipeline.restore_device_states(self.store.device_states())
         self._build_drivers()
         self.metrics.bind(
             alerts_active=lambda: {s.label: n for s, n in self.book.counts_by_severity().items()},
@@ -250,8 +251,8 @@ class Gateway:
                  len(self._heat_detectors()), self._http_host(), self.http_port, self.db_path)
         try:
             async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(self.pipeline.run(), name="pipeline"),
-                         tg.create_task(self._housekeeping(), name="housekeeping")]
+                tasks = [tg.create_task(pipeline.run(), name="pipeline"),
+                         tg.create_task(self._housekeeping(pipeline), name="housekeeping")]
                 tasks += [tg.create_task(s.run(), name=f"supervise:{s.name}")
                           for s in self.supervisors]
                 await self._shutdown.wait()
@@ -263,8 +264,8 @@ class Gateway:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
-            self.pipeline.process(self.bus.drain())
-            self.pipeline.flush()
+            pipeline.process(self.bus.drain())
+            pipeline.flush()
             await runner.cleanup()
             await self.store.close()
             log.info("gateway stopped; store flushed")
@@ -292,12 +293,12 @@ class Gateway:
         self.http_port = int(runner.addresses[0][1])
         return runner
 
-    async def _housekeeping(self) -> None:
+    async def _housekeeping(self, pipeline: Pipeline) -> None:
         last_retention = self.clock.monotonic()
         while True:
             await asyncio.sleep(1.0)
             # The watchdog is fed only while the pipeline itself moves, not on a plain timer.
-            if self.clock.monotonic() - self.pipeline.last_progress < PROGRESS_DEADLINE_S:
+            if self.clock.monotonic() - pipeline.last_progress < PROGRESS_DEADLINE_S:
                 notify("WATCHDOG=1")
             if self.clock.monotonic() - last_retention >= RETENTION_EVERY_S:
                 last_retention = self.clock.monotonic()

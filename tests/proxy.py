@@ -52,7 +52,7 @@ class BlackHoleProxy:
                 dst.write(data)
                 await dst.drain()
         except (ConnectionError, OSError):
-            pass
+            pass  # a side closed: this pipe is done
         finally:
             if not self.black_hole:
                 dst.close()

@@ -38,7 +38,7 @@ async def wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float 
                 if all(state == "up" for state in doc["links"].values()):
                     return
             except OSError:
-                pass
+                pass  # not listening yet: ask again
             await asyncio.sleep(0.1)
 
 

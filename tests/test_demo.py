@@ -42,7 +42,7 @@ async def test_demo_comes_up_reports_and_stops(tmp_path: Path) -> None:
                             and readings and float(readings[0].split()[1]) > 0):
                         break
                 except OSError:
-                    pass
+                    pass  # not listening yet: ask again
                 await asyncio.sleep(0.5)
         page = (await asyncio.to_thread(get, f"{base}/")).decode()
         feed = json.loads(await asyncio.to_thread(get, f"{base}/api/alerts"))

@@ -61,7 +61,6 @@ class MqttDeviceDriver:
         self._sink = sink
         self._clock = clock or SystemClock()
         self._commit_timeout_s = commit_timeout_s
-        self.messages = 0
 
     async def run(self, link: Link) -> None:
         ep = self._endpoint
@@ -133,7 +132,6 @@ class MqttDeviceDriver:
 
     async def _handle(self, topic: str, payload: bytes) -> list[asyncio.Future[None]]:
         """Decode one report onto the sink; returns the commit futures of its events."""
-        self.messages += 1
         sink = self._sink
         binding = self._by_topic.get(topic)
         if binding is None:

@@ -1,18 +1,35 @@
-"""One forwarding target's view of the outbox: which rows it may fetch now, and the
-bookkeeping of a delivered row until its delete is committed."""
+"""One forwarding target's view of the outbox: which rows it may fetch now, the
+bookkeeping of a delivered row until its delete is committed, and reporting each
+delivery and failure (metrics)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
+from gateway.clock import Clock, SystemClock
 from gateway.store import OutboxRow, Store, WriteBatch
+
+Delivered = Callable[[OutboxRow, float], None]
+Failed = Callable[[str], None]
 
 
 class OutboxCursor:
-    def __init__(self, store: Store, target: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        target: str,
+        *,
+        clock: Clock | None = None,
+        on_delivered: Delivered | None = None,
+        on_failed: Failed | None = None,
+    ) -> None:
         self._store = store
         self._target = target
+        self._clock = clock or SystemClock()
+        self._on_delivered = on_delivered
+        self._on_failed = on_failed
         # Rows handed to the link, and rows delivered whose delete is not yet committed:
         # neither may be fetched again.
         self.in_flight: set[int] = set()
@@ -51,6 +68,13 @@ class OutboxCursor:
             self._deleting.discard(row_id)
 
         done.add_done_callback(forget)
+        if self._on_delivered is not None:
+            self._on_delivered(row, self._clock.now())
+
+    def failed(self, reason: str) -> None:
+        """A delivery failed; `reason` is a bounded label for metrics."""
+        if self._on_failed is not None:
+            self._on_failed(reason)
 
     def link_lost(self) -> None:
         """Whatever was in flight is still in the table: it goes again on the next link."""

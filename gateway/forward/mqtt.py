@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
 import aiomqtt
 
-from gateway.clock import Clock, SystemClock
+from gateway.clock import Clock
 from gateway.contract import Link
 from gateway.errors import DeliveryError, Unreachable
 from gateway.events import Lane
-from gateway.forward.cursor import OutboxCursor
+from gateway.forward.cursor import Delivered, Failed, OutboxCursor
 from gateway.store import OutboxRow, Store
 
 log = logging.getLogger("gateway.forward.mqtt")
@@ -44,8 +43,8 @@ class MqttForwarder:
         publish_timeout_s: float = 5.0,
         client_id: str | None = None,
         clock: Clock | None = None,
-        on_delivered: Callable[[OutboxRow, float], None] | None = None,
-        on_failed: Callable[[str], None] | None = None,
+        on_delivered: Delivered | None = None,
+        on_failed: Failed | None = None,
     ) -> None:
         self.name = f"forward:{target}"
         self.target = target
@@ -54,12 +53,9 @@ class MqttForwarder:
         self._keepalive = keepalive_s
         self._publish_timeout = publish_timeout_s
         self._client_id = client_id
-        self._store = store
-        self._clock = clock or SystemClock()
-        self._on_delivered = on_delivered
-        self._on_failed = on_failed
-        self._cursor = OutboxCursor(store, target)
-        self.delivered = 0
+        self._cursor = OutboxCursor(
+            store, target, clock=clock, on_delivered=on_delivered, on_failed=on_failed
+        )
 
     def notify(self) -> None:
         """New rows were committed to the outbox."""
@@ -110,15 +106,11 @@ class MqttForwarder:
                 row.topic, row.payload, qos=1, retain=row.retain, timeout=self._publish_timeout
             )
         except aiomqtt.MqttError as exc:
-            if self._on_failed is not None:
-                self._on_failed("timeout" if "timed out" in str(exc).lower() else "publish")
+            self._cursor.failed("timeout" if "timed out" in str(exc).lower() else "publish")
             raise DeliveryError(
                 f"row {row.id} to {self._host}:{self._port} not acknowledged: {exc}"
             ) from exc
         self._cursor.delivered(row)
-        self.delivered += 1
-        if self._on_delivered is not None:
-            self._on_delivered(row, self._clock.now())
 
 
 def is_alarm_row(row: OutboxRow) -> bool:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 
 import aiohttp
 
-from gateway.clock import Clock, SystemClock
+from gateway.clock import Clock
 from gateway.contract import Link
 from gateway.errors import AuthError, DeliveryError, Unreachable
-from gateway.forward.cursor import OutboxCursor
+from gateway.forward.cursor import Delivered, Failed, OutboxCursor
 from gateway.store import OutboxRow, Store
 
 log = logging.getLogger("gateway.forward.webhook")
@@ -45,20 +44,17 @@ class WebhookForwarder:
         token: str | None = None,
         timeout_s: float = 10.0,
         clock: Clock | None = None,
-        on_delivered: Callable[[OutboxRow, float], None] | None = None,
-        on_failed: Callable[[str], None] | None = None,
+        on_delivered: Delivered | None = None,
+        on_failed: Failed | None = None,
     ) -> None:
         self.name = f"forward:{target}"
         self.target = target
         self._url = url
         self._token = token
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._store = store
-        self._clock = clock or SystemClock()
-        self._on_delivered = on_delivered
-        self._on_failed = on_failed
-        self._cursor = OutboxCursor(store, target)
-        self.delivered = 0
+        self._cursor = OutboxCursor(
+            store, target, clock=clock, on_delivered=on_delivered, on_failed=on_failed
+        )
 
     def notify(self) -> None:
         """New rows were committed to the outbox."""
@@ -100,19 +96,12 @@ class WebhookForwarder:
             ) as response:
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as exc:
-            self._failed("unreachable")
+            self._cursor.failed("unreachable")
             raise Unreachable(f"webhook {self.target}: {exc or type(exc).__name__}") from exc
         if status in (401, 403):
-            self._failed("auth")
+            self._cursor.failed("auth")
             raise AuthError(f"webhook {self.target}: HTTP {status}")
         if not 200 <= status < 300:
-            self._failed("status")
+            self._cursor.failed("status")
             raise DeliveryError(f"webhook {self.target}: HTTP {status} for row {row.id}")
         self._cursor.delivered(row)
-        self.delivered += 1
-        if self._on_delivered is not None:
-            self._on_delivered(row, self._clock.now())
-
-    def _failed(self, reason: str) -> None:
-        if self._on_failed is not None:
-            self._on_failed(reason)
