@@ -143,6 +143,11 @@ class AlertBook:
         self._subscribers: set[AlertSubscription] = set()
         self.dropped_changes = 0  # over all slow subscribers, for metrics
 
+    def reset(self) -> None:
+        """Forget every alert (the core restarts from the store); readers stay subscribed."""
+        self._firing.clear()
+        self._recent.clear()
+
     def restore(self, alerts: Iterable[Alert]) -> None:
         """Load alerts from the store at start; firing ones are deduplicated against."""
         for alert in sorted(alerts, key=lambda a: a.raised_at):

@@ -15,13 +15,21 @@ from typing import Any
 
 from aiohttp import web
 
-from drivers.mqtt import BrokerEndpoint, DetectorBinding, MqttDeviceDriver, load_profile
+from drivers.mqtt import (
+    BrokerEndpoint,
+    DeviceBinding,
+    DeviceCodec,
+    HeatDetectorCodec,
+    MqttDeviceDriver,
+    load_profile,
+)
 from gateway import __version__
 from gateway.alerts import AlertBook
 from gateway.api.app import make_app
 from gateway.bus import Bus
 from gateway.clock import Clock, SystemClock
 from gateway.config import BrokerConfig, MqttDevice, MqttTarget, Site, WebhookTarget
+from gateway.errors import StoreFailed
 from gateway.events import Lane
 from gateway.forward.messages import Route
 from gateway.forward.mqtt import MqttForwarder, is_alarm_row
@@ -32,12 +40,16 @@ from gateway.pipeline import Pipeline, record_to_alert
 from gateway.rules.fire import ALARM, FAULT, DetectorSpec, FireParams, FireRules
 from gateway.sdnotify import notify
 from gateway.secrets import resolve_secret
-from gateway.store import OutboxRow, Retention, Store
+from gateway.store import AuditRow, OutboxRow, Retention, Store, WriteBatch
 from gateway.supervisor import LinkState, Supervisor
 
 log = logging.getLogger("gateway.app")
 
 RETENTION_EVERY_S = 3600.0
+# After a failed commit the store is probed this often (growing to the cap) until a
+# write succeeds again: a full disk is freed by a person, not in milliseconds.
+STORE_PROBE_FIRST_S = 0.5
+STORE_PROBE_CAP_S = 10.0
 # The pipeline must have moved within this long for /healthz and the watchdog to say ok.
 PROGRESS_DEADLINE_S = 10.0
 
@@ -86,6 +98,9 @@ class Gateway:
         self.pipeline: Pipeline | None = None  # built in run(), from what the store holds
         self.ready = asyncio.Event()
         self._shutdown = asyncio.Event()
+        self._core_failed = asyncio.Event()
+        self.core_generation = 0
+        self.store_recovering = False
 
     # ---- building the parts -------------------------------------------------------------
     def _endpoint(self, name: str, broker: BrokerConfig, role: str) -> BrokerEndpoint:
@@ -116,18 +131,28 @@ class Gateway:
     def _on_link(self, name: str, state: LinkState, reason: str) -> None:
         self.metrics.device_transition(name, state.value)
 
+    def _codecs(self, devices: list[MqttDevice]) -> dict[str, DeviceCodec]:
+        """One codec per profile in use on a broker (a binding names its codec)."""
+        profiles_dir = self.site_path.parent / "profiles"
+        codecs: dict[str, DeviceCodec] = {}
+        for device in devices:
+            if device.profile not in codecs:
+                codecs[device.profile] = HeatDetectorCodec(
+                    load_profile(profiles_dir / f"{device.profile}.yaml"))
+        return codecs
+
     def _build_drivers(self) -> None:
+        self.supervisors = []
+        self.forwarders = []
         by_broker: dict[str, list[MqttDevice]] = {}
         for device in self._heat_detectors():
             by_broker.setdefault(device.broker, []).append(device)
-        profiles_dir = self.site_path.parent / "profiles"
         for broker_name, devices in sorted(by_broker.items()):
-            profile = load_profile(profiles_dir / f"{devices[0].profile}.yaml")
             driver = MqttDeviceDriver(
                 f"mqtt:{broker_name}",
                 self._endpoint(broker_name, self.site.brokers[broker_name], "ingest"),
                 [self._binding(d) for d in devices],
-                profile,
+                self._codecs(devices),
                 self.ingest,
                 clock=self.clock,
             )
@@ -164,12 +189,13 @@ class Gateway:
             self.forwarders.append(fwd)
             self.supervisors.append(Supervisor(fwd, clock=self.clock, on_transition=self._on_link))
 
-    def _binding(self, device: MqttDevice) -> DetectorBinding:
+    def _binding(self, device: MqttDevice) -> DeviceBinding:
         firing = {a.rule: a for a in self.book.active() if a.source == device.id}
         fault = firing.get(FAULT)
         code = fault.data.get("code") if fault is not None else None
-        return DetectorBinding(device.id, device.zone, device.topic, alarm=ALARM in firing,
-                               fault=code if isinstance(code, str) else None)
+        known = {"alarm": ALARM in firing, "fault": code if isinstance(code, str) else None}
+        return DeviceBinding(device.id, device.zone, device.topic, codec=device.profile,
+                             known=known)
 
     def _routes(self) -> list[Route]:
         routes = []
@@ -197,16 +223,23 @@ class Gateway:
             or self.clock.monotonic() - self.pipeline.last_progress > PROGRESS_DEADLINE_S
         )
         links = {s.name: s.state.value for s in self.supervisors}
-        status = "ok" if self.ready.is_set() and not stalled else "failing"
+        store_ok = self.store_healthy()
+        status = "ok" if self.ready.is_set() and not stalled and store_ok else "failing"
         return {
             "status": status,
             "version": __version__,
             "pipeline_stalled": stalled,
+            "store_ok": store_ok,
+            "store_write_failures": self.store.write_failures,
             "links": links,
             "outbox": {t: {"depth": d, "oldest": o} for t, (d, o) in
                        self.store.outbox_stats().items()} if self.ready.is_set() else {},
             "alerts_active": len(self.book.active()),
         }
+
+    def store_healthy(self) -> bool:
+        """The store commits: no failed commit since the last successful one."""
+        return self.store.healthy and not self.store_recovering
 
     # ---- running ------------------------------------------------------------------------
     def request_shutdown(self) -> None:
@@ -216,59 +249,128 @@ class Gateway:
         loop = asyncio.get_running_loop()
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         self.store.open(loop)
-        self.book.restore(record_to_alert(r) for r in self.store.active_alerts())
-        for source, last in self.store.last_seq().items():
-            self.ingest.seq.restore(source, last)
-        fire = self._fire_rules()
-        fire.restore(self.book.active())
-        self.pipeline = pipeline = Pipeline(
-            bus=self.bus, store=self.store, book=self.book, fire=fire,
-            metrics=self.metrics, clock=self.clock, routes=self._routes(),
-            on_committed=self._wake_forwarders,
-            on_events_committed=self.ingest.committed,
-        )
-        pipeline.restore_device_states(self.store.device_states())
-        self._build_drivers()
         self.metrics.bind(
             alerts_active=lambda: {s.label: n for s, n in self.book.counts_by_severity().items()},
             outbox=self._outbox_ages,
             lanes=lambda: {
                 lane.label: (self.bus.depth(lane), self.bus.dropped[lane]) for lane in Lane
             },
-            store=lambda: {
-                "writer_queue_depth": float(self.store.writer_queue_depth),
-                "commits_total": float(self.store.commits),
-                "last_commit_seconds": float(self.store.last_commit_s),
-            },
+            store=self._store_metrics,
         )
-        runner = await self._start_http()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.request_shutdown)
-        self.ready.set()
-        notify("READY=1")
-        log.info("gateway ready site=%s devices=%d http=%s:%s db=%s", self.site.site.id,
-                 len(self._heat_detectors()), self._http_host(), self.http_port, self.db_path)
+        runner: web.AppRunner | None = None
         try:
-            async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(pipeline.run(), name="pipeline"),
-                         tg.create_task(self._housekeeping(pipeline), name="housekeeping")]
-                tasks += [tg.create_task(s.run(), name=f"supervise:{s.name}")
-                          for s in self.supervisors]
-                await self._shutdown.wait()
-                log.info("shutdown requested")
-                notify("STOPPING=1")
-                for task in tasks:
-                    task.cancel()
+            runner = await self._start_http()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, self.request_shutdown)
+            self.ready.set()
+            notify("READY=1")
+            log.info("gateway ready site=%s devices=%d http=%s:%s db=%s", self.site.site.id,
+                     len(self._heat_detectors()), self._http_host(), self.http_port,
+                     self.db_path)
+            while not self._shutdown.is_set():
+                failure = await self._run_core()
+                if failure is None:
+                    break
+                await self._recover_store(failure)
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
-            pipeline.process(self.bus.drain())
-            pipeline.flush()
-            await runner.cleanup()
+            if runner is not None:
+                await runner.cleanup()
             await self.store.close()
             log.info("gateway stopped; store flushed")
+
+    def _build_core(self) -> Pipeline:
+        """Rules, alerts, sequence numbers and drivers, all from what the store holds."""
+        self.core_generation += 1
+        self.bus = Bus()
+        self.ingest = Ingest(self.bus, self.metrics)
+        self.book.reset()
+        self.book.restore(record_to_alert(r) for r in self.store.active_alerts())
+        for source, last in self.store.last_seq().items():
+            self.ingest.seq.restore(source, last)
+        fire = self._fire_rules()
+        fire.restore(self.book.active())
+        self._core_failed = asyncio.Event()
+        self.pipeline = pipeline = Pipeline(
+            bus=self.bus, store=self.store, book=self.book, fire=fire,
+            metrics=self.metrics, clock=self.clock, routes=self._routes(),
+            on_committed=self._wake_forwarders,
+            on_store_failed=lambda exc: self._core_failed.set(),
+        )
+        pipeline.restore_device_states(self.store.device_states())
+        self._build_drivers()
+        return pipeline
+
+    async def _run_core(self) -> BaseException | None:
+        """Run the core until shutdown (returns None) or a failed commit (returns it)."""
+        pipeline = self._build_core()
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(pipeline.run(), name="pipeline"),
+                     tg.create_task(self._housekeeping(pipeline), name="housekeeping")]
+            tasks += [tg.create_task(s.run(), name=f"supervise:{s.name}")
+                      for s in self.supervisors]
+            stop = tg.create_task(self._shutdown.wait(), name="shutdown-wait")
+            failed = tg.create_task(self._core_failed.wait(), name="store-failed-wait")
+            await asyncio.wait([stop, failed], return_when=asyncio.FIRST_COMPLETED)
+            for task in (*tasks, stop, failed):
+                task.cancel()
+        failure = pipeline.failed
+        if failure is None and self._shutdown.is_set():
+            log.info("shutdown requested")
+            notify("STOPPING=1")
+            pipeline.process(self.bus.drain())
+            pipeline.flush()
+            return None
+        # Nothing queued may be handled now: it was read against state the failed commit
+        # undid. Unacknowledged, the devices' reports come again to the rebuilt core.
+        for marker in self.bus.discard():
+            if not marker.future.done():
+                marker.future.set_exception(StoreFailed("the core restarts"))
+        return failure or StoreFailed("the core stopped")
+
+    async def _recover_store(self, failure: BaseException) -> None:
+        """Unhealthy until a probe write commits; then the core is rebuilt from the store."""
+        self.store_recovering = True
+        self.metrics.core_restarted()
+        log.error("store failing; core stopped until the store commits again error=%r",
+                  failure)
+        delay = STORE_PROBE_FIRST_S
+        attempts = 0
+        while not self._shutdown.is_set():
+            attempts += 1
+            await self.store.reset()
+            probe = WriteBatch(audit=[AuditRow(
+                self.clock.now(), "gateway", "store.recovered", str(self.db_path),
+                {"error": repr(failure)[:200], "probes": attempts})])
+            try:
+                await self.store.submit(probe)
+            except StoreFailed:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._shutdown.wait()
+                delay = min(STORE_PROBE_CAP_S, delay * 2)
+                continue
+            log.info("store commits again; core rebuilt from the store probes=%d", attempts)
+            break
+        self.store_recovering = False
+
+    def _store_metrics(self) -> dict[str, float]:
+        try:
+            free = float(self.store.disk_free_bytes())
+        except OSError:
+            free = 0.0
+        return {
+            "writer_queue_depth": float(self.store.writer_queue_depth),
+            "commits_total": float(self.store.commits),
+            "last_commit_seconds": float(self.store.last_commit_s),
+            "write_failures_total": float(self.store.write_failures),
+            "oldest_uncommitted_seconds": self.store.oldest_uncommitted_s(),
+            "disk_free_bytes": free,
+            "healthy": 1.0 if self.store_healthy() else 0.0,
+        }
 
     def _outbox_ages(self) -> dict[str, tuple[int, float | None]]:
         now = self.clock.now()
@@ -297,8 +399,10 @@ class Gateway:
         last_retention = self.clock.monotonic()
         while True:
             await asyncio.sleep(1.0)
-            # The watchdog is fed only while the pipeline itself moves, not on a plain timer.
-            if self.clock.monotonic() - pipeline.last_progress < PROGRESS_DEADLINE_S:
+            # The watchdog is fed only while the pipeline itself moves and the store
+            # commits, not on a plain timer.
+            moving = self.clock.monotonic() - pipeline.last_progress < PROGRESS_DEADLINE_S
+            if moving and self.store_healthy():
                 notify("WATCHDOG=1")
             if self.clock.monotonic() - last_retention >= RETENTION_EVERY_S:
                 last_retention = self.clock.monotonic()

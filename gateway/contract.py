@@ -3,6 +3,11 @@
 A driver is a config model plus `async run(link)`: it connects, calls `link.up()` once
 its device answers, feeds what it hears into its sink, and raises when the link is lost.
 It owns no retry policy; its supervisor restarts it (gateway.supervisor).
+
+Acknowledging a device (a PUBACK, an HTTP answer, a gate's reply) waits for
+`Sink.settle()`: everything the driver queued before it is then committed, with every
+alert the rules derived from it. A report that could raise an alarm is never
+acknowledged before that, so a crash or a failed commit makes the device send it again.
 """
 
 from __future__ import annotations
@@ -19,10 +24,14 @@ class Sink(Protocol):
     def telemetry(self, item: Reading | Heartbeat) -> None:
         """Queue telemetry; never waits (the telemetry lane drops its oldest when full)."""
 
-    async def event(self, event: Event) -> asyncio.Future[None]:
-        """Queue an event; waits while its lane is full (alarms and events are never dropped).
-        The returned future resolves once the event is committed to the store (or raises
-        if the store failed): a driver acknowledges its device only then."""
+    async def event(self, event: Event) -> None:
+        """Queue an event; waits while its lane is full (alarms and events are never
+        dropped). A source's events are handled in the order they are queued."""
+
+    def settle(self) -> asyncio.Future[None]:
+        """A future that resolves once everything queued so far is committed together
+        with what the rules derived from it, or fails (`StoreFailed`) if it never will
+        be: then the driver must not acknowledge, and should drop its link."""
 
     def next_seq(self, source: str) -> int:
         """The next per-source event sequence number."""
@@ -30,12 +39,17 @@ class Sink(Protocol):
     def rejected(self, driver: str, reason: str, detail: str, source: str | None = None) -> None:
         """Count one malformed message (`reason` is a bounded label); logs once per reason."""
 
+    def sequence(self, driver: str, source: str, *, lost: int = 0, duplicate: bool = False,
+                 restarted: bool = False) -> None:
+        """What the device's own sequence numbers said: reports lost in a gap, a duplicate
+        (redelivery) that was dropped, or a device that started counting again."""
+
 
 class Link(Protocol):
     """The supervisor's view of one connection; the driver reports on it."""
 
     def up(self) -> None:
-        """The device (or broker) answered: the link is up, backoff is reset."""
+        """The device (or broker) answered: the link is up."""
 
     def degraded(self, reason: str) -> None:
         """Connected, but not all is well (e.g. a subscription refused)."""

@@ -8,6 +8,8 @@
     |   +-- AuthError          the device refused our credentials
     +-- PayloadRejected        one message was malformed; counted, logged once, dropped
     +-- DeliveryError          a forwarder could not hand over an outbox row
+    +-- StoreFailed            a commit failed, or came after one that failed; nothing
+                               derived from it may be acknowledged, sent or shown
 """
 
 from __future__ import annotations
@@ -48,3 +50,8 @@ class PayloadRejected(GatewayError):
 
 class DeliveryError(GatewayError):
     """A forwarder could not hand an outbox row to its target."""
+
+
+class StoreFailed(GatewayError):
+    """A store batch was not committed: its own write failed (full disk, I/O error, a
+    read-only file), or an earlier one did and the core has not restarted since."""

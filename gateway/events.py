@@ -8,6 +8,7 @@ numbers its events with a monotonic `seq` so a receiver can prove none is missin
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import os
 import time
@@ -104,7 +105,20 @@ class Heartbeat:
         return Lane.TELEMETRY
 
 
-Item = Event | Reading | Heartbeat
+@dataclass(frozen=True, slots=True, eq=False)
+class Settle:
+    """A marker a driver queues behind its items: `future` resolves once everything queued
+    before it (by any driver) is committed, together with every alert the rules derived
+    from it; or fails with the store's error. Drivers acknowledge their devices then."""
+
+    future: asyncio.Future[None]
+
+    @property
+    def lane(self) -> Lane:
+        return Lane.TELEMETRY
+
+
+Item = Event | Reading | Heartbeat | Settle
 
 
 class SeqCounter:

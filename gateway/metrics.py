@@ -84,6 +84,26 @@ class Metrics:
         self._alerts_raised = Counter(
             "gateway_alerts_raised", "Alerts raised, by severity.", ["severity"], registry=r
         )
+        self._reports_lost = Counter(
+            "gateway_reports_lost",
+            "Device reports missing from a device's own numbering (gaps), by driver.",
+            ["driver"], registry=r,
+        )
+        self._reports_duplicate = Counter(
+            "gateway_reports_duplicate",
+            "Device reports dropped as repeats of one already handled, by driver.",
+            ["driver"], registry=r,
+        )
+        self._seq_restarts = Counter(
+            "gateway_device_seq_restarts",
+            "Devices that started numbering their reports again (a device restart), by driver.",
+            ["driver"], registry=r,
+        )
+        self._core_restarts = Counter(
+            "gateway_core_restarts",
+            "Times the core (rules, alerts, drivers) was rebuilt from the store after a failed"
+            " commit.", registry=r,
+        )
         build = Gauge(
             "gateway_build_info", "The running gateway's version.", ["version"], registry=r
         )
@@ -132,6 +152,18 @@ class Metrics:
         if child is None:
             child = self._failed_children[key] = self._forward_failed.labels(target, reason)
         child.inc()
+
+    def reports_lost(self, driver: str, n: int) -> None:
+        self._reports_lost.labels(driver).inc(n)
+
+    def reports_duplicate(self, driver: str) -> None:
+        self._reports_duplicate.labels(driver).inc()
+
+    def device_seq_restarted(self, driver: str) -> None:
+        self._seq_restarts.labels(driver).inc()
+
+    def core_restarted(self) -> None:
+        self._core_restarts.inc()
 
     def alert_raised(self, severity: Severity) -> None:
         self._raised_children[severity.label].inc()
@@ -269,5 +301,25 @@ class _BoundSources:
                 "gateway_store_last_commit_duration_seconds",
                 "How long the store's latest commit took.",
                 value=state["last_commit_seconds"],
+            ),
+            CounterMetricFamily(
+                "gateway_store_write_failures",
+                "Store batches whose commit failed (full disk, I/O error, read-only file).",
+                value=state.get("write_failures_total", 0.0),
+            ),
+            GaugeMetricFamily(
+                "gateway_store_oldest_uncommitted_age_seconds",
+                "Age of the oldest batch waiting for the store's writer (0 when none).",
+                value=state.get("oldest_uncommitted_seconds", 0.0),
+            ),
+            GaugeMetricFamily(
+                "gateway_store_disk_free_bytes",
+                "Free bytes on the file system that holds the store.",
+                value=state.get("disk_free_bytes", 0.0),
+            ),
+            GaugeMetricFamily(
+                "gateway_store_healthy",
+                "1 while the store commits, 0 from a failed commit until it commits again.",
+                value=state.get("healthy", 1.0),
             ),
         ]

@@ -1,6 +1,11 @@
 """The pipeline: takes batches off the bus, runs the rules, and writes one store batch per
 bus batch. Alert changes, their outbox rows and the events behind them commit together;
-only after that commit are they published to the desk feed and the forwarders woken."""
+only after that commit are they published to the desk feed, the forwarders woken and the
+drivers' `Settle` markers resolved (they acknowledge their devices then).
+
+Rule and alert state move before the commit (batches are pipelined). So a failed commit
+is not retried here: the writer refuses every later batch, every marker fails, and
+`on_store_failed` tells the gateway, which rebuilds the core from the store."""
 
 from __future__ import annotations
 
@@ -13,7 +18,8 @@ from dataclasses import dataclass, field
 from gateway.alerts import Alert, AlertBook, AlertChange, AlertSignal, AlertState
 from gateway.bus import Bus
 from gateway.clock import Clock
-from gateway.events import Event, Heartbeat, Item, Reading, Severity
+from gateway.errors import StoreFailed
+from gateway.events import Event, Heartbeat, Item, Reading, Settle, Severity
 from gateway.forward.messages import Route, alert_rows, state_rows
 from gateway.metrics import Metrics
 from gateway.rules.fire import FireRules
@@ -24,6 +30,9 @@ log = logging.getLogger("gateway.pipeline")
 
 # Silence detection and minute flushes run this often, from the pipeline task itself.
 TICK_S = 1.0
+# Store batches that may wait for the writer before the pipeline stops taking from the
+# bus (whose lanes then push back on the drivers): a bound, not a queue without end.
+MAX_UNCOMMITTED = 64
 
 
 def alert_to_record(alert: Alert) -> AlertRecord:
@@ -48,6 +57,7 @@ class _Pending:
 
     changes: list[AlertChange] = field(default_factory=list)
     oldest_event: float | None = None
+    settles: list[asyncio.Future[None]] = field(default_factory=list)
 
 
 class Pipeline:
@@ -62,7 +72,7 @@ class Pipeline:
         clock: Clock,
         routes: list[Route],
         on_committed: Callable[[], None],
-        on_events_committed: Callable[[list[str], BaseException | None], None] | None = None,
+        on_store_failed: Callable[[BaseException], None] | None = None,
     ) -> None:
         self._bus = bus
         self._store = store
@@ -72,7 +82,9 @@ class Pipeline:
         self._clock = clock
         self._routes = routes
         self._on_committed = on_committed
-        self._on_events_committed = on_events_committed
+        self._on_store_failed = on_store_failed
+        self._last_submitted: asyncio.Future[None] | None = None
+        self.failed: BaseException | None = None
         self._downsampler = Downsampler()
         self._device_state: dict[str, str] = {}
         self.last_progress = clock.monotonic()
@@ -87,6 +99,7 @@ class Pipeline:
         last_tick = self._clock.monotonic()
         while True:
             batch: list[Item] = []
+            await self._store.wait_for_room(MAX_UNCOMMITTED)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(TICK_S):
                     batch = await self._bus.get_batch()
@@ -110,15 +123,19 @@ class Pipeline:
                 self._downsampler.add(item)  # type: ignore[arg-type]
                 readings += 1
             elif kind is Heartbeat:
-                if self._device_state.get(item.source) != "up":
-                    self._device_transition(item.source, "up", "reporting", now, wb)
+                source = item.source  # type: ignore[union-attr]
+                if self._device_state.get(source) != "up":
+                    self._device_transition(source, "up", "reporting", now, wb)
+            elif kind is Settle:
+                pending.settles.append(item.future)  # type: ignore[union-attr]
+                continue
             else:
                 event: Event = item  # type: ignore[assignment]
                 wb.events.append(event)
                 self._metrics.event(event.kind)
                 if pending.oldest_event is None or event.time < pending.oldest_event:
                     pending.oldest_event = event.time
-            signals = observe(item, now)
+            signals = observe(item, now)  # type: ignore[arg-type]
             if signals:
                 self._apply(signals, now, wb, pending)
         if readings:
@@ -185,27 +202,35 @@ class Pipeline:
 
     def _submit(self, wb: WriteBatch, pending: _Pending) -> None:
         if not (wb.events or wb.minutes or wb.alerts or wb.outbox or wb.device_states or wb.audit):
+            if pending.settles:
+                # Nothing of this batch to write: its markers wait for the batch before.
+                self._settle_after(self._last_submitted, pending.settles)
             return
         done = self._store.submit(wb)
+        self._last_submitted = done
         has_outbox = bool(wb.outbox)
-        event_ids = [e.id for e in wb.events]
-        if pending.changes or event_ids or has_outbox:
-            done.add_done_callback(
-                lambda fut: self._committed(fut, pending, has_outbox, event_ids)
-            )
+        done.add_done_callback(lambda fut: self._committed(fut, pending, has_outbox))
 
-    def _committed(
-        self, fut: asyncio.Future[None], pending: _Pending, has_outbox: bool,
-        event_ids: list[str],
+    def _settle_after(
+        self, previous: asyncio.Future[None] | None, settles: list[asyncio.Future[None]]
     ) -> None:
-        exc: BaseException | None = (
-            asyncio.CancelledError() if fut.cancelled() else fut.exception()
-        )
-        if event_ids and self._on_events_committed is not None:
-            self._on_events_committed(event_ids, exc)
+        if previous is None or previous.done():
+            error = None if previous is None else _error_of(previous)
+            _resolve(settles, error)
+            return
+        previous.add_done_callback(lambda fut: _resolve(settles, _error_of(fut)))
+
+    def _committed(self, fut: asyncio.Future[None], pending: _Pending, has_outbox: bool) -> None:
+        exc = _error_of(fut)
+        _resolve(pending.settles, exc)
         if exc is not None:
-            # The store logs the failure itself; nothing here may be forwarded unstored.
+            # Nothing here may be forwarded or shown unstored; the gateway restarts the
+            # core from what the store holds.
             self.store_failures += 1
+            if self.failed is None:
+                self.failed = exc
+                if self._on_store_failed is not None:
+                    self._on_store_failed(exc)
             return
         if pending.oldest_event is not None:
             self._metrics.ingest_to_store(self._clock.now() - pending.oldest_event)
@@ -213,3 +238,22 @@ class Pipeline:
             self._book.publish(change)
         if has_outbox:
             self._on_committed()
+
+
+def _error_of(fut: asyncio.Future[None]) -> BaseException | None:
+    if fut.cancelled():
+        return StoreFailed("the commit was cancelled")
+    exc = fut.exception()
+    if exc is None or isinstance(exc, StoreFailed):
+        return exc
+    return StoreFailed(repr(exc))
+
+
+def _resolve(settles: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for settle in settles:
+        if settle.done():
+            continue
+        if error is None:
+            settle.set_result(None)
+        else:
+            settle.set_exception(error)

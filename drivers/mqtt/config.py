@@ -16,14 +16,3 @@ class BrokerEndpoint:
 
     def __repr__(self) -> str:  # never let a password reach a log line
         return f"BrokerEndpoint({self.host}:{self.port}, user={self.username!r})"
-
-
-@dataclass(frozen=True, slots=True)
-class DetectorBinding:
-    device_id: str
-    zone: str
-    topic: str
-    # The flags the gateway last knew (from alerts still firing at start-up), so that a
-    # detector that went quiet in alarm is cleared when it next reports normal.
-    alarm: bool = False
-    fault: str | None = None

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
-from dataclasses import replace
+from collections.abc import Iterable, Mapping
 
 from drivers.mqtt import wire
-from drivers.mqtt.config import BrokerEndpoint, DetectorBinding
-from drivers.mqtt.heat_detector import (
-    DetectorMemory,
-    HeatDetectorProfile,
-    decode_report,
-    normalise,
-)
+from drivers.mqtt.codec import DeviceCodec
+from drivers.mqtt.config import BrokerEndpoint
+from drivers.mqtt.reports import DeviceBinding, ReportRouter
 from drivers.mqtt.session import IngestSession
-from gateway.clock import Clock, SystemClock
+from gateway.clock import Clock
 from gateway.contract import Link, Sink
-from gateway.errors import AuthError, PayloadRejected, Unreachable
+from gateway.errors import AuthError, Unreachable
 
 CONNECT_TIMEOUT_S = 10.0
 COMMIT_TIMEOUT_S = 10.0
@@ -33,14 +28,14 @@ def topic_filters(topics: Iterable[str]) -> list[str]:
 
 
 class MqttDeviceDriver:
-    """Subscribes to the detectors' topics on one broker and feeds the sink."""
+    """Subscribes to its devices' topics on one broker and feeds the sink."""
 
     def __init__(
         self,
         name: str,
         endpoint: BrokerEndpoint,
-        detectors: Iterable[DetectorBinding],
-        profile: HeatDetectorProfile,
+        bindings: Iterable[DeviceBinding],
+        codecs: Mapping[str, DeviceCodec],
         sink: Sink,
         *,
         clock: Clock | None = None,
@@ -48,57 +43,40 @@ class MqttDeviceDriver:
     ) -> None:
         self.name = name
         self._endpoint = endpoint
-        self._by_topic = {d.topic: d for d in detectors}
-        # What each detector's flags were as of the last commit. The working memory starts
-        # from it on every (re)connect: if a commit failed, the broker sends the report
-        # again and it must raise its event again.
-        self._settled = {
-            d.device_id: DetectorMemory(alarm=d.alarm, fault=d.fault)
-            for d in self._by_topic.values()
-        }
-        self._memory = {k: replace(v) for k, v in self._settled.items()}
-        self._profile = profile
-        self._sink = sink
-        self._clock = clock or SystemClock()
+        self._router = ReportRouter(name, bindings, codecs, sink, clock=clock)
         self._commit_timeout_s = commit_timeout_s
 
     async def run(self, link: Link) -> None:
         ep = self._endpoint
         loop = asyncio.get_running_loop()
+        await self._router.restart(self._commit_timeout_s)
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 _, session = await loop.create_connection(IngestSession, ep.host, ep.port)
         except (OSError, TimeoutError) as exc:
             raise Unreachable(f"broker {ep.host}:{ep.port}: {exc or 'connect timed out'}") from exc
-        self._memory = {k: replace(v) for k, v in self._settled.items()}
         try:
             await self._open(session, link)
             session.start_keepalive(ep.keepalive_s)
             while True:
                 batch = await session.next_batch()
                 acks = []
-                commits: list[asyncio.Future[None]] = []
-                changed: set[str] = set()
                 for publish in batch:
-                    futures = await self._handle(publish.topic, publish.payload)
-                    if futures:
-                        commits += futures
-                        changed.add(self._by_topic[publish.topic].device_id)
+                    await self._router.handle(publish.topic, publish.payload,
+                                              retained=publish.retain)
                     if publish.qos:
                         acks.append(wire.puback(publish.packet_id))
-                if commits:
-                    # A report that raised an event is acknowledged only once the event is
-                    # on disk: until then the broker keeps it for this persistent session,
-                    # so a crash between here and the commit loses nothing.
-                    try:
-                        async with asyncio.timeout(self._commit_timeout_s):
-                            await asyncio.gather(*commits)
-                    except TimeoutError:
-                        raise Unreachable(
-                            f"store did not commit within {self._commit_timeout_s:g} s; "
-                            "not acknowledging") from None
-                    for device_id in changed:
-                        self._settled[device_id] = replace(self._memory[device_id])
+                # Every report is acknowledged only once it is on disk with whatever the
+                # rules derived from it: until then the broker keeps it for this
+                # persistent session, so a crash or a failed commit loses nothing.
+                settled = self._router.settle()
+                try:
+                    async with asyncio.timeout(self._commit_timeout_s):
+                        await settled
+                except TimeoutError:
+                    raise Unreachable(
+                        f"store did not commit within {self._commit_timeout_s:g} s; "
+                        "not acknowledging") from None
                 if acks:
                     session.send(b"".join(acks))
         finally:
@@ -120,7 +98,7 @@ class MqttDeviceDriver:
                 if code:
                     reason = wire.CONNACK_REASONS.get(code, f"code {code}")
                     raise Unreachable(f"broker {ep.host}:{ep.port} refused: {reason}")
-                filters = topic_filters(self._by_topic)
+                filters = topic_filters(self._router.topics)
                 session.send(wire.subscribe(1, [(f, 1) for f in filters]))
                 granted = await session.suback
         except TimeoutError:
@@ -129,29 +107,3 @@ class MqttDeviceDriver:
         refused = [f for f, code in zip(filters, granted, strict=False) if code == 0x80]
         if refused:
             link.degraded(f"subscription refused: {', '.join(refused)}")
-
-    async def _handle(self, topic: str, payload: bytes) -> list[asyncio.Future[None]]:
-        """Decode one report onto the sink; returns the commit futures of its events."""
-        sink = self._sink
-        binding = self._by_topic.get(topic)
-        if binding is None:
-            sink.rejected("mqtt", "unknown_device", topic[:120])
-            return []
-        try:
-            report = decode_report(payload, self._profile)
-        except PayloadRejected as exc:
-            sink.rejected("mqtt", exc.reason, exc.detail, binding.device_id)
-            return []
-        telemetry, events = normalise(
-            binding.device_id,
-            binding.zone,
-            report,
-            self._memory[binding.device_id],
-            self._clock.now(),
-            sink.next_seq,
-            self._profile,
-        )
-        commits = [await sink.event(event) for event in events]
-        for item in telemetry:
-            sink.telemetry(item)
-        return commits

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,6 @@ class DetectorMemory:
 
     alarm: bool = False
     fault: str | None = None
-    last_seq: int = 0
 
 
 def _number(doc: dict[str, Any], key: str) -> float:
@@ -62,9 +62,13 @@ def _number(doc: dict[str, Any], key: str) -> float:
     # bool is an int in Python; a detector that sends true for a temperature is broken.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise PayloadRejected("wrong_type", f"{key} is {type(value).__name__}")
-    if not math.isfinite(value):
+    try:
+        number = float(value)  # an int beyond a double's range raises OverflowError
+    except OverflowError:
+        raise PayloadRejected("out_of_range", f"{key} beyond a float") from None
+    if not math.isfinite(number):
         raise PayloadRejected("out_of_range", f"{key} is not finite")
-    return float(value)
+    return number
 
 
 def decode_report(payload: bytes, profile: HeatDetectorProfile) -> Report:
@@ -74,7 +78,10 @@ def decode_report(payload: bytes, profile: HeatDetectorProfile) -> Report:
     try:
         doc = json.loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:
+        # ValueError covers an integer beyond Python's digit limit as well.
         raise PayloadRejected("bad_json", str(exc)[:80]) from None
+    except RecursionError:
+        raise PayloadRejected("bad_json", "nested too deeply") from None
     if not isinstance(doc, dict):
         raise PayloadRejected("not_object", type(doc).__name__)
     seq = _number(doc, "seq")
@@ -142,5 +149,33 @@ def normalise(
                       Severity.INFO, zone, report.ts, {**data, "code": memory.fault})
             )
         memory.fault = report.fault
-    memory.last_seq = report.seq
     return telemetry, events
+
+
+class HeatDetectorCodec:
+    """The heat-detector family behind the MQTT driver's codec seam (drivers.mqtt.codec)."""
+
+    family = "heat_detector"
+
+    def __init__(self, profile: HeatDetectorProfile) -> None:
+        self.profile = profile
+
+    def decode(self, payload: bytes) -> Report:
+        return decode_report(payload, self.profile)
+
+    def seq_of(self, report: Report) -> int | None:
+        return report.seq
+
+    def memory(self, known: Mapping[str, Any]) -> DetectorMemory:
+        fault = known.get("fault")
+        return DetectorMemory(alarm=bool(known.get("alarm", False)),
+                              fault=fault if isinstance(fault, str) else None)
+
+    def copy(self, memory: DetectorMemory) -> DetectorMemory:
+        return DetectorMemory(memory.alarm, memory.fault)
+
+    def normalise(
+        self, source: str, zone: str, report: Report, memory: DetectorMemory, now: float,
+        next_seq: Callable[[str], int],
+    ) -> tuple[list[Reading | Heartbeat], list[Event]]:
+        return normalise(source, zone, report, memory, now, next_seq, self.profile)

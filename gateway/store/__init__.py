@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import sqlite3
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,10 @@ class Store:
         self._writer: Writer | None = None
         self._reader: sqlite3.Connection | None = None
         self._closing = False
+        # Submitted, not yet resolved, oldest first: back-pressure and its age metric.
+        self._uncommitted: dict[asyncio.Future[None], float] = {}
+        self.write_failures = 0
+        self.healthy = True
 
     def open(self, loop: asyncio.AbstractEventLoop) -> None:
         """Migrate the file to the current schema and start the writer thread."""
@@ -72,11 +77,53 @@ class Store:
 
     def submit(self, batch: WriteBatch) -> asyncio.Future[None]:
         """Queue `batch` (from the loop thread; never blocks). The future resolves once
-        the batch is committed to disk, or carries the error that stopped it."""
+        the batch is committed to disk, or fails with `StoreFailed`."""
         writer, loop = self._live()
         future: asyncio.Future[None] = loop.create_future()
-        writer.submit(batch, future, self._clock.now())
+        now = self._clock.now()
+        writer.submit(batch, future, now)
+        self._uncommitted[future] = self._clock.monotonic()
+        future.add_done_callback(self._settled)
         return future
+
+    def _settled(self, future: asyncio.Future[None]) -> None:
+        self._uncommitted.pop(future, None)
+        if future.cancelled() or future.exception() is not None:
+            self.write_failures += 1
+            self.healthy = False
+        else:
+            self.healthy = True
+
+    async def wait_for_room(self, limit: int) -> None:
+        """Back-pressure: wait while more than `limit` batches wait for the writer."""
+        while len(self._uncommitted) > limit:
+            oldest = next(iter(self._uncommitted))
+            await asyncio.wait([oldest])
+
+    def oldest_uncommitted_s(self) -> float:
+        if not self._uncommitted:
+            return 0.0
+        return max(0.0, self._clock.monotonic() - next(iter(self._uncommitted.values())))
+
+    def disk_free_bytes(self) -> int:
+        return shutil.disk_usage(self.path.parent).free
+
+    async def reset(self) -> None:
+        """After a failed commit: accept batches again (the caller rebuilt its state)."""
+        writer, loop = self._live()
+        future: asyncio.Future[None] = loop.create_future()
+        writer.reset(future)
+        await future
+
+    @property
+    def broken(self) -> bool:
+        """A commit failed and the writer refuses batches until reset()."""
+        return self._writer is not None and self._writer.broken
+
+    def inject_fault(self, hook: Callable[[], None] | None) -> None:
+        """Tests only: `hook` runs inside every write and may raise as a full disk does."""
+        writer, _ = self._live()
+        writer.fault_hook = hook
 
     async def run_retention(self, now: float) -> dict[str, int]:
         """Delete by age, then by size; runs in the writer thread between batches."""
@@ -147,7 +194,8 @@ class Store:
 
     @property
     def writer_queue_depth(self) -> int:
-        return 0 if self._writer is None else self._writer.queue_depth
+        """Batches submitted and not yet committed (or failed)."""
+        return len(self._uncommitted)
 
     @property
     def commits(self) -> int:

@@ -16,9 +16,11 @@ import sqlite3
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from gateway.errors import StoreFailed
 from gateway.events import Event
 from gateway.store.downsample import MinuteAggregate
 from gateway.store.schema import AlertRecord, AuditRow, DeviceStateRow, NewOutboxRow
@@ -120,7 +122,12 @@ class _Stop:
     future: asyncio.Future[None]
 
 
-_Item = _Submitted | _RetentionRun | _Stop
+@dataclass(slots=True)
+class _Reset:
+    future: asyncio.Future[None]
+
+
+_Item = _Submitted | _RetentionRun | _Stop | _Reset
 _T = TypeVar("_T")
 
 
@@ -150,6 +157,13 @@ class Writer:
         self._backlog: deque[_Item] = deque()  # taken from the queue, not yet handled
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._failing = False
+        # Set by a failed commit: every batch after it fails too, until the core has
+        # rebuilt its state from the store and calls reset(). A later batch was built on
+        # state that assumed the failed one (an alarm's clear after the alarm itself):
+        # committing it would put the store out of the order the devices spoke in.
+        self._broken: BaseException | None = None
+        # A seam for tests: called inside each write, it may raise as a full disk would.
+        self.fault_hook: Callable[[], None] | None = None
         self.commits = 0
         self.last_commit_s = 0.0
         self.failed_batches = 0
@@ -162,6 +176,14 @@ class Writer:
 
     def retain(self, now: float, future: asyncio.Future[dict[str, int]]) -> None:
         self._queue.put(_RetentionRun(now, future))
+
+    def reset(self, future: asyncio.Future[None]) -> None:
+        """Accept batches again (after the core restarted from the store)."""
+        self._queue.put(_Reset(future))
+
+    @property
+    def broken(self) -> bool:
+        return self._broken is not None
 
     def stop(self, future: asyncio.Future[None]) -> None:
         """Everything queued before this is committed first; then the connection closes."""
@@ -192,6 +214,9 @@ class Writer:
                 return
             if isinstance(item, _RetentionRun):
                 self._retain(item)
+            elif isinstance(item, _Reset):
+                self._broken = None
+                self._resolve([item.future], None, None)
 
     def _take_queued(self) -> None:
         while True:
@@ -209,20 +234,26 @@ class Writer:
         return bool(batches)
 
     def _commit(self, batches: list[_Submitted]) -> None:
+        if self._broken is not None:
+            self.failed_batches += len(batches)
+            refused = StoreFailed(f"an earlier commit failed ({self._broken!r})")
+            self._resolve([b.future for b in batches], None, refused)
+            return
         started = time.perf_counter()
         try:
             self._write(batches)
         except Exception as exc:
             if len(batches) > 1:
-                # Find the culprit: one bad batch must not fail the alarms beside it.
+                # Find the culprit: the batches before it still commit, in order.
                 for one in batches:
                     self._commit([one])
                 return
             self.failed_batches += 1
+            self._broken = exc
             if not self._failing:
                 self._failing = True
                 log.error("store write failed error=%r", exc)
-            self._resolve([batches[0].future], None, exc)
+            self._resolve([batches[0].future], None, StoreFailed(f"commit failed: {exc!r}"))
             return
         self.commits += 1
         self.last_commit_s = time.perf_counter() - started
@@ -276,6 +307,8 @@ class Writer:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if self.fault_hook is not None:
+                self.fault_hook()
             for sql, rows in steps:
                 if rows:
                     conn.executemany(sql, rows)

@@ -1,0 +1,40 @@
+"""A device's own sequence numbers: what is new, what is a repeat, what was lost. Pure.
+
+Where a device numbers its reports, a report at or below the last one seen is a
+redelivery (or arrived out of order) and is dropped; a jump forward means reports were
+lost on the way (QoS 0 telemetry during an outage); a number far below the last, or a
+1, means the device restarted and counts again from the start.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+# How far back a number may lie and still be a late repeat rather than a device that
+# restarted: a broker redelivers at most its in-flight window plus the queued backlog of
+# one device, which is far below this for a detector reporting every few seconds.
+RESTART_BACKSTEP = 1_000
+
+
+class Verdict(enum.Enum):
+    NEW = "new"
+    DUPLICATE = "duplicate"
+    RESTARTED = "restarted"
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    verdict: Verdict
+    lost: int = 0  # reports missing between the last one seen and this one
+
+
+def check(last: int | None, seq: int) -> Checked:
+    """Judge `seq` against `last` (None: nothing seen since the gateway started)."""
+    if last is None:
+        return Checked(Verdict.NEW)
+    if seq > last:
+        return Checked(Verdict.NEW, lost=seq - last - 1)
+    if seq < last and (seq <= 1 or last - seq >= RESTART_BACKSTEP):
+        return Checked(Verdict.RESTARTED)
+    return Checked(Verdict.DUPLICATE)
