@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from gateway.clock import ManualClock
+from gateway.errors import StoreFailed
 from gateway.events import Event, Lane, Severity
 from gateway.store import (
     SCHEMA_VERSION,
@@ -239,23 +240,47 @@ async def test_many_batches_coalesce_and_resolve_only_after_commit(store: Store)
     assert store.last_seq() == {"hd-b1-01": 500}
 
 
-async def test_one_bad_batch_fails_alone(store: Store) -> None:
+async def test_a_failed_batch_fails_every_later_one_until_reset(store: Store) -> None:
+    """Later batches were built on state that assumed the failed one (a clear after its
+    alarm): committing them would put the store out of the order the device spoke in."""
     looped: dict[str, Any] = {}
     looped["self"] = looped  # cannot be encoded as JSON
     with write_lock(store.path):
         good1 = store.submit(WriteBatch(events=[event("hd-b1-01", 1, T0)]))
         bad = store.submit(WriteBatch(events=[event("hd-b1-01", 2, T0, loop=looped)]))
-        good2 = store.submit(WriteBatch(alerts=[alert("A1")]))
+        later = store.submit(WriteBatch(alerts=[alert("A1")]))
     await good1
-    await good2
-    with pytest.raises(ValueError, match="Circular"):
+    with pytest.raises(StoreFailed, match="Circular"):
         await bad
-    assert store.failed_batches == 1
+    with pytest.raises(StoreFailed, match="earlier commit failed"):
+        await later
+    await asyncio.sleep(0)  # the store's own done-callbacks run after an awaited future
+    assert store.broken and not store.healthy
+    assert store.failed_batches == 2
+    assert store.write_failures == 2
     assert store.last_seq() == {"hd-b1-01": 1}
-    assert [a.id for a in store.active_alerts()] == ["A1"]
-    # The writer keeps running after a failure.
+    assert store.active_alerts() == []
+    with pytest.raises(StoreFailed):
+        await store.submit(WriteBatch(events=[event("hd-b1-01", 3, T0)]))
+    # The core rebuilt its state from the store: the writer takes batches again.
+    await store.reset()
     await store.submit(WriteBatch(events=[event("hd-b1-01", 3, T0)]))
     assert store.last_seq() == {"hd-b1-01": 3}
+    assert store.healthy and not store.broken
+
+
+async def test_an_injected_disk_full_fails_the_commit_and_rolls_back(store: Store) -> None:
+    def disk_full() -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    store.inject_fault(disk_full)
+    with pytest.raises(StoreFailed, match="disk is full"):
+        await store.submit(WriteBatch(events=[event("hd-b1-01", 1, T0)], alerts=[alert("A1")]))
+    store.inject_fault(None)
+    await store.reset()
+    assert store.last_seq() == {} and store.active_alerts() == []
+    await store.submit(WriteBatch(events=[event("hd-b1-01", 1, T0)]))
+    assert store.last_seq() == {"hd-b1-01": 1}
 
 
 async def test_close_commits_everything_queued(tmp_path: Path) -> None:
