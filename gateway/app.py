@@ -37,7 +37,7 @@ from gateway.forward.webhook import WebhookForwarder
 from gateway.ingest import Ingest
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline, record_to_alert
-from gateway.rules.fire import ALARM, FAULT, DetectorSpec, FireParams, FireRules
+from gateway.rules.fire import DetectorSpec, FireParams, FireRules, detector_flags
 from gateway.sdnotify import notify
 from gateway.secrets import resolve_secret
 from gateway.store import AuditRow, OutboxRow, Retention, Store, WriteBatch
@@ -190,10 +190,7 @@ class Gateway:
             self.supervisors.append(Supervisor(fwd, clock=self.clock, on_transition=self._on_link))
 
     def _binding(self, device: MqttDevice) -> DeviceBinding:
-        firing = {a.rule: a for a in self.book.active() if a.source == device.id}
-        fault = firing.get(FAULT)
-        code = fault.data.get("code") if fault is not None else None
-        known = {"alarm": ALARM in firing, "fault": code if isinstance(code, str) else None}
+        known = detector_flags(a for a in self.book.active() if a.source == device.id)
         return DeviceBinding(device.id, device.zone, device.topic, codec=device.profile,
                              known=known)
 

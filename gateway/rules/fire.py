@@ -54,6 +54,15 @@ class FireParams:
     prewarn_margin_k: float = 10.0  # pre-warning this far below ror_threshold_c
 
 
+def detector_flags(firing: Iterable[Alert]) -> dict[str, Any]:
+    """What the heat-detector codec must remember of one detector, from its firing
+    alerts: the flags its last committed report carried."""
+    rules = {a.rule: a for a in firing if a.state is AlertState.FIRING}
+    fault = rules.get(FAULT)
+    code = fault.data.get("code") if fault is not None else None
+    return {"alarm": ALARM in rules, "fault": code if isinstance(code, str) else None}
+
+
 def class_parts(detector_class: str) -> tuple[str, str]:
     """Split "A1R" into ("A1", "R"): the static class and its suffix (R, S or none)."""
     text = detector_class.strip().upper()
