@@ -108,13 +108,22 @@ class Detectors:
 
     client: aiomqtt.Client
     seq: dict[str, int] = field(default_factory=dict)
+    flags: dict[str, tuple[bool, Any]] = field(default_factory=dict)
 
     async def send(self, device: str, temp_c: float, **flags: Any) -> None:
         n = self.seq.get(device, 0) + 1
         self.seq[device] = n
-        qos = 1 if flags.get("alarm") or flags.get("fault") else 0
+        state = (bool(flags.get("alarm")), flags.get("fault"))
+        # As the detectors do: QoS 1 while in alarm or fault, and for the report that
+        # changes a flag (a clear must not be lost either); routine reports at QoS 0.
+        qos = 1 if any(state) or state != self.flags.get(device, (False, None)) else 0
+        self.flags[device] = state
         await self.client.publish(f"furong/fire/heat/{device}", report(n, temp_c, **flags),
                                   qos=qos)
+
+    async def send_raw(self, device: str, payload: bytes, qos: int = 1) -> None:
+        """A message as given (poison, a replay), on the device's topic."""
+        await self.client.publish(f"furong/fire/heat/{device}", payload, qos=qos)
 
 
 @contextlib.asynccontextmanager
