@@ -63,6 +63,11 @@ class Daemon:
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read())
 
+    def get(self, path: str) -> dict[str, list[dict[str, object]]]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
+            doc: dict[str, list[dict[str, object]]] = json.loads(r.read())
+            return doc
+
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
             return str(r.read().decode())
@@ -174,9 +179,7 @@ async def test_a_backlog_of_alarm_clear_alarm_ends_in_alarm(tmp_path: Path) -> N
             try:
                 await daemon.wait_up()
                 await wait_quiet(db, said.firing())
-                with urllib.request.urlopen(
-                        f"http://127.0.0.1:{daemon.port}/api/alerts?state=firing") as r:
-                    feed = json.loads(r.read())
+                feed = await asyncio.to_thread(daemon.get, "/api/alerts?state=firing")
                 assert {a["source"] for a in feed["active"]
                         if a["rule"] == "fire.alarm"} == {"hd-01", "hd-03"}
             finally:
