@@ -136,12 +136,14 @@ class Gateway:
                 Supervisor(driver, clock=self.clock, on_transition=self._on_link)
             )
         for target in self.site.forwarding:
+            self.metrics.forward_target(target.id)
             if isinstance(target, WebhookTarget):
                 hook = WebhookForwarder(
                     target.id, url=target.url, store=self.store,
                     token=resolve_secret(target.token, self.environ) if target.token else None,
                     timeout_s=target.timeout_s, clock=self.clock, on_delivered=self._delivered,
                     on_failed=functools.partial(self.metrics.forward_failed, target.id),
+                    on_dead=lambda row: self.metrics.dead_lettered(row.target),
                 )
                 self.forwarders.append(hook)
                 self.supervisors.append(
@@ -206,6 +208,7 @@ class Gateway:
             "links": links,
             "outbox": {t: {"depth": d, "oldest": o} for t, (d, o) in
                        self.store.outbox_stats().items()} if self.ready.is_set() else {},
+            "outbox_dead": self.store.outbox_dead_counts() if self.ready.is_set() else {},
             "alerts_active": len(self.book.active()),
         }
 
@@ -241,7 +244,9 @@ class Gateway:
                 "commits_total": float(self.store.commits),
                 "last_commit_seconds": float(self.store.last_commit_s),
             },
+            dead_letters=self._dead_letter_counts,
         )
+        self.metrics.outbox_bound(self.store.retention.outbox_max_rows)
         runner = await self._start_http()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -278,13 +283,20 @@ class Gateway:
             for target, (depth, oldest) in self.store.outbox_stats().items()
         }
 
+    def _dead_letter_counts(self) -> dict[str, int]:
+        # Every webhook target is listed, 0 included: an alert can tell none from no data.
+        hooks = {t.id: 0 for t in self.site.forwarding if isinstance(t, WebhookTarget)}
+        return hooks | self.store.outbox_dead_counts()
+
     def _http_host(self) -> str:
         return self.overrides.http_host or self.site.gateway.http.host
 
     async def _start_http(self) -> web.AppRunner:
         zone_names = {z.id: z.name for b in self.site.buildings for z in b.zones}
         app = make_app(book=self.book, metrics=self.metrics, health=self.health,
-                       zone_names=zone_names)
+                       zone_names=zone_names,
+                       dead_letters=lambda limit: [d.to_json() for d in
+                                                   self.store.outbox_dead(limit)])
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0)
         await runner.setup()
         port = self.overrides.http_port
@@ -304,5 +316,6 @@ class Gateway:
             if self.clock.monotonic() - last_retention >= RETENTION_EVERY_S:
                 last_retention = self.clock.monotonic()
                 deleted = await self.store.run_retention(self.clock.now())
+                self.metrics.states_dropped(deleted["outbox_states_for_bound"])
                 if any(deleted.values()):
                     log.info("retention deleted=%s", deleted)

@@ -30,6 +30,7 @@ AlertsActive = Callable[[], Mapping[str, int]]
 OutboxState = Callable[[], Mapping[str, tuple[int, float | None]]]
 LaneState = Callable[[], Mapping[str, tuple[int, int]]]
 StoreState = Callable[[], Mapping[str, float]]
+DeadLetters = Callable[[], Mapping[str, int]]
 
 
 class Metrics:
@@ -69,6 +70,22 @@ class Metrics:
             "gateway_forward_failed",
             "Failed attempts to hand an outbox row to a target, by reason.",
             ["target", "reason"],
+            registry=r,
+        )
+        self._dead_lettered = Counter(
+            "gateway_outbox_dead_lettered",
+            "Outbox rows a target refused for good (HTTP 4xx), moved to the dead letters.",
+            ["target"],
+            registry=r,
+        )
+        self._states_dropped = Counter(
+            "gateway_outbox_states_dropped",
+            "State rows dropped, oldest first, because the outbox reached its row bound.",
+            registry=r,
+        )
+        self._outbox_max_rows = Gauge(
+            "gateway_outbox_max_rows",
+            "The outbox's row bound (retention.outbox_max_rows).",
             registry=r,
         )
         self._device_state = Gauge(
@@ -121,10 +138,7 @@ class Metrics:
         self._alarm_to_forward.observe(seconds)
 
     def forwarded(self, target: str) -> None:
-        child = self._forwarded_children.get(target)
-        if child is None:
-            child = self._forwarded_children[target] = self._forwarded.labels(target)
-        child.inc()
+        self._forwarded_child(target).inc()
 
     def forward_failed(self, target: str, reason: str) -> None:
         key = (target, reason)
@@ -132,6 +146,26 @@ class Metrics:
         if child is None:
             child = self._failed_children[key] = self._forward_failed.labels(target, reason)
         child.inc()
+
+    def forward_target(self, target: str) -> None:
+        """Start a target's counters at 0, so the first failure is an increase, not a new series."""
+        self._forwarded_child(target)
+        self._dead_lettered.labels(target)
+
+    def _forwarded_child(self, target: str) -> Counter:
+        child = self._forwarded_children.get(target)
+        if child is None:
+            child = self._forwarded_children[target] = self._forwarded.labels(target)
+        return child
+
+    def dead_lettered(self, target: str) -> None:
+        self._dead_lettered.labels(target).inc()
+
+    def outbox_bound(self, max_rows: int) -> None:
+        self._outbox_max_rows.set(max_rows)
+
+    def states_dropped(self, n: int) -> None:
+        self._states_dropped.inc(n)
 
     def alert_raised(self, severity: Severity) -> None:
         self._raised_children[severity.label].inc()
@@ -151,18 +185,20 @@ class Metrics:
         outbox: OutboxState,
         lanes: LaneState,
         store: StoreState,
+        dead_letters: DeadLetters | None = None,
     ) -> None:
         """Gauges read at scrape time.
 
         `alerts_active`: severity label -> active alerts. `outbox`: target -> (rows, age of
         the oldest row in seconds or None when empty). `lanes`: lane -> (depth, dropped since
         start). `store`: `writer_queue_depth`, `commits_total`, `last_commit_seconds` (how
-        long the latest commit took).
+        long the latest commit took). `dead_letters`: target -> dead-letter rows kept.
         """
         self._sources.alerts_active = alerts_active
         self._sources.outbox = outbox
         self._sources.lanes = lanes
         self._sources.store = store
+        self._sources.dead_letters = dead_letters
 
     def render(self) -> tuple[bytes, str]:
         """The scrape page and its content type (the classic text format it is written in)."""
@@ -177,6 +213,7 @@ class _BoundSources:
         self.outbox: OutboxState | None = None
         self.lanes: LaneState | None = None
         self.store: StoreState | None = None
+        self.dead_letters: DeadLetters | None = None
         self._failing: set[str] = set()
         self._error_counts: dict[str, int] = {}
 
@@ -189,6 +226,7 @@ class _BoundSources:
         for name, build in (
             ("alerts", self._alerts),
             ("outbox", self._outbox),
+            ("outbox_dead", self._dead),
             ("lanes", self._lanes),
             ("store", self._store),
         ):
@@ -236,6 +274,18 @@ class _BoundSources:
             depth.add_metric([target], rows)
             oldest.add_metric([target], 0.0 if age is None else age)
         return [depth, oldest]
+
+    def _dead(self) -> list[Metric]:
+        if self.dead_letters is None:
+            return []
+        rows = GaugeMetricFamily(
+            "gateway_outbox_dead_letter_rows",
+            "Dead-letter rows kept in the store (refused for good, never resent), by target.",
+            labels=["target"],
+        )
+        for target, n in sorted(self.dead_letters().items()):
+            rows.add_metric([target], n)
+        return [rows]
 
     def _lanes(self) -> list[Metric]:
         if self.lanes is None:

@@ -68,6 +68,8 @@ class AlertSource(Protocol):
 
 Health = Callable[[], Mapping[str, Any]]
 History = Callable[[int], list[dict[str, Any]]]
+# limit -> the newest dead-letter rows (refused for good by a target), as JSON dicts.
+DeadLetters = Callable[[int], list[dict[str, Any]]]
 
 
 @dataclass
@@ -76,6 +78,7 @@ class _Desk:
     metrics: Metrics
     health: Health
     history: History | None
+    dead_letters: DeadLetters | None
     keepalive: float
     zone_names: Mapping[str, str] = field(default_factory=dict)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -97,17 +100,21 @@ def make_app(
     metrics: Metrics,
     health: Health,
     history: History | None = None,
+    dead_letters: DeadLetters | None = None,
     keepalive: float = KEEPALIVE_SECONDS,
     zone_names: Mapping[str, str] | None = None,
 ) -> web.Application:
     """The API. `history(limit)` gives resolved alerts from the store (newest first, as
-    `Alert.to_json()` dicts); without it `recent` comes from the book's memory."""
+    `Alert.to_json()` dicts); without it `recent` comes from the book's memory.
+    `dead_letters(limit)` lists the outbox rows targets refused for good."""
     app = web.Application()
-    app[_DESK] = _Desk(book, metrics, health, history, keepalive, dict(zone_names or {}))
+    app[_DESK] = _Desk(book, metrics, health, history, dead_letters, keepalive,
+                       dict(zone_names or {}))
     app.router.add_get("/", _desk_page)
     app.router.add_get("/api/alerts", _alerts)
     app.router.add_get("/api/alerts/stream", _stream)
     app.router.add_get("/api/alerts/{alert_id}", _alert)
+    app.router.add_get("/api/outbox/dead", _dead_letters)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
     app.router.add_static("/static/", STATIC_DIR)
@@ -135,17 +142,22 @@ async def _desk_page(request: web.Request) -> web.FileResponse:
     )
 
 
+def _limit(request: web.Request, default: int) -> int:
+    try:
+        limit = int(request.query.get("limit", str(default)))
+    except ValueError:
+        raise _bad_request("limit must be an integer") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise _bad_request(f"limit must be between 1 and {MAX_LIMIT}")
+    return limit
+
+
 async def _alerts(request: web.Request) -> web.Response:
     desk = request.app[_DESK]
     state = request.query.get("state", "all")
     if state not in ("firing", "all"):
         raise _bad_request("state must be 'firing' or 'all'")
-    try:
-        limit = int(request.query.get("limit", "200"))
-    except ValueError:
-        raise _bad_request("limit must be an integer") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise _bad_request(f"limit must be between 1 and {MAX_LIMIT}")
+    limit = _limit(request, 200)
     # `limit` bounds only the history: every firing alert is always listed.
     active = [desk.view(a) for a in desk.book.active()]
     recent: list[dict[str, Any]] = []
@@ -164,6 +176,13 @@ async def _alert(request: web.Request) -> web.Response:
             text=_dumps({"error": "no such alert"}), content_type="application/json"
         )
     return _json(request.app[_DESK].view(alert))
+
+
+async def _dead_letters(request: web.Request) -> web.Response:
+    """Rows a target refused for good (newest first): they are never sent again."""
+    desk = request.app[_DESK]
+    limit = _limit(request, 100)
+    return _json({"dead": [] if desk.dead_letters is None else desk.dead_letters(limit)})
 
 
 def _sse(event: str, data: Mapping[str, Any], event_id: str | None = None) -> bytes:
