@@ -18,10 +18,18 @@ from aiohttp import web
 from drivers.mqtt import BrokerEndpoint, DetectorBinding, MqttDeviceDriver, load_profile
 from gateway import __version__
 from gateway.alerts import AlertBook
-from gateway.api.app import make_app
+from gateway.api.app import make_app, serve
+from gateway.api.bounds import HttpLimits
 from gateway.bus import Bus
 from gateway.clock import Clock, SystemClock
-from gateway.config import BrokerConfig, MqttDevice, MqttTarget, Site, WebhookTarget
+from gateway.config import (
+    BrokerConfig,
+    MqttDevice,
+    MqttTarget,
+    Site,
+    WebhookTarget,
+    is_loopback,
+)
 from gateway.events import Lane
 from gateway.forward.messages import Route
 from gateway.forward.mqtt import MqttForwarder, is_alarm_row
@@ -293,17 +301,22 @@ class Gateway:
 
     async def _start_http(self) -> web.AppRunner:
         zone_names = {z.id: z.name for b in self.site.buildings for z in b.zones}
+        http = self.site.gateway.http
+        limits = HttpLimits(http.max_connections, http.max_feed_clients, http.keepalive_s,
+                            http.header_timeout_s)
         app = make_app(book=self.book, metrics=self.metrics, health=self.health,
-                       zone_names=zone_names,
+                       zone_names=zone_names, limits=limits,
                        dead_letters=lambda limit: [d.to_json() for d in
                                                    self.store.outbox_dead(limit)])
-        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0)
-        await runner.setup()
+        host = self._http_host()
         port = self.overrides.http_port
-        site = web.TCPSite(runner, self._http_host(),
-                           self.site.gateway.http.port if port is None else port)
-        await site.start()
+        runner = await serve(app, host, http.port if port is None else port)
         self.http_port = int(runner.addresses[0][1])
+        if not is_loopback(host):
+            # check-config refuses this without allow_remote; said again where it runs.
+            log.warning("http api bound beyond loopback host=%s port=%d: it asks no"
+                        " credentials, anyone who reaches it reads alerts and metrics",
+                        host, self.http_port)
         return runner
 
     async def _housekeeping(self, pipeline: Pipeline) -> None:

@@ -26,6 +26,11 @@ LATENCY_BUCKETS: Final = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )
 
+# evicted: an idle connection closed for a newcomer at max_connections; busy: a newcomer
+# answered 503 because none was idle; header_timeout: headers too slow; feed_limit: a
+# live feed answered 503 at max_feed_clients.
+HTTP_REFUSALS: Final = ("evicted", "busy", "header_timeout", "feed_limit")
+
 AlertsActive = Callable[[], Mapping[str, int]]
 OutboxState = Callable[[], Mapping[str, tuple[int, float | None]]]
 LaneState = Callable[[], Mapping[str, tuple[int, int]]]
@@ -87,6 +92,26 @@ class Metrics:
             "gateway_outbox_max_rows",
             "The outbox's row bound (retention.outbox_max_rows).",
             registry=r,
+        )
+        self._http_refused = Counter(
+            "gateway_http_refused",
+            "HTTP connections closed or requests refused to keep the API bounded, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        for reason in HTTP_REFUSALS:
+            self._http_refused.labels(reason)
+        self._http_bad_requests = Counter(
+            "gateway_http_bad_requests",
+            "Malformed HTTP requests answered 400, by parser error kind.",
+            ["kind"],
+            registry=r,
+        )
+        self._http_connections = Gauge(
+            "gateway_http_connections", "Open HTTP connections.", registry=r
+        )
+        self._http_feed_clients = Gauge(
+            "gateway_http_feed_clients", "Live feed (SSE) clients connected.", registry=r
         )
         self._device_state = Gauge(
             "gateway_device_state",
@@ -166,6 +191,19 @@ class Metrics:
 
     def states_dropped(self, n: int) -> None:
         self._states_dropped.inc(n)
+
+    def http_refused(self, reason: str) -> None:
+        """`reason` is one of HTTP_REFUSALS."""
+        self._http_refused.labels(reason).inc()
+
+    def http_bad_request(self, kind: str) -> None:
+        """`kind` is the parser's exception class name: a bounded set."""
+        self._http_bad_requests.labels(kind).inc()
+
+    def bind_http(self, *, connections: Callable[[], int], feeds: Callable[[], int]) -> None:
+        """Open connections and live feeds, read at scrape time."""
+        self._http_connections.set_function(connections)
+        self._http_feed_clients.set_function(feeds)
 
     def alert_raised(self, severity: Severity) -> None:
         self._raised_children[severity.label].inc()
