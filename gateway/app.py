@@ -25,10 +25,18 @@ from drivers.mqtt import (
 )
 from gateway import __version__
 from gateway.alerts import AlertBook
-from gateway.api.app import make_app
+from gateway.api.app import make_app, serve
+from gateway.api.bounds import HttpLimits
 from gateway.bus import Bus
 from gateway.clock import Clock, SystemClock
-from gateway.config import BrokerConfig, MqttDevice, MqttTarget, Site, WebhookTarget
+from gateway.config import (
+    BrokerConfig,
+    MqttDevice,
+    MqttTarget,
+    Site,
+    WebhookTarget,
+    is_loopback,
+)
 from gateway.errors import StoreFailed
 from gateway.events import Lane
 from gateway.forward.messages import Route
@@ -87,7 +95,8 @@ class Gateway:
         r = site.retention
         self.store = Store(
             self.db_path,
-            retention=Retention(r.events_days, r.readings_days, r.alerts_days, r.max_db_mb),
+            retention=Retention(r.events_days, r.readings_days, r.alerts_days, r.max_db_mb,
+                                r.outbox_max_rows),
             clock=self.clock,
         )
         test_zones = [z.id for b in site.buildings for z in b.zones if z.test_mode]
@@ -160,12 +169,14 @@ class Gateway:
                 Supervisor(driver, clock=self.clock, on_transition=self._on_link)
             )
         for target in self.site.forwarding:
+            self.metrics.forward_target(target.id)
             if isinstance(target, WebhookTarget):
                 hook = WebhookForwarder(
                     target.id, url=target.url, store=self.store,
                     token=resolve_secret(target.token, self.environ) if target.token else None,
                     timeout_s=target.timeout_s, clock=self.clock, on_delivered=self._delivered,
                     on_failed=functools.partial(self.metrics.forward_failed, target.id),
+                    on_dead=lambda row: self.metrics.dead_lettered(row.target),
                 )
                 self.forwarders.append(hook)
                 self.supervisors.append(
@@ -231,6 +242,7 @@ class Gateway:
             "links": links,
             "outbox": {t: {"depth": d, "oldest": o} for t, (d, o) in
                        self.store.outbox_stats().items()} if self.ready.is_set() else {},
+            "outbox_dead": self.store.outbox_dead_counts() if self.ready.is_set() else {},
             "alerts_active": len(self.book.active()),
         }
 
@@ -253,7 +265,9 @@ class Gateway:
                 lane.label: (self.bus.depth(lane), self.bus.dropped[lane]) for lane in Lane
             },
             store=self._store_metrics,
+            dead_letters=self._dead_letter_counts,
         )
+        self.metrics.outbox_bound(self.store.retention.outbox_max_rows)
         runner: web.AppRunner | None = None
         try:
             runner = await self._start_http()
@@ -376,20 +390,32 @@ class Gateway:
             for target, (depth, oldest) in self.store.outbox_stats().items()
         }
 
+    def _dead_letter_counts(self) -> dict[str, int]:
+        # Every webhook target is listed, 0 included: an alert can tell none from no data.
+        hooks = {t.id: 0 for t in self.site.forwarding if isinstance(t, WebhookTarget)}
+        return hooks | self.store.outbox_dead_counts()
+
     def _http_host(self) -> str:
         return self.overrides.http_host or self.site.gateway.http.host
 
     async def _start_http(self) -> web.AppRunner:
         zone_names = {z.id: z.name for b in self.site.buildings for z in b.zones}
+        http = self.site.gateway.http
+        limits = HttpLimits(http.max_connections, http.max_feed_clients, http.keepalive_s,
+                            http.header_timeout_s)
         app = make_app(book=self.book, metrics=self.metrics, health=self.health,
-                       zone_names=zone_names)
-        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0)
-        await runner.setup()
+                       zone_names=zone_names, limits=limits,
+                       dead_letters=lambda limit: [d.to_json() for d in
+                                                   self.store.outbox_dead(limit)])
+        host = self._http_host()
         port = self.overrides.http_port
-        site = web.TCPSite(runner, self._http_host(),
-                           self.site.gateway.http.port if port is None else port)
-        await site.start()
+        runner = await serve(app, host, http.port if port is None else port)
         self.http_port = int(runner.addresses[0][1])
+        if not is_loopback(host):
+            # check-config refuses this without allow_remote; said again where it runs.
+            log.warning("http api bound beyond loopback host=%s port=%d: it asks no"
+                        " credentials, anyone who reaches it reads alerts and metrics",
+                        host, self.http_port)
         return runner
 
     async def _housekeeping(self, pipeline: Pipeline) -> None:
@@ -404,5 +430,6 @@ class Gateway:
             if self.clock.monotonic() - last_retention >= RETENTION_EVERY_S:
                 last_retention = self.clock.monotonic()
                 deleted = await self.store.run_retention(self.clock.now())
+                self.metrics.states_dropped(deleted["outbox_states_for_bound"])
                 if any(deleted.values()):
                     log.info("retention deleted=%s", deleted)

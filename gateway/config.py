@@ -298,9 +298,43 @@ class BrokerConfig(_Model):
         return self
 
 
+def is_loopback(host: str) -> bool:
+    """Only loopback is private to this machine; a name could resolve to anything else."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class HttpConfig(_Model):
     host: Text = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    # Nothing on the API asks for credentials: binding beyond loopback must be meant.
+    allow_remote: bool = False
+    # Open connections at most; past it the longest-idle one is closed for the newcomer.
+    # 256 is far above one desk, Prometheus and a few engineers, far below the fd limit.
+    max_connections: int = Field(default=256, ge=8, le=10_000)
+    # Live feeds (SSE) at most, within max_connections: the rest stays for /healthz.
+    max_feed_clients: int = Field(default=64, ge=1, le=10_000)
+    # Idle keep-alive connections are closed after this long.
+    keepalive_s: float = Field(default=15.0, gt=0, le=600)
+    # A connection must deliver a request's headers within this long, or it is closed.
+    header_timeout_s: float = Field(default=5.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> HttpConfig:
+        found: list[_Found] = []
+        if not is_loopback(self.host) and not self.allow_remote:
+            found.append((("host",), f"{self.host} is not a loopback address and the API has"
+                          " no authentication: set allow_remote: true to mean it", None))
+        if self.max_feed_clients >= self.max_connections:
+            found.append((("max_feed_clients",), "must be below max_connections, which"
+                          " must leave room for /healthz and /metrics", None))
+        if found:
+            raise _located(found)
+        return self
 
 
 class GatewayConfig(_Model):
@@ -315,6 +349,8 @@ class RetentionConfig(_Model):
     readings_days: int = Field(default=400, ge=1)
     alerts_days: int = Field(default=730, ge=1)
     max_db_mb: int = Field(default=4096, ge=16)
+    # Past this many outbox rows the oldest state rows are dropped; alarms never are.
+    outbox_max_rows: int = Field(default=1_000_000, ge=1000)
 
 
 # EN 54-5 (= GB 4716) static response ranges per class, degrees C.

@@ -26,10 +26,16 @@ LATENCY_BUCKETS: Final = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )
 
+# evicted: an idle connection closed for a newcomer at max_connections; busy: a newcomer
+# answered 503 because none was idle; header_timeout: headers too slow; feed_limit: a
+# live feed answered 503 at max_feed_clients.
+HTTP_REFUSALS: Final = ("evicted", "busy", "header_timeout", "feed_limit")
+
 AlertsActive = Callable[[], Mapping[str, int]]
 OutboxState = Callable[[], Mapping[str, tuple[int, float | None]]]
 LaneState = Callable[[], Mapping[str, tuple[int, int]]]
 StoreState = Callable[[], Mapping[str, float]]
+DeadLetters = Callable[[], Mapping[str, int]]
 
 
 class Metrics:
@@ -70,6 +76,42 @@ class Metrics:
             "Failed attempts to hand an outbox row to a target, by reason.",
             ["target", "reason"],
             registry=r,
+        )
+        self._dead_lettered = Counter(
+            "gateway_outbox_dead_lettered",
+            "Outbox rows a target refused for good (HTTP 4xx), moved to the dead letters.",
+            ["target"],
+            registry=r,
+        )
+        self._states_dropped = Counter(
+            "gateway_outbox_states_dropped",
+            "State rows dropped, oldest first, because the outbox reached its row bound.",
+            registry=r,
+        )
+        self._outbox_max_rows = Gauge(
+            "gateway_outbox_max_rows",
+            "The outbox's row bound (retention.outbox_max_rows).",
+            registry=r,
+        )
+        self._http_refused = Counter(
+            "gateway_http_refused",
+            "HTTP connections closed or requests refused to keep the API bounded, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        for reason in HTTP_REFUSALS:
+            self._http_refused.labels(reason)
+        self._http_bad_requests = Counter(
+            "gateway_http_bad_requests",
+            "Malformed HTTP requests answered 400, by parser error kind.",
+            ["kind"],
+            registry=r,
+        )
+        self._http_connections = Gauge(
+            "gateway_http_connections", "Open HTTP connections.", registry=r
+        )
+        self._http_feed_clients = Gauge(
+            "gateway_http_feed_clients", "Live feed (SSE) clients connected.", registry=r
         )
         self._device_state = Gauge(
             "gateway_device_state",
@@ -141,10 +183,7 @@ class Metrics:
         self._alarm_to_forward.observe(seconds)
 
     def forwarded(self, target: str) -> None:
-        child = self._forwarded_children.get(target)
-        if child is None:
-            child = self._forwarded_children[target] = self._forwarded.labels(target)
-        child.inc()
+        self._forwarded_child(target).inc()
 
     def forward_failed(self, target: str, reason: str) -> None:
         key = (target, reason)
@@ -165,6 +204,39 @@ class Metrics:
     def core_restarted(self) -> None:
         self._core_restarts.inc()
 
+    def forward_target(self, target: str) -> None:
+        """Start a target's counters at 0, so the first failure is an increase, not a new series."""
+        self._forwarded_child(target)
+        self._dead_lettered.labels(target)
+
+    def _forwarded_child(self, target: str) -> Counter:
+        child = self._forwarded_children.get(target)
+        if child is None:
+            child = self._forwarded_children[target] = self._forwarded.labels(target)
+        return child
+
+    def dead_lettered(self, target: str) -> None:
+        self._dead_lettered.labels(target).inc()
+
+    def outbox_bound(self, max_rows: int) -> None:
+        self._outbox_max_rows.set(max_rows)
+
+    def states_dropped(self, n: int) -> None:
+        self._states_dropped.inc(n)
+
+    def http_refused(self, reason: str) -> None:
+        """`reason` is one of HTTP_REFUSALS."""
+        self._http_refused.labels(reason).inc()
+
+    def http_bad_request(self, kind: str) -> None:
+        """`kind` is the parser's exception class name: a bounded set."""
+        self._http_bad_requests.labels(kind).inc()
+
+    def bind_http(self, *, connections: Callable[[], int], feeds: Callable[[], int]) -> None:
+        """Open connections and live feeds, read at scrape time."""
+        self._http_connections.set_function(connections)
+        self._http_feed_clients.set_function(feeds)
+
     def alert_raised(self, severity: Severity) -> None:
         self._raised_children[severity.label].inc()
 
@@ -183,18 +255,20 @@ class Metrics:
         outbox: OutboxState,
         lanes: LaneState,
         store: StoreState,
+        dead_letters: DeadLetters | None = None,
     ) -> None:
         """Gauges read at scrape time.
 
         `alerts_active`: severity label -> active alerts. `outbox`: target -> (rows, age of
         the oldest row in seconds or None when empty). `lanes`: lane -> (depth, dropped since
         start). `store`: `writer_queue_depth`, `commits_total`, `last_commit_seconds` (how
-        long the latest commit took).
+        long the latest commit took). `dead_letters`: target -> dead-letter rows kept.
         """
         self._sources.alerts_active = alerts_active
         self._sources.outbox = outbox
         self._sources.lanes = lanes
         self._sources.store = store
+        self._sources.dead_letters = dead_letters
 
     def render(self) -> tuple[bytes, str]:
         """The scrape page and its content type (the classic text format it is written in)."""
@@ -209,6 +283,7 @@ class _BoundSources:
         self.outbox: OutboxState | None = None
         self.lanes: LaneState | None = None
         self.store: StoreState | None = None
+        self.dead_letters: DeadLetters | None = None
         self._failing: set[str] = set()
         self._error_counts: dict[str, int] = {}
 
@@ -221,6 +296,7 @@ class _BoundSources:
         for name, build in (
             ("alerts", self._alerts),
             ("outbox", self._outbox),
+            ("outbox_dead", self._dead),
             ("lanes", self._lanes),
             ("store", self._store),
         ):
@@ -268,6 +344,18 @@ class _BoundSources:
             depth.add_metric([target], rows)
             oldest.add_metric([target], 0.0 if age is None else age)
         return [depth, oldest]
+
+    def _dead(self) -> list[Metric]:
+        if self.dead_letters is None:
+            return []
+        rows = GaugeMetricFamily(
+            "gateway_outbox_dead_letter_rows",
+            "Dead-letter rows kept in the store (refused for good, never resent), by target.",
+            labels=["target"],
+        )
+        for target, n in sorted(self.dead_letters().items()):
+            rows.add_metric([target], n)
+        return [rows]
 
     def _lanes(self) -> list[Metric]:
         if self.lanes is None:

@@ -302,6 +302,24 @@ async def test_healthz(
     assert got.json() == body
 
 
+async def test_dead_letters_are_listed_newest_first_within_the_limit(book: AlertBook) -> None:
+    asked: list[int] = []
+
+    def dead_letters(limit: int) -> list[dict[str, Any]]:
+        asked.append(limit)
+        return [{"id": 7, "target": "ops", "status": 422}]
+
+    app = make_app(book=book, metrics=Metrics(), health=ok, dead_letters=dead_letters)
+    got = await fetch(app, "/api/outbox/dead")
+    assert got.status == 200
+    assert got.json() == {"dead": [{"id": 7, "target": "ops", "status": 422}]}
+    assert (await fetch(app, "/api/outbox/dead?limit=5")).status == 200
+    assert (await fetch(app, "/api/outbox/dead?limit=0")).status == 400
+    assert asked == [100, 5]
+    bare = await fetch(make_app(book=book, metrics=Metrics(), health=ok), "/api/outbox/dead")
+    assert bare.json() == {"dead": []}
+
+
 async def test_metrics_page(book: AlertBook) -> None:
     metrics = Metrics()
     metrics.event("fire.detector.alarm")

@@ -254,7 +254,46 @@ def test_site_helpers_and_defaults(tmp_path: Path) -> None:
     assert (site.gateway.http.host, site.gateway.http.port) == ("127.0.0.1", 8080)
     assert site.brokers["site"].keepalive_s == 12
     assert site.retention.alerts_days == 730
+    assert site.retention.outbox_max_rows == 1_000_000
+    http = site.gateway.http
+    assert (http.allow_remote, http.max_connections, http.max_feed_clients) == (False, 256, 64)
+    assert (http.keepalive_s, http.header_timeout_s) == (15.0, 5.0)
     assert site.rules.fire.static_threshold("A1R") == 56.0
+
+
+@pytest.mark.parametrize(
+    ("host", "allow_remote", "refused"),
+    [
+        ("127.0.0.1", False, False),
+        ("127.0.0.53", False, False),
+        ("::1", False, False),
+        ("localhost", False, False),
+        ("0.0.0.0", False, True),  # noqa: S104  # the very case refused
+        ("::", False, True),
+        ("10.20.0.5", False, True),
+        ("gateway.furong.local", False, True),
+        ("0.0.0.0", True, False),  # noqa: S104
+        ("10.20.0.5", True, False),
+    ],
+)
+def test_a_non_loopback_http_host_must_be_allowed_explicitly(
+    tmp_path: Path, host: str, allow_remote: bool, refused: bool
+) -> None:
+    allow = str(allow_remote).lower()
+    text = MINIMAL + f"gateway:\n  http: {{host: '{host}', allow_remote: {allow}}}\n"
+    issues = check_config(_write(tmp_path, text), environ={})
+    if refused:
+        [issue] = issues
+        assert (issue.line, issue.key) == (16, "gateway.http.host")
+        assert "allow_remote: true" in issue.message
+    else:
+        assert issues == []
+
+
+def test_feed_clients_must_leave_room_for_health_checks(tmp_path: Path) -> None:
+    text = MINIMAL + "gateway:\n  http:\n    max_connections: 16\n    max_feed_clients: 16\n"
+    [issue] = check_config(_write(tmp_path, text), environ={})
+    assert (issue.line, issue.key) == (18, "gateway.http.max_feed_clients")
 
 
 def test_models_are_frozen(tmp_path: Path) -> None:

@@ -32,12 +32,17 @@ def populated() -> Metrics:
     m.device_transition("hd-0101", "up")
     m.device_transition("elevator-3", "stale")
     m.alert_raised(Severity.CRITICAL)
+    m.forward_target("webhook")
+    m.dead_lettered("webhook")
+    m.states_dropped(12)
+    m.outbox_bound(1_000_000)
     m.bind(
         alerts_active=lambda: {"critical": 1, "major": 2},
         outbox=lambda: {"city-119": (3, 1.5), "webhook": (0, None)},
         lanes=lambda: {"alarm": (0, 0), "event": (2, 0), "telemetry": (10, 7)},
         store=lambda: {"writer_queue_depth": 5, "commits_total": 812,
                        "last_commit_seconds": 0.003},
+        dead_letters=lambda: {"webhook": 1},
     )
     return m
 
@@ -147,6 +152,15 @@ def test_instances_do_not_share_a_registry() -> None:
     assert value(b, "gateway_events_total", kind="gate.plate") is None
 
 
+def test_a_forward_target_starts_at_zero() -> None:
+    m = Metrics()
+    m.forward_target("ops")
+    assert value(m, "gateway_outbox_dead_lettered_total", target="ops") == 0
+    assert value(m, "gateway_forwarded_total", target="ops") == 0
+    m.dead_lettered("ops")
+    assert value(m, "gateway_outbox_dead_lettered_total", target="ops") == 1
+
+
 def test_render_names_its_content_type() -> None:
     page, content_type = populated().render()
     assert content_type == "text/plain; version=0.0.4; charset=utf-8"
@@ -168,6 +182,10 @@ EXPECTED_FAMILIES = (
     "gateway_alerts_active",
     "gateway_outbox_depth",
     "gateway_outbox_oldest_age_seconds",
+    "gateway_outbox_dead_lettered_total",
+    "gateway_outbox_dead_letter_rows",
+    "gateway_outbox_states_dropped_total",
+    "gateway_outbox_max_rows",
     "gateway_bus_queue_depth",
     "gateway_bus_dropped_total",
     "gateway_store_writer_queue_depth",

@@ -100,6 +100,8 @@ def exported() -> set[str]:
     m.forward_failed("desk", "timeout")
     m.device_transition("mqtt:site", "up")
     m.alert_raised(Severity.CRITICAL)
+    m.forward_target("ops")
+    m.outbox_bound(1_000_000)
     # The outbox source fails on the first scrape only: the error counter then stays on
     # the page beside the outbox families.
     failures = iter([True])

@@ -22,6 +22,7 @@ from gateway.store import (
     SCHEMA_VERSION,
     AlertRecord,
     AuditRow,
+    DeadLetter,
     DeviceStateRow,
     MinuteAggregate,
     NewOutboxRow,
@@ -29,6 +30,7 @@ from gateway.store import (
     Store,
     StoreError,
     WriteBatch,
+    queries,
 )
 from gateway.store.schema import migrate
 
@@ -200,6 +202,96 @@ async def test_outbox_ids_are_never_reused(store: Store) -> None:
     assert second.id > first.id
 
 
+async def test_a_dead_letter_leaves_the_outbox_and_is_listed(store: Store) -> None:
+    rows = [NewOutboxRow("ops", int(Lane.ALARM), f"t/{n}", b"x") for n in range(3)]
+    await store.submit(WriteBatch(outbox=rows))
+    first, second, third = store.outbox_fetch("ops", 10, exclude=())
+    await store.submit(WriteBatch(outbox_attempted=[second.id]))
+    await store.submit(WriteBatch(outbox_dead=[DeadLetter(second.id, 422, "HTTP 422: bad")]))
+
+    assert [r.id for r in store.outbox_fetch("ops", 10, exclude=())] == [first.id, third.id]
+    assert store.outbox_stats() == {"ops": (2, T0)}
+    [dead] = store.outbox_dead()
+    assert (dead.id, dead.target, dead.topic, dead.status, dead.reason) == (
+        second.id, "ops", "t/1", 422, "HTTP 422: bad")
+    assert (dead.created_at, dead.dead_at, dead.attempts) == (T0, T0, 2)  # the refusal counts
+    assert store.outbox_dead_counts() == {"ops": 1}
+    assert dead.to_json()["status"] == 422
+
+    # Moving it again (a retried batch) changes nothing.
+    await store.submit(WriteBatch(outbox_dead=[DeadLetter(second.id, 422, "again")]))
+    assert [d.reason for d in store.outbox_dead()] == ["HTTP 422: bad"]
+
+
+def test_outbox_statistics_read_the_index_not_the_table(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.db"
+    migrate(path, T0)
+    with opened(path) as conn:
+        conn.executemany(
+            "INSERT INTO outbox (target, lane, topic, payload, retain, created_at)"
+            " VALUES (?, ?, 't', x'00', 0, ?)",
+            [(f"target-{n % 3}", n % 2, T0 + n) for n in range(3000)],
+        )
+        conn.execute("ANALYZE")
+        for sql in (queries._OUTBOX_STATS, queries._DEAD_COUNTS):
+            plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+            assert not [step for step in plan if step.startswith("SCAN outbox")], plan
+            assert any("USING COVERING INDEX" in step for step in plan), plan
+        assert queries.outbox_stats(conn) == {
+            "target-0": (1000, T0), "target-1": (1000, T0 + 1), "target-2": (1000, T0 + 2),
+        }  # fmt: skip
+        conn.execute("DELETE FROM outbox")
+        assert queries.outbox_stats(conn) == {}
+
+
+async def test_outbox_bound_drops_oldest_state_rows_never_alarms(tmp_path: Path) -> None:
+    s = Store(tmp_path / "gateway.db", retention=Retention(outbox_max_rows=10),
+              clock=ManualClock(T0))  # fmt: skip
+    s.open(asyncio.get_running_loop())
+    try:
+        def state(n: int) -> NewOutboxRow:
+            return NewOutboxRow("desk", int(Lane.EVENT), f"p/state/hd-{n:02d}", b"s", retain=True)
+
+        alarms = [NewOutboxRow("desk", int(Lane.ALARM), "p/alert/hd-01", b"a")] * 6
+        minor = [NewOutboxRow("desk", int(Lane.EVENT), "p/alert/hd-02", b"m")] * 2
+        await s.submit(WriteBatch(outbox=[state(n) for n in range(1, 7)]))
+        await s.submit(WriteBatch(outbox=alarms + minor + [state(7), state(8)]))
+        deleted = await s.run_retention(T0)
+        assert deleted["outbox_states_for_bound"] == 6
+        left = s.outbox_fetch("desk", 100, exclude=())
+        assert len(left) == 10
+        assert [r.topic for r in left if r.retain] == ["p/state/hd-07", "p/state/hd-08"]
+        assert sum(r.lane == int(Lane.ALARM) for r in left) == 6
+
+        # Over the bound with alarms only: nothing more can go, and nothing does.
+        await s.submit(WriteBatch(outbox=alarms))
+        deleted = await s.run_retention(T0)
+        assert deleted["outbox_states_for_bound"] == 2
+        assert s.outbox_stats()["desk"][0] == 14
+        assert all(r.lane != int(Lane.EVENT) or not r.retain
+                   for r in s.outbox_fetch("desk", 100, exclude=()))
+    finally:
+        await s.close()
+
+
+async def test_dead_letters_are_kept_as_long_as_events(tmp_path: Path) -> None:
+    now = T0 + 100 * DAY
+    clock = ManualClock(T0)
+    s = Store(tmp_path / "gateway.db", retention=Retention(events_days=90), clock=clock)
+    s.open(asyncio.get_running_loop())
+    try:
+        await s.submit(WriteBatch(outbox=[NewOutboxRow("ops", 0, "t", b"x")] * 2))
+        old, new = s.outbox_fetch("ops", 2, exclude=())
+        await s.submit(WriteBatch(outbox_dead=[DeadLetter(old.id, 400, "HTTP 400")]))
+        clock.advance(20 * DAY)
+        await s.submit(WriteBatch(outbox_dead=[DeadLetter(new.id, 400, "HTTP 400")]))
+        deleted = await s.run_retention(now)
+        assert deleted["outbox_dead"] == 1
+        assert [d.id for d in s.outbox_dead()] == [new.id]
+    finally:
+        await s.close()
+
+
 async def test_device_state_and_audit(store: Store) -> None:
     await store.submit(
         WriteBatch(
@@ -322,7 +414,8 @@ async def test_retention_by_age(tmp_path: Path) -> None:
         )
         deleted = await s.run_retention(now)
         assert deleted == {
-            "events": 1, "readings": 1, "alerts": 1, "readings_for_size": 0, "events_for_size": 0,
+            "events": 1, "readings": 1, "alerts": 1, "outbox_dead": 0, "readings_for_size": 0,
+            "events_for_size": 0, "outbox_states_for_bound": 0,
         }  # fmt: skip
         assert [e["seq"] for e in s.events_for()] == [2]
         assert sorted(a.id for a in s.recent_alerts()) == ["new-resolved", "old-firing"]
@@ -394,7 +487,8 @@ async def test_v1_database_is_migrated_and_keeps_its_rows(tmp_path: Path) -> Non
             }
             readings = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
         assert versions == list(range(1, SCHEMA_VERSION + 1))
-        assert {"idx_readings_minute", "idx_alerts_raised_at"} <= indexes
+        assert {"idx_readings_minute", "idx_alerts_raised_at", "idx_outbox_target_created_at",
+                "idx_outbox_states", "idx_outbox_dead_target"} <= indexes
         assert s.last_seq() == {"hd-b1-01": 41}
         assert s.events_for()[0]["data"] == {"celsius": 60.0}
         assert s.outbox_fetch("mqtt-city", 10, exclude=())[0].payload == b"\x01"

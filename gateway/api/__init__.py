@@ -1,5 +1,7 @@
 """The HTTP API: alerts (REST and a live feed), the security desk page, /metrics, /healthz."""
 
-from gateway.api.app import AlertSource, AlertSubscription, desk_connections, make_app
+from gateway.api.app import AlertSource, AlertSubscription, desk_connections, make_app, serve
+from gateway.api.bounds import HttpLimits
 
-__all__ = ["AlertSource", "AlertSubscription", "desk_connections", "make_app"]
+__all__ = ["AlertSource", "AlertSubscription", "HttpLimits", "desk_connections", "make_app",
+           "serve"]

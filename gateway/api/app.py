@@ -16,6 +16,7 @@ from typing import Any, Final, Protocol
 from aiohttp import web
 
 from gateway.alerts import Alert, AlertChange
+from gateway.api.bounds import BoundedSite, ConnectionGate, HttpLimits
 from gateway.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,9 @@ KEEPALIVE_SECONDS: Final = 15.0
 # Below the 15 s keep-alive: a desk whose link dropped is back before anyone would notice.
 RECONNECT_MS: Final = 2000
 MAX_LIMIT: Final = 1000
+# A desk refused at the feed limit comes back on its own (desk.js reconnects a silent
+# feed); this tells other clients when to try.
+FEED_RETRY_AFTER_S: Final = 10
 # The page loads nothing from elsewhere (the site is air-gapped) and is never framed.
 DESK_POLICY: Final = (
     "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -68,6 +72,8 @@ class AlertSource(Protocol):
 
 Health = Callable[[], Mapping[str, Any]]
 History = Callable[[int], list[dict[str, Any]]]
+# limit -> the newest dead-letter rows (refused for good by a target), as JSON dicts.
+DeadLetters = Callable[[int], list[dict[str, Any]]]
 
 
 @dataclass
@@ -76,7 +82,9 @@ class _Desk:
     metrics: Metrics
     health: Health
     history: History | None
+    dead_letters: DeadLetters | None
     keepalive: float
+    max_feeds: int
     zone_names: Mapping[str, str] = field(default_factory=dict)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     streams: int = 0
@@ -89,6 +97,7 @@ class _Desk:
 
 
 _DESK: Final = web.AppKey("desk", _Desk)
+_GATE: Final = web.AppKey("gate", ConnectionGate)
 
 
 def make_app(
@@ -97,22 +106,47 @@ def make_app(
     metrics: Metrics,
     health: Health,
     history: History | None = None,
+    dead_letters: DeadLetters | None = None,
     keepalive: float = KEEPALIVE_SECONDS,
     zone_names: Mapping[str, str] | None = None,
+    limits: HttpLimits | None = None,
 ) -> web.Application:
     """The API. `history(limit)` gives resolved alerts from the store (newest first, as
-    `Alert.to_json()` dicts); without it `recent` comes from the book's memory."""
-    app = web.Application()
-    app[_DESK] = _Desk(book, metrics, health, history, keepalive, dict(zone_names or {}))
+    `Alert.to_json()` dicts); without it `recent` comes from the book's memory.
+    `dead_letters(limit)` lists the outbox rows targets refused for good. `limits` bound
+    connections and feeds when the app is started with `serve`."""
+    limits = limits or HttpLimits()
+    gate = ConnectionGate(limits, metrics)
+    app = web.Application(middlewares=[gate.middleware])
+    desk = _Desk(book, metrics, health, history, dead_letters, keepalive,
+                 limits.max_feed_clients, dict(zone_names or {}))
+    app[_DESK] = desk
+    app[_GATE] = gate
+    metrics.bind_http(connections=lambda: len(gate), feeds=lambda: desk.streams)
     app.router.add_get("/", _desk_page)
     app.router.add_get("/api/alerts", _alerts)
     app.router.add_get("/api/alerts/stream", _stream)
     app.router.add_get("/api/alerts/{alert_id}", _alert)
+    app.router.add_get("/api/outbox/dead", _dead_letters)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
     app.router.add_static("/static/", STATIC_DIR)
     app.on_shutdown.append(_end_streams)
     return app
+
+
+async def serve(
+    app: web.Application, host: str, port: int, *, shutdown_timeout: float = 2.0
+) -> web.AppRunner:
+    """Start `app` on host:port with its connection bounds; the caller cleans it up."""
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    try:
+        await BoundedSite(runner, host, port, app[_GATE]).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner
 
 
 def desk_connections(app: web.Application) -> int:
@@ -135,17 +169,22 @@ async def _desk_page(request: web.Request) -> web.FileResponse:
     )
 
 
+def _limit(request: web.Request, default: int) -> int:
+    try:
+        limit = int(request.query.get("limit", str(default)))
+    except ValueError:
+        raise _bad_request("limit must be an integer") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise _bad_request(f"limit must be between 1 and {MAX_LIMIT}")
+    return limit
+
+
 async def _alerts(request: web.Request) -> web.Response:
     desk = request.app[_DESK]
     state = request.query.get("state", "all")
     if state not in ("firing", "all"):
         raise _bad_request("state must be 'firing' or 'all'")
-    try:
-        limit = int(request.query.get("limit", "200"))
-    except ValueError:
-        raise _bad_request("limit must be an integer") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise _bad_request(f"limit must be between 1 and {MAX_LIMIT}")
+    limit = _limit(request, 200)
     # `limit` bounds only the history: every firing alert is always listed.
     active = [desk.view(a) for a in desk.book.active()]
     recent: list[dict[str, Any]] = []
@@ -164,6 +203,13 @@ async def _alert(request: web.Request) -> web.Response:
             text=_dumps({"error": "no such alert"}), content_type="application/json"
         )
     return _json(request.app[_DESK].view(alert))
+
+
+async def _dead_letters(request: web.Request) -> web.Response:
+    """Rows a target refused for good (newest first): they are never sent again."""
+    desk = request.app[_DESK]
+    limit = _limit(request, 100)
+    return _json({"dead": [] if desk.dead_letters is None else desk.dead_letters(limit)})
 
 
 def _sse(event: str, data: Mapping[str, Any], event_id: str | None = None) -> bytes:
@@ -186,6 +232,14 @@ async def _next_change(changes: AsyncIterator[AlertChange]) -> AlertChange | Non
 async def _stream(request: web.Request) -> web.StreamResponse:
     """Snapshot first, then each change; the page rebuilds from the snapshot on reconnect."""
     desk = request.app[_DESK]
+    if desk.streams >= desk.max_feeds:
+        # Feeds live for hours: past their cap they would take the connections that
+        # /healthz and /metrics need.
+        desk.metrics.http_refused("feed_limit")
+        raise web.HTTPServiceUnavailable(
+            text=_dumps({"error": "too many live feeds"}), content_type="application/json",
+            headers={"Retry-After": str(FEED_RETRY_AFTER_S)},
+        )
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream; charset=utf-8",
@@ -197,53 +251,62 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     # Subscribe before taking the snapshot: a change in between arrives twice (the page
     # keys rows by id), never not at all.
     subscription = desk.book.subscribe()
-    async with subscription:
-        await response.prepare(request)
-        changes = aiter(subscription)
-        stopping = asyncio.create_task(desk.stopping.wait(), name="desk-stream-stopping")
-        upcoming = asyncio.create_task(_next_change(changes), name="desk-stream-next")
-        desk.streams += 1
-        try:
-            await response.write(f"retry: {RECONNECT_MS}\n".encode() + _snapshot(desk))
-            dropped = subscription.dropped
-            while True:
-                done, _ = await asyncio.wait(
-                    (upcoming, stopping),
-                    timeout=desk.keepalive,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if stopping in done:
-                    break
-                if upcoming in done:
-                    change = upcoming.result()
-                    if change is None:
-                        break
-                    await response.write(
-                        _sse(
-                            "alert",
-                            {"change": change.change, "alert": desk.view(change.alert)},
-                            change.alert.id,
-                        )
-                    )
-                    if subscription.dropped != dropped:
-                        # This desk fell behind and lost changes: the snapshot is the truth,
-                        # and the changes still queued are older than it, so replaying
-                        # them on top of it ends in the same state.
-                        dropped = subscription.dropped
-                        await response.write(_snapshot(desk))
-                    upcoming = asyncio.create_task(_next_change(changes), name="desk-stream-next")
-                else:
-                    # The comment keeps proxies from timing the stream out; the `ping` event
-                    # is what the page sees (EventSource hides comments) to notice a dead link.
-                    await response.write(b": keep-alive\nevent: ping\ndata: {}\n\n")
-        except ConnectionResetError:
-            pass  # the desk went away; its browser reconnects on its own
-        finally:
-            desk.streams -= 1
-            for task in (upcoming, stopping):
-                task.cancel()
-            await asyncio.gather(upcoming, stopping, return_exceptions=True)
+    # Counted before the first await: clients arriving together cannot all pass the cap.
+    desk.streams += 1
+    try:
+        async with subscription:
+            await response.prepare(request)
+            await _feed(desk, response, subscription)
+    finally:
+        desk.streams -= 1
     return response
+
+
+async def _feed(
+    desk: _Desk, response: web.StreamResponse, subscription: AlertSubscription
+) -> None:
+    changes = aiter(subscription)
+    stopping = asyncio.create_task(desk.stopping.wait(), name="desk-stream-stopping")
+    upcoming = asyncio.create_task(_next_change(changes), name="desk-stream-next")
+    try:
+        await response.write(f"retry: {RECONNECT_MS}\n".encode() + _snapshot(desk))
+        dropped = subscription.dropped
+        while True:
+            done, _ = await asyncio.wait(
+                (upcoming, stopping),
+                timeout=desk.keepalive,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if stopping in done:
+                break
+            if upcoming in done:
+                change = upcoming.result()
+                if change is None:
+                    break
+                await response.write(
+                    _sse(
+                        "alert",
+                        {"change": change.change, "alert": desk.view(change.alert)},
+                        change.alert.id,
+                    )
+                )
+                if subscription.dropped != dropped:
+                    # This desk fell behind and lost changes: the snapshot is the truth,
+                    # and the changes still queued are older than it, so replaying
+                    # them on top of it ends in the same state.
+                    dropped = subscription.dropped
+                    await response.write(_snapshot(desk))
+                upcoming = asyncio.create_task(_next_change(changes), name="desk-stream-next")
+            else:
+                # The comment keeps proxies from timing the stream out; the `ping` event
+                # is what the page sees (EventSource hides comments) to notice a dead link.
+                await response.write(b": keep-alive\nevent: ping\ndata: {}\n\n")
+    except ConnectionResetError:
+        pass  # the desk went away; its browser reconnects on its own
+    finally:
+        for task in (upcoming, stopping):
+            task.cancel()
+        await asyncio.gather(upcoming, stopping, return_exceptions=True)
 
 
 async def _end_streams(app: web.Application) -> None:

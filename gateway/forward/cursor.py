@@ -1,6 +1,6 @@
 """One forwarding target's view of the outbox: which rows it may fetch now, the
-bookkeeping of a delivered row until its delete is committed, and reporting each
-delivery and failure (metrics)."""
+bookkeeping of a delivered or dead-lettered row until its move is committed, each row's
+failed attempts, and reporting each delivery and failure (metrics)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import contextlib
 from collections.abc import Callable
 
 from gateway.clock import Clock, SystemClock
-from gateway.store import OutboxRow, Store, WriteBatch
+from gateway.store import DeadLetter, OutboxRow, Store, WriteBatch
 
 Delivered = Callable[[OutboxRow, float], None]
 Failed = Callable[[str], None]
+DeadLettered = Callable[[OutboxRow], None]
 
 
 class OutboxCursor:
@@ -24,12 +25,14 @@ class OutboxCursor:
         clock: Clock | None = None,
         on_delivered: Delivered | None = None,
         on_failed: Failed | None = None,
+        on_dead: DeadLettered | None = None,
     ) -> None:
         self._store = store
         self._target = target
         self._clock = clock or SystemClock()
         self._on_delivered = on_delivered
         self._on_failed = on_failed
+        self._on_dead = on_dead
         # Rows handed to the link, and rows delivered whose delete is not yet committed:
         # neither may be fetched again.
         self.in_flight: set[int] = set()
@@ -58,24 +61,49 @@ class OutboxCursor:
 
     def delivered(self, row: OutboxRow) -> None:
         """The target acknowledged the row (PUBACK, 2xx): delete it."""
-        self.in_flight.discard(row.id)
-        self._deleting.add(row.id)
-        self._wake.set()
-        done = self._store.submit(WriteBatch(outbox_acked=[row.id]))
-        row_id = row.id
-
-        def forget(_: asyncio.Future[None]) -> None:
-            self._deleting.discard(row_id)
-
-        done.add_done_callback(forget)
+        self._leave(row, WriteBatch(outbox_acked=[row.id]))
         if self._on_delivered is not None:
             self._on_delivered(row, self._clock.now())
 
-    def failed(self, reason: str) -> None:
-        """A delivery failed; `reason` is a bounded label for metrics."""
+    def dead(self, row: OutboxRow, status: int | None, reason: str) -> None:
+        """The target refused the row for good: move it to the dead letters, go on."""
+        self._leave(row, WriteBatch(outbox_dead=[DeadLetter(row.id, status, reason)]))
+        if self._on_failed is not None:
+            self._on_failed("refused")
+        if self._on_dead is not None:
+            self._on_dead(row)
+
+    def _leave(self, row: OutboxRow, batch: WriteBatch) -> None:
+        # Until the move is committed the row is still in the table: it must not be
+        # fetched again meanwhile.
+        self.in_flight.discard(row.id)
+        self._deleting.add(row.id)
+        self._wake.set()
+        done = self._store.submit(batch)
+        row_id = row.id
+
+        def forget(future: asyncio.Future[None]) -> None:
+            self._deleting.discard(row_id)
+            _retrieved(future)
+
+        done.add_done_callback(forget)
+
+    def failed(self, reason: str, row: OutboxRow | None = None) -> None:
+        """A delivery failed; `reason` is a bounded label for metrics. With `row`, that
+        row's `attempts` grows by one (it stays in the outbox)."""
+        if row is not None:
+            self._store.submit(WriteBatch(outbox_attempted=[row.id])).add_done_callback(
+                _retrieved
+            )
         if self._on_failed is not None:
             self._on_failed(reason)
 
     def link_lost(self) -> None:
         """Whatever was in flight is still in the table: it goes again on the next link."""
         self.in_flight.clear()
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    # The store logs a failed write itself; a count lost with it is harmless.
+    if not future.cancelled():
+        future.exception()

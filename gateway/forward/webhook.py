@@ -2,9 +2,17 @@
 
 Rows go one at a time, in outbox order (alarms first), so a receiver sees each alert's
 changes in order. `Idempotency-Key` carries the row's alert id and change: a receiver
-that saw a row before a lost answer can drop the repeat. 401/403 is an auth failure (the
-supervisor waits longest); any other non-2xx or no answer drops the link and retries
-with backoff, the row staying in the outbox.
+that saw a row before a lost answer can drop the repeat. What an answer means:
+
+- 2xx: delivered, the row is deleted.
+- 401/403: the link's credentials are refused (the supervisor waits longest); the row stays.
+- 408, 429, 5xx, no answer: not now; the link drops and retries with backoff, the row stays.
+- any other 4xx: this row is refused for good (a 400 or 422 would come back the same
+  however often it is sent). It moves to the dead letters (`outbox_dead`, logged once,
+  counted, listed on `/api/outbox/dead`) and the rows after it keep flowing: one poison
+  row must not hold every later alarm for that target.
+
+Every failed attempt adds one to the row's `attempts`.
 """
 
 from __future__ import annotations
@@ -17,13 +25,23 @@ import aiohttp
 from gateway.clock import Clock
 from gateway.contract import Link
 from gateway.errors import AuthError, DeliveryError, Unreachable
-from gateway.forward.cursor import Delivered, Failed, OutboxCursor
+from gateway.forward.cursor import DeadLettered, Delivered, Failed, OutboxCursor
 from gateway.store import OutboxRow, Store
 
 log = logging.getLogger("gateway.forward.webhook")
 
 # Rows fetched per round; they are POSTed one after another, in order.
 BATCH = 50
+AUTH_REFUSED = frozenset({401, 403})
+# Client errors that say "not now" rather than "never": timeout and rate limit.
+RETRYABLE_4XX = frozenset({408, 429})
+# Enough of a refusal's body for the operator to see why; it goes to the store only.
+REASON_BYTES = 200
+
+
+def is_permanent_refusal(status: int) -> bool:
+    """A 4xx that would come back the same for this row however often it is sent."""
+    return 400 <= status < 500 and status not in AUTH_REFUSED | RETRYABLE_4XX
 
 
 def idempotency_key(row: OutboxRow) -> str:
@@ -46,6 +64,7 @@ class WebhookForwarder:
         clock: Clock | None = None,
         on_delivered: Delivered | None = None,
         on_failed: Failed | None = None,
+        on_dead: DeadLettered | None = None,
     ) -> None:
         self.name = f"forward:{target}"
         self.target = target
@@ -53,7 +72,8 @@ class WebhookForwarder:
         self._token = token
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._cursor = OutboxCursor(
-            store, target, clock=clock, on_delivered=on_delivered, on_failed=on_failed
+            store, target, clock=clock, on_delivered=on_delivered, on_failed=on_failed,
+            on_dead=on_dead,
         )
 
     def notify(self) -> None:
@@ -95,13 +115,36 @@ class WebhookForwarder:
                 headers={"Idempotency-Key": idempotency_key(row), "X-Gateway-Topic": row.topic},
             ) as response:
                 status = response.status
+                reason = ""
+                if is_permanent_refusal(status):
+                    reason = await _refusal(response)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            self._cursor.failed("unreachable")
+            self._cursor.failed("unreachable", row)
             raise Unreachable(f"webhook {self.target}: {exc or type(exc).__name__}") from exc
-        if status in (401, 403):
-            self._cursor.failed("auth")
+        if 200 <= status < 300:
+            self._cursor.delivered(row)
+            return
+        if status in AUTH_REFUSED:
+            self._cursor.failed("auth", row)
             raise AuthError(f"webhook {self.target}: HTTP {status}")
-        if not 200 <= status < 300:
-            self._cursor.failed("status")
-            raise DeliveryError(f"webhook {self.target}: HTTP {status} for row {row.id}")
-        self._cursor.delivered(row)
+        if is_permanent_refusal(status):
+            log.warning(
+                "outbox row dead-lettered target=%s row=%d status=%d lane=%d topic=%s"
+                " attempts=%d", self.target, row.id, status, row.lane, row.topic,
+                row.attempts + 1,
+            )
+            self._cursor.dead(row, status, reason)
+            return
+        self._cursor.failed("status", row)
+        raise DeliveryError(f"webhook {self.target}: HTTP {status} for row {row.id}")
+
+
+async def _refusal(response: aiohttp.ClientResponse) -> str:
+    """`HTTP 422 Unprocessable Entity: <start of the body>`, on one line."""
+    head = f"HTTP {response.status} {response.reason or ''}".rstrip()
+    try:
+        body = await response.content.read(REASON_BYTES)
+    except (aiohttp.ClientError, TimeoutError):
+        body = b""
+    text = " ".join(body.decode("utf-8", "replace").split())
+    return f"{head}: {text}" if text else head

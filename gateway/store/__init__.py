@@ -18,6 +18,8 @@ from gateway.store.schema import (
     SCHEMA_VERSION,
     AlertRecord,
     AuditRow,
+    DeadLetter,
+    DeadOutboxRow,
     DeviceStateRow,
     NewOutboxRow,
     OutboxRow,
@@ -32,6 +34,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "AlertRecord",
     "AuditRow",
+    "DeadLetter",
+    "DeadOutboxRow",
     "DeviceStateRow",
     "Downsampler",
     "MinuteAggregate",
@@ -172,6 +176,12 @@ class Store:
 
     def outbox_stats(self) -> dict[str, tuple[int, float | None]]:
         return queries.outbox_stats(self._read())
+
+    def outbox_dead_counts(self) -> dict[str, int]:
+        return queries.outbox_dead_counts(self._read())
+
+    def outbox_dead(self, limit: int = 100) -> list[DeadOutboxRow]:
+        return queries.outbox_dead(self._read(), limit)
 
     def active_alerts(self) -> list[AlertRecord]:
         return queries.active_alerts(self._read())

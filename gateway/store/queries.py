@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Collection
 from typing import Any
 
-from gateway.store.schema import AlertRecord, DeviceStateRow, OutboxRow
+from gateway.store.schema import AlertRecord, DeadOutboxRow, DeviceStateRow, OutboxRow
 
 _ALERT_COLUMNS = (
     "id, key, rule, source, zone, severity, state, raised_at, cleared_at, summary, data, drill"
@@ -63,10 +63,49 @@ def outbox_fetch(
     ]
 
 
+# The distinct targets by skip-scan: each step is one seek in the (target, created_at)
+# index to the next larger target, so the cost follows the number of targets (a handful),
+# not the number of rows. A plain GROUP BY target reads every row of the index.
+_TARGETS = """
+WITH RECURSIVE targets(target) AS (
+    SELECT min(target) FROM {table}
+    UNION ALL
+    SELECT (SELECT min(target) FROM {table} WHERE target > targets.target)
+    FROM targets WHERE targets.target IS NOT NULL
+)
+"""
+# Per target: the count walks only that target's range of the index; the oldest row is
+# the first entry of the range.
+_OUTBOX_STATS = _TARGETS.format(table="outbox") + """
+SELECT target,
+    (SELECT count(*) FROM outbox WHERE outbox.target = targets.target),
+    (SELECT min(created_at) FROM outbox WHERE outbox.target = targets.target)
+FROM targets WHERE target IS NOT NULL
+"""
+_DEAD_COUNTS = _TARGETS.format(table="outbox_dead") + """
+SELECT target, (SELECT count(*) FROM outbox_dead WHERE outbox_dead.target = targets.target)
+FROM targets WHERE target IS NOT NULL
+"""
+
+
 def outbox_stats(conn: sqlite3.Connection) -> dict[str, tuple[int, float | None]]:
-    """target -> (rows waiting, created_at of the oldest)."""
-    rows = conn.execute("SELECT target, count(*), min(created_at) FROM outbox GROUP BY target")
-    return {target: (depth, oldest) for target, depth, oldest in rows}
+    """target -> (rows waiting, created_at of the oldest), from the index only."""
+    return {target: (depth, oldest) for target, depth, oldest in conn.execute(_OUTBOX_STATS)}
+
+
+def outbox_dead_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """target -> dead-letter rows kept."""
+    return dict(conn.execute(_DEAD_COUNTS))
+
+
+def outbox_dead(conn: sqlite3.Connection, limit: int = 100) -> list[DeadOutboxRow]:
+    """The newest dead-letter rows first."""
+    rows = conn.execute(
+        "SELECT id, target, lane, topic, created_at, attempts, dead_at, status, reason"
+        " FROM outbox_dead ORDER BY dead_at DESC, id DESC LIMIT ?",
+        [limit],
+    )
+    return [DeadOutboxRow(*row) for row in rows]
 
 
 def active_alerts(conn: sqlite3.Connection) -> list[AlertRecord]:

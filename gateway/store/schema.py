@@ -50,6 +50,35 @@ class OutboxRow:
 
 
 @dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A row its target refused for good (HTTP 4xx): moved out of the outbox."""
+
+    id: int
+    status: int | None  # the target's HTTP status
+    reason: str  # short, for the operator: status, phrase and the start of the answer
+
+
+@dataclass(frozen=True, slots=True)
+class DeadOutboxRow:
+    id: int
+    target: str
+    lane: int
+    topic: str
+    created_at: float
+    attempts: int  # including the refused one
+    dead_at: float
+    status: int | None
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "target": self.target, "lane": self.lane, "topic": self.topic,
+            "created_at": self.created_at, "attempts": self.attempts, "dead_at": self.dead_at,
+            "status": self.status, "reason": self.reason,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class NewOutboxRow:
     target: str
     lane: int
@@ -164,9 +193,41 @@ def _v2_retention_indexes(db: sqlite_utils.Database) -> None:
     db.table("alerts").create_index(["raised_at"])
 
 
+def _v3_dead_letters_and_outbox_indexes(db: sqlite_utils.Database) -> None:
+    # Dead rows get a table of their own rather than a `dead_at` flag on `outbox`: the
+    # forwarders' fetch, the per-scrape statistics and the size bound then read live rows
+    # only, with no extra predicate to forget and no dead row counted as "waiting" (which
+    # would keep the outbox-stuck alert firing for ever). The id is kept, so a dead row
+    # names the same row the log line and the receiver's logs named.
+    db.execute(
+        """CREATE TABLE outbox_dead (
+            id INTEGER PRIMARY KEY,
+            target TEXT NOT NULL,
+            lane INTEGER NOT NULL,
+            topic TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            retain INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            attempts INTEGER NOT NULL,
+            dead_at REAL NOT NULL,
+            status INTEGER,
+            reason TEXT NOT NULL
+        ) STRICT"""
+    )
+    db.table("outbox_dead").create_index(["target"])
+    db.table("outbox_dead").create_index(["dead_at"])
+    # Depth and oldest row per target, read on every scrape and health check: index
+    # seeks per target instead of a scan of a table that grows during an outage.
+    db.table("outbox").create_index(["target", "created_at"])
+    # State rows (retained, not the alarm lane) in id order: the outbox bound drops them
+    # oldest first without walking the alarms queued before them.
+    db.execute("CREATE INDEX idx_outbox_states ON outbox (id) WHERE retain = 1 AND lane != 0")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_tables,
     _v2_retention_indexes,
+    _v3_dead_letters_and_outbox_indexes,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from gateway.errors import StoreFailed
 from gateway.events import Event
 from gateway.store.downsample import MinuteAggregate
-from gateway.store.schema import AlertRecord, AuditRow, DeviceStateRow, NewOutboxRow
+from gateway.store.schema import AlertRecord, AuditRow, DeadLetter, DeviceStateRow, NewOutboxRow
 
 log = logging.getLogger("gateway.store")
 
@@ -41,6 +41,8 @@ class Retention:
     readings_days: float = 400
     alerts_days: float = 730  # resolved alerts only; firing ones are never deleted
     max_db_mb: float = 4096
+    # Outbox rows kept at most: past it, state rows go oldest first (alarms never do).
+    outbox_max_rows: int = 1_000_000
 
 
 @dataclass(slots=True)
@@ -55,6 +57,7 @@ class WriteBatch:
     audit: list[AuditRow] = field(default_factory=list)
     outbox_acked: list[int] = field(default_factory=list)  # PUBACK / 2xx received: delete
     outbox_attempted: list[int] = field(default_factory=list)  # attempts += 1
+    outbox_dead: list[DeadLetter] = field(default_factory=list)  # refused for good: move
 
 
 _INSERT_EVENT = (
@@ -97,6 +100,17 @@ _INSERT_OUTBOX = (
 )
 _OUTBOX_ATTEMPTED = "UPDATE outbox SET attempts = attempts + 1 WHERE id = ?"
 _OUTBOX_ACKED = "DELETE FROM outbox WHERE id = ?"
+# The refused attempt itself counts, hence attempts + 1; the row is then deleted from
+# `outbox` like an acknowledged one. OR IGNORE: a retried batch moves nothing twice.
+_OUTBOX_DEAD = (
+    "INSERT OR IGNORE INTO outbox_dead"
+    " (id, target, lane, topic, payload, retain, created_at, attempts, dead_at, status, reason)"
+    " SELECT id, target, lane, topic, payload, retain, created_at, attempts + 1, ?, ?, ?"
+    " FROM outbox WHERE id = ?"
+)
+# A state row: a retained `.../state/<device>` message off the alarm lane. Each one is
+# superseded by the device's next state, so it is what the outbox bound may drop.
+_STATE_ROW = "retain = 1 AND lane != 0 AND topic GLOB '*/state/*'"
 
 
 def _json(value: dict[str, Any]) -> str:
@@ -291,7 +305,9 @@ class Writer:
             for b in batches for o in b.batch.outbox
         ]  # fmt: skip
         attempted = [(i,) for b in batches for i in b.batch.outbox_attempted]
+        dead = [(b.now, d.status, d.reason, d.id) for b in batches for d in b.batch.outbox_dead]
         acked = [(i,) for b in batches for i in b.batch.outbox_acked]
+        acked += [(d.id,) for b in batches for d in b.batch.outbox_dead]
         # Inserts before the updates and deletes: a batch may ack a row queued earlier
         # in the same transaction.
         steps = (
@@ -302,6 +318,7 @@ class Writer:
             (_INSERT_AUDIT, audit),
             (_INSERT_OUTBOX, outbox),
             (_OUTBOX_ATTEMPTED, attempted),
+            (_OUTBOX_DEAD, dead),
             (_OUTBOX_ACKED, acked),
         )
         conn = self._conn
@@ -338,6 +355,13 @@ class Writer:
                 self._retention.max_db_mb,
                 " ".join(f"{k}={v}" for k, v in counts.items()),
             )
+        if counts["outbox_states_for_bound"]:
+            log.warning(
+                "outbox over its row bound, oldest state rows dropped outbox_max_rows=%d"
+                " dropped=%d",
+                self._retention.outbox_max_rows,
+                counts["outbox_states_for_bound"],
+            )
         self._resolve([run.future], counts, None)
 
     def _apply_retention(self, now: float) -> dict[str, int]:
@@ -352,13 +376,42 @@ class Writer:
                 "state = 'resolved' AND coalesce(cleared_at, raised_at) < ?",
                 [now - r.alerts_days * DAY],
             ),
+            # Dead letters are a record of what a target refused: kept as long as events.
+            "outbox_dead": self._delete("outbox_dead", "dead_at < ?", [now - r.events_days * DAY]),
         }
         limit = int(r.max_db_mb * 1024 * 1024)
         # Telemetry goes first: it is the bulk and the least valuable. Outbox rows and
         # alerts are never cut for size; that bound has its own alert before it bites.
         counts["readings_for_size"] = self._shrink("readings", "minute", limit)
         counts["events_for_size"] = self._shrink("events", "time", limit)
+        counts["outbox_states_for_bound"] = self._bound_outbox(r.outbox_max_rows)
         return counts
+
+    def _bound_outbox(self, max_rows: int) -> int:
+        """Drop the oldest state rows while the outbox holds more than `max_rows`.
+
+        Only state rows go: a receiver learns a device's state from its next retained
+        message anyway, while an alert change dropped is an alert never heard. Alarm and
+        event rows are never dropped, so the bound is soft: an outbox of alerts only stays
+        over it (the metric and its alert say so long before).
+        """
+        total = 0
+        over = self._outbox_rows() - max_rows
+        while over > 0:
+            n = self._delete_chunk(
+                "DELETE FROM outbox WHERE id IN"
+                f" (SELECT id FROM outbox WHERE {_STATE_ROW} ORDER BY id LIMIT ?)",
+                [min(over, AGE_CHUNK)],
+            )
+            if n == 0:
+                break
+            total += n
+            # Rows committed between chunks count too: measure again rather than subtract.
+            over = self._outbox_rows() - max_rows
+        return total
+
+    def _outbox_rows(self) -> int:
+        return int(self._conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
     def _delete(self, table: str, where: str, params: list[Any]) -> int:
         total = 0
