@@ -34,9 +34,12 @@ from gateway.config import (
     MqttDevice,
     MqttTarget,
     Site,
+    TlsConfig,
     WebhookTarget,
     is_loopback,
 )
+from gateway.contract import Driver
+from gateway.datalock import DataFolderLock
 from gateway.errors import StoreFailed
 from gateway.events import Lane
 from gateway.forward.messages import Route
@@ -44,16 +47,20 @@ from gateway.forward.mqtt import MqttForwarder, is_alarm_row
 from gateway.forward.webhook import WebhookForwarder
 from gateway.ingest import Ingest
 from gateway.metrics import Metrics
+from gateway.mqtt_loop import Tls
 from gateway.pipeline import Pipeline, record_to_alert
 from gateway.rules.fire import DetectorSpec, FireParams, FireRules, detector_flags
 from gateway.sdnotify import notify
 from gateway.secrets import resolve_secret
 from gateway.store import AuditRow, OutboxRow, Retention, Store, WriteBatch
-from gateway.supervisor import LinkState, Supervisor
+from gateway.supervisor import Backoff, LinkState, Supervisor
 
 log = logging.getLogger("gateway.app")
 
 RETENTION_EVERY_S = 3600.0
+# A broker that comes back is used within seconds: queued alarms reach it within 5 s of
+# its return, however long the outage (a link that keeps failing still backs off to this).
+BROKER_BACKOFF_CAP_S = 3.0
 # After a failed commit the store is probed this often (growing to the cap) until a
 # write succeeds again: a full disk is freed by a person, not in milliseconds.
 STORE_PROBE_FIRST_S = 0.5
@@ -119,7 +126,7 @@ class Gateway:
         )
         client_id = f"{broker.client_id or self.site.site.id + '-gw'}-{role}"
         return BrokerEndpoint(host, port, broker.username, password, broker.keepalive_s,
-                              client_id)
+                              client_id, tls=_tls(broker.tls))
 
     def _fire_rules(self) -> FireRules:
         cfg = self.site.rules.fire
@@ -165,9 +172,7 @@ class Gateway:
                 self.ingest,
                 clock=self.clock,
             )
-            self.supervisors.append(
-                Supervisor(driver, clock=self.clock, on_transition=self._on_link)
-            )
+            self.supervisors.append(self._supervise(driver, BROKER_BACKOFF_CAP_S))
         for target in self.site.forwarding:
             self.metrics.forward_target(target.id)
             if isinstance(target, WebhookTarget):
@@ -175,12 +180,12 @@ class Gateway:
                     target.id, url=target.url, store=self.store,
                     token=resolve_secret(target.token, self.environ) if target.token else None,
                     timeout_s=target.timeout_s, clock=self.clock, on_delivered=self._delivered,
+                    tls=_tls(target.tls),
                     on_failed=functools.partial(self.metrics.forward_failed, target.id),
                     on_dead=lambda row: self.metrics.dead_lettered(row.target),
                 )
                 self.forwarders.append(hook)
-                self.supervisors.append(
-                    Supervisor(hook, clock=self.clock, on_transition=self._on_link))
+                self.supervisors.append(self._supervise(hook))
                 continue
             ep = self._endpoint(target.broker, self.site.brokers[target.broker], target.id)
             fwd = MqttForwarder(
@@ -193,12 +198,18 @@ class Gateway:
                 keepalive_s=ep.keepalive_s,
                 publish_timeout_s=self.site.brokers[target.broker].publish_timeout_s,
                 client_id=ep.client_id,
+                tls=ep.tls,
                 clock=self.clock,
                 on_delivered=self._delivered,
                 on_failed=functools.partial(self.metrics.forward_failed, target.id),
             )
             self.forwarders.append(fwd)
-            self.supervisors.append(Supervisor(fwd, clock=self.clock, on_transition=self._on_link))
+            self.supervisors.append(self._supervise(fwd, BROKER_BACKOFF_CAP_S))
+
+    def _supervise(self, driver: Driver, cap_s: float | None = None) -> Supervisor:
+        backoff = Backoff(cap_s=cap_s) if cap_s is not None else None
+        return Supervisor(driver, backoff=backoff, clock=self.clock,
+                          on_transition=self._on_link, on_failure=self.metrics.link_failed)
 
     def _binding(self, device: MqttDevice) -> DeviceBinding:
         known = detector_flags(a for a in self.book.active() if a.source == device.id)
@@ -256,7 +267,14 @@ class Gateway:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = DataFolderLock(self.db_path.parent)
+        lock.acquire()
+        try:
+            await self._run_locked(loop)
+        finally:
+            lock.release()
+
+    async def _run_locked(self, loop: asyncio.AbstractEventLoop) -> None:
         self.store.open(loop)
         self.metrics.bind(
             alerts_active=lambda: {s.label: n for s, n in self.book.counts_by_severity().items()},
@@ -433,3 +451,7 @@ class Gateway:
                 self.metrics.states_dropped(deleted["outbox_states_for_bound"])
                 if any(deleted.values()):
                     log.info("retention deleted=%s", deleted)
+
+
+def _tls(cfg: TlsConfig | None) -> Tls | None:
+    return None if cfg is None else Tls(cfg.ca_file, cfg.cert_file, cfg.key_file)

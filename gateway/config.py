@@ -279,6 +279,27 @@ class SecretRef(_Model):
         return self
 
 
+class TlsConfig(_Model):
+    """TLS on a link: the CA file that signs the server (default: the system's CAs) and,
+    where the server asks for one, our client certificate and its key."""
+
+    ca_file: Text | None = None
+    cert_file: Text | None = None
+    key_file: Text | None = None
+
+    @model_validator(mode="after")
+    def _key_needs_cert(self) -> TlsConfig:
+        if self.key_file is not None and self.cert_file is None:
+            raise _located([(("key_file",), "a key_file needs its cert_file", None)])
+        return self
+
+    def files(self) -> Iterator[tuple[str, str]]:
+        for name in ("ca_file", "cert_file", "key_file"):
+            value = getattr(self, name)
+            if value is not None:
+                yield name, value
+
+
 class BrokerConfig(_Model):
     host: Text
     port: int = Field(default=1883, ge=1, le=65535)
@@ -289,6 +310,7 @@ class BrokerConfig(_Model):
     # Without a PUBACK in this time the link is taken as dead and dropped.
     publish_timeout_s: float = Field(default=5.0, gt=0, le=60)
     client_id: str | None = None
+    tls: TlsConfig | None = None
 
     @model_validator(mode="after")
     def _password_needs_username(self) -> BrokerConfig:
@@ -495,6 +517,7 @@ class WebhookTarget(_Model):
     timeout_s: float = Field(default=10.0, gt=0, le=120)
     # Drills stay inside the compound: a zone in test mode does not call the outside world.
     send_drills: bool = False
+    tls: TlsConfig | None = None  # for https:// targets with a private CA or client certs
 
 
 Target = Annotated[MqttTarget | WebhookTarget, Field(discriminator="kind")]
@@ -677,6 +700,9 @@ def _check(path: Path, environ: Mapping[str, str] | None) -> tuple[Site | None, 
             resolve_secret(ref, env)
         except ConfigError as exc:
             issues.append(_issue(str(path), lines, loc, str(exc)))
+    for loc, name, file in _tls_files(site):
+        if not os.access(file, os.R_OK):
+            issues.append(_issue(str(path), lines, (*loc, name), f"cannot read {file}"))
     issues.sort(key=lambda issue: issue.line)
     return site, issues
 
@@ -688,6 +714,17 @@ def _secret_refs(site: Site) -> Iterator[tuple[Loc, SecretRef]]:
     for t, target in enumerate(site.forwarding):
         if isinstance(target, WebhookTarget) and target.token is not None:
             yield ("forwarding", t, "token"), target.token
+
+
+def _tls_files(site: Site) -> Iterator[tuple[Loc, str, str]]:
+    for name, broker in site.brokers.items():
+        if broker.tls is not None:
+            for field_name, file in broker.tls.files():
+                yield ("brokers", name, "tls"), field_name, file
+    for t, target in enumerate(site.forwarding):
+        if isinstance(target, WebhookTarget) and target.tls is not None:
+            for field_name, file in target.tls.files():
+                yield ("forwarding", t, "tls"), field_name, file
 
 
 def _load(path: Path) -> tuple[Site | None, list[ConfigIssue], dict[Loc, int]]:

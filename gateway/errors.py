@@ -31,6 +31,11 @@ class Unreachable(DeviceError):
     """The device or broker could not be reached."""
 
 
+class SessionTakenOver(Unreachable):
+    """Another client connected with this link's client id and the broker gave it our
+    session: retrying fast would make the two flap."""
+
+
 class ProtocolError(DeviceError):
     """The device answered with something we cannot parse."""
 

@@ -141,6 +141,12 @@ class Metrics:
             "Devices that started numbering their reports again (a device restart), by driver.",
             ["driver"], registry=r,
         )
+        self._link_failures = Counter(
+            "gateway_link_failures",
+            "Times a link (a broker, a webhook, a device line) ended, by what ended it: auth,"
+            " taken_over (another client took the session), unreachable, protocol, delivery,"
+            " store, other.", ["link", "kind"], registry=r,
+        )
         self._core_restarts = Counter(
             "gateway_core_restarts",
             "Times the core (rules, alerts, drivers) was rebuilt from the store after a failed"
@@ -200,6 +206,9 @@ class Metrics:
 
     def device_seq_restarted(self, driver: str) -> None:
         self._seq_restarts.labels(driver).inc()
+
+    def link_failed(self, link: str, kind: str) -> None:
+        self._link_failures.labels(link, kind).inc()
 
     def core_restarted(self) -> None:
         self._core_restarts.inc()

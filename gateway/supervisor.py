@@ -1,5 +1,12 @@
 """Supervision: one supervisor per connection restarts its driver with full-jitter backoff,
-keeps the link state and logs once per transition. One failing link never touches another."""
+keeps the link state and logs once per transition. One failing link never touches another.
+
+- The backoff resets only once a link has stayed up for `STABLE_S`: a broker that drops
+  the link right after CONNACK is not retried at full speed.
+- A wrong password, a refused ACL, or another client that took over the session waits
+  `patient_s`: retrying those fast only locks accounts or makes two clients flap.
+- Each distinct failure reason is logged once, even while the link is already down
+  (numbers in the reason do not make it distinct)."""
 
 from __future__ import annotations
 
@@ -7,12 +14,20 @@ import asyncio
 import enum
 import logging
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.clock import Clock, SystemClock
 from gateway.contract import Driver
-from gateway.errors import AuthError
+from gateway.errors import (
+    AuthError,
+    DeliveryError,
+    ProtocolError,
+    SessionTakenOver,
+    StoreFailed,
+    Unreachable,
+)
 
 log = logging.getLogger("gateway.supervisor")
 
@@ -32,6 +47,8 @@ class Backoff:
     cap_s: float = 30.0
     attempt: int = 0
     rng: random.Random | None = None
+    # Failures a fast retry cannot fix (credentials, a session taken over) wait this long.
+    patient_s: float = 60.0
 
     def next_delay(self) -> float:
         ceiling = min(self.cap_s, self.base_s * (2**self.attempt))
@@ -41,13 +58,33 @@ class Backoff:
     def longest(self) -> float:
         """Auth failures wait the longest: retrying a wrong password fast only locks accounts."""
         self.attempt = 30
-        return self.cap_s
+        return max(self.cap_s, self.patient_s)
 
     def reset(self) -> None:
         self.attempt = 0
 
 
 Transition = Callable[[str, LinkState, str], None]
+# (link, kind): kind is a bounded label (auth, taken_over, unreachable, ...) for metrics.
+FailureHook = Callable[[str, str], None]
+
+# A link up this long has proven itself: its next failure starts the backoff again.
+STABLE_S = 10.0
+
+
+def failure_kind(exc: BaseException) -> str:
+    """A bounded label for what ended a link."""
+    if isinstance(exc, SessionTakenOver):
+        return "taken_over"
+    for kind, types in (("auth", AuthError), ("store", StoreFailed), ("delivery", DeliveryError),
+                        ("protocol", ProtocolError), ("unreachable", Unreachable)):
+        if isinstance(exc, types):
+            return kind
+    return "other"
+
+
+def _shape(reason: str) -> str:
+    return re.sub(r"\d+(\.\d+)?", "#", reason)
 
 
 class Supervisor:
@@ -60,6 +97,7 @@ class Supervisor:
         backoff: Backoff | None = None,
         clock: Clock | None = None,
         on_transition: Transition | None = None,
+        on_failure: FailureHook | None = None,
     ) -> None:
         self.driver = driver
         self.name = driver.name
@@ -69,12 +107,23 @@ class Supervisor:
         self.since = self.clock.now()
         self.restarts = 0
         self._on_transition = on_transition
+        self._on_failure = on_failure
         self._started = False
+        self._logged_shapes: set[str] = set()
+        self._up_at: float | None = None
+        self.failures: dict[str, int] = {}
 
     def _set(self, state: LinkState, reason: str) -> None:
         if state is self.state and self._started:
+            shape = _shape(reason)
+            if (state is not LinkState.UP and shape not in self._logged_shapes
+                    and len(self._logged_shapes) < 32):
+                self._logged_shapes.add(shape)
+                log.warning("link=%s state=%s reason=%s (a new reason; still %s)",
+                            self.name, state, reason, state)
             return
         self._started = True
+        self._logged_shapes = {_shape(reason)}
         previous, self.state, self.since = self.state, state, self.clock.now()
         level = logging.INFO if state is LinkState.UP else logging.WARNING
         log.log(level, "link=%s state=%s previous=%s reason=%s", self.name, state, previous,
@@ -84,7 +133,7 @@ class Supervisor:
 
     # Link protocol, called by the driver
     def up(self) -> None:
-        self.backoff.reset()
+        self._up_at = self.clock.monotonic()
         self._set(LinkState.UP, "connected")
 
     def degraded(self, reason: str) -> None:
@@ -94,16 +143,30 @@ class Supervisor:
         while True:
             try:
                 await self.driver.run(self)
-                reason = "driver returned"
-                delay = self.backoff.next_delay()
             except asyncio.CancelledError:
                 raise
-            except AuthError as exc:
-                reason = f"auth: {exc}"
-                delay = self.backoff.longest()
             except Exception as exc:  # any driver failure means: restart it
-                reason = f"{type(exc).__name__}: {exc}"
+                kind = failure_kind(exc)
+                self._stable_check()
+                if kind in ("auth", "taken_over"):
+                    reason = f"{kind}: {exc}"
+                    delay = self.backoff.longest()
+                else:
+                    reason = f"{type(exc).__name__}: {exc}"
+                    delay = self.backoff.next_delay()
+                self.failures[kind] = self.failures.get(kind, 0) + 1
+                if self._on_failure is not None:
+                    self._on_failure(self.name, kind)
+            else:
+                self._stable_check()
+                reason = "driver returned"
                 delay = self.backoff.next_delay()
             self.restarts += 1
             self._set(LinkState.DOWN, reason[:200])
             await asyncio.sleep(delay)
+
+    def _stable_check(self) -> None:
+        """The link just ended: if it had been up long enough, start the backoff afresh."""
+        if self._up_at is not None and self.clock.monotonic() - self._up_at >= STABLE_S:
+            self.backoff.reset()
+        self._up_at = None

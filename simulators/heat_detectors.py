@@ -1,6 +1,7 @@
 """The compound's 48 heat detectors, simulated: JSON reports over MQTT, fires and faults on demand.
 
-Also `blast`, a cheap high-rate publisher for the throughput benchmark.
+They speak through the gateway's own MQTT stack (paho on the event loop): the simulator
+exercises the same client code as the daemon, against a real broker.
 """
 
 from __future__ import annotations
@@ -18,10 +19,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
-
-from gateway.errors import ConfigError
-from simulators.mqtt_wire import WireClient, encode_remaining_length, encode_string
+from gateway.errors import ConfigError, DeviceError, Unreachable
+from gateway.mqtt_loop import LinkOptions, MqttLink
 
 _log = logging.getLogger(__name__)
 
@@ -322,7 +321,7 @@ class HeatDetectorFleet:
         self._due = {d.device_id: now + d.phase * d.heartbeat_s for d in detectors}
         for detector in detectors:
             detector.advance(now)
-        self._client: aiomqtt.Client | None = None
+        self._client: MqttLink | None = None
         self._connected = asyncio.Event()
         self._wake = asyncio.Event()
         self._send_lock = asyncio.Lock()
@@ -336,57 +335,43 @@ class HeatDetectorFleet:
         backoff = 0.1
         down_logged = False  # one log line per outage, not one per attempt
         while True:
-            cancelled = False
+            link = MqttLink(LinkOptions(self.host, self.port, self.client_id, keepalive_s=10,
+                                        protocol=4, max_inflight=200))
             try:
-                async with aiomqtt.Client(
-                    self.host,
-                    self.port,
-                    identifier=self.client_id,
-                    keepalive=10,
-                    timeout=10,
-                    max_inflight_messages=200,
-                ) as client:
-                    try:
-                        await client.subscribe(CONTROL_TOPIC, qos=1)
-                        self._client = client
-                        self._connected.set()
-                        down_logged = False
-                        backoff = 0.1
-                        _log.info("event=sim_connected broker=%s:%d", self.host, self.port)
-                        await self._serve(client)
-                    except asyncio.CancelledError:
-                        cancelled = True
-                        raise
-            except aiomqtt.MqttError as exc:
-                if cancelled:
-                    # aiomqtt's exit turned our cancellation into a disconnect error.
-                    raise asyncio.CancelledError from exc
+                await link.connect()
+                await link.subscribe([(CONTROL_TOPIC, 1)])
+                self._client = link
+                self._connected.set()
+                down_logged = False
+                backoff = 0.1
+                _log.info("event=sim_connected broker=%s:%d", self.host, self.port)
+                await self._serve(link)
+            except DeviceError as exc:
                 if not down_logged:
                     _log.info("event=sim_broker_lost reason=%r", str(exc))
                     down_logged = True
             finally:
                 self._client = None
                 self._connected.clear()
-            _raise_if_cancelled()
+                await link.disconnect(timeout_s=0.5)
             await asyncio.sleep(random.uniform(0, backoff))
             backoff = min(5.0, backoff * 2)
 
-    async def _serve(self, client: aiomqtt.Client) -> None:
+    async def _serve(self, link: MqttLink) -> None:
         """Report and obey control messages until either stops (the link is gone)."""
         loops = [
-            asyncio.create_task(self._report_loop(client), name="sim-heat-reports"),
-            asyncio.create_task(self._control_loop(client), name="sim-heat-control"),
+            asyncio.create_task(self._report_loop(link), name="sim-heat-reports"),
+            asyncio.create_task(self._control_loop(link), name="sim-heat-control"),
         ]
         try:
             done, _pending = await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            while running := [loop for loop in loops if not loop.done()]:
-                for loop in running:
-                    loop.cancel()
-                await asyncio.wait(running, timeout=0.5)
+            for loop in loops:
+                loop.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
         for loop in done:
             loop.result()
-        raise aiomqtt.MqttError("the simulator's loops stopped")
+        raise Unreachable("the simulator's loops stopped")
 
     @property
     def connected(self) -> bool:
@@ -469,15 +454,14 @@ class HeatDetectorFleet:
         self._due[device_id] = self.now()
         self._wake.set()
 
-    async def _connected_client(self) -> aiomqtt.Client:
+    async def _connected_client(self) -> MqttLink:
         await self.wait_connected()
         if self._client is None:
-            raise aiomqtt.MqttError("the fleet is not connected")
+            raise Unreachable("the fleet is not connected")
         return self._client
 
-    async def _report_loop(self, client: aiomqtt.Client) -> None:
+    async def _report_loop(self, client: MqttLink) -> None:
         while True:
-            _raise_if_cancelled()
             self._wake.clear()
             now = self.now()
             for device_id, due in list(self._due.items()):
@@ -498,19 +482,18 @@ class HeatDetectorFleet:
                     async with asyncio.timeout(delay):
                         await self._wake.wait()
 
-    async def _control_loop(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            if not message.topic.matches(CONTROL_TOPIC):
-                continue
-            try:
-                if not isinstance(message.payload, bytes | bytearray):
-                    raise TypeError("a control message is a JSON object")
-                command = json.loads(message.payload)
-                if not isinstance(command, dict):
-                    raise TypeError("a control message is a JSON object")
-                await self.control(command)
-            except (ValueError, TypeError, KeyError) as exc:
-                _log.warning("event=sim_control_rejected reason=%r", str(exc))
+    async def _control_loop(self, client: MqttLink) -> None:
+        while True:
+            for message in await client.next_batch():
+                if message.topic != CONTROL_TOPIC:
+                    continue
+                try:
+                    command = json.loads(message.payload)
+                    if not isinstance(command, dict):
+                        raise TypeError("a control message is a JSON object")
+                    await self.control(command)
+                except (ValueError, TypeError, KeyError) as exc:
+                    _log.warning("event=sim_control_rejected reason=%r", str(exc))
 
     async def control(self, command: dict[str, Any]) -> None:
         """Apply one control command, e.g. {"action": "fire", "device": "hd-main-03"}."""
@@ -535,126 +518,3 @@ class HeatDetectorFleet:
             await self.burst(int(command["n"]), [str(d) for d in command["devices"]])
         else:
             _log.warning("event=sim_control_unknown action=%r", action)
-
-
-def _raise_if_cancelled() -> None:
-    """Honour a cancellation that Python 3.11's `asyncio.wait_for` (inside aiomqtt) swallowed.
-
-    3.11 loses a cancel that lands just as the awaited future completes; the task's
-    `cancelling()` count still remembers it.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
-class BlastResult(dict[str, int]):
-    """Messages sent per device, plus what the sending cost."""
-
-    def __init__(self, counts: dict[str, int], *, wall_s: float, cpu_s: float, alarms: int):
-        super().__init__(counts)
-        self.wall_s = wall_s
-        self.cpu_s = cpu_s  # process CPU: run `blast` in its own process to read it alone
-        self.alarms = alarms
-
-    @property
-    def total(self) -> int:
-        return sum(self.values())
-
-    @property
-    def rate_per_s(self) -> float:
-        return self.total / self.wall_s if self.wall_s else 0.0
-
-    @property
-    def cpu_us_per_message(self) -> float:
-        return self.cpu_s / self.total * 1e6 if self.total else 0.0
-
-
-_BLAST_TICK_S = 0.005
-
-
-async def blast(
-    host: str,
-    port: int,
-    rate_per_s: float,
-    seconds: float,
-    devices: list[str],
-    *,
-    alarm_every: float | None,
-    client_id: str = "sim-heat-blast",
-) -> BlastResult:
-    """Routine QoS 0 reports at a sustained total rate, round-robin over `devices`.
-
-    Every `alarm_every` seconds one report carries alarm=true, goes QoS 1 and holds
-    `sent_at` (epoch seconds) so a receiver can measure latency. Seq per device starts
-    at 1 and rises by 1, so the receiver can count what it lost.
-    """
-    if not devices:
-        raise ValueError("blast needs at least one device")
-    client = await WireClient.connect(host, port, client_id=client_id)
-    seqs = dict.fromkeys(devices, 0)
-    heads = [(d, TOPIC_PREFIX + d, encode_string(TOPIC_PREFIX + d)) for d in devices]
-    tails = [
-        b',"temp_c":%.2f,"alarm":false,"fault":null,"battery_pct":%d}'
-        % (random.Random(d).uniform(*AMBIENT_C), 90)
-        for d in devices
-    ]
-    acks: list[asyncio.Future[None]] = []
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    cpu0 = time.process_time()
-    sent = turn = 0
-    next_alarm = start + alarm_every if alarm_every else math.inf
-    # Falling behind (a busy core) must not turn into one giant write.
-    max_batch = max(1, int(rate_per_s * 0.05))
-    try:
-        while (now := loop.time()) - start < seconds:
-            due = min(max_batch, int(rate_per_s * (now - start)) - sent)
-            if due > 0:
-                ts = b"%.3f" % time.time()
-                frames = []
-                for _ in range(due):
-                    i = turn % len(heads)
-                    turn += 1
-                    device, _topic, head = heads[i]
-                    seq = seqs[device] + 1
-                    seqs[device] = seq
-                    payload = b'{"seq":%d,"ts":%s%s' % (seq, ts, tails[i])
-                    frames.append(b"\x30" + encode_remaining_length(len(head) + len(payload)))
-                    frames.append(head)
-                    frames.append(payload)
-                client.write(b"".join(frames))
-                sent += due
-                await client.drain()
-            if now >= next_alarm:
-                next_alarm += alarm_every or math.inf
-                device, topic, _head = heads[turn % len(heads)]
-                turn += 1
-                seqs[device] += 1
-                alarm = {
-                    "seq": seqs[device],
-                    "ts": round(time.time(), 3),
-                    "temp_c": 61.5,
-                    "alarm": True,
-                    "fault": None,
-                    "battery_pct": 90,
-                    "sent_at": time.time(),
-                }
-                acks.append(client.send_qos1(topic, json.dumps(alarm).encode()))
-            await asyncio.sleep(_BLAST_TICK_S)
-        await client.drain()
-        wall = loop.time() - start
-        async with asyncio.timeout(10):
-            await asyncio.gather(*acks)
-    finally:
-        await client.close()
-    cpu = time.process_time() - cpu0
-    result = BlastResult(seqs, wall_s=wall, cpu_s=cpu, alarms=len(acks))
-    _log.info(
-        "event=blast_done messages=%d rate_per_s=%.0f cpu_s=%.2f cpu_us_per_message=%.1f",
-        result.total,
-        result.rate_per_s,
-        result.cpu_s,
-        result.cpu_us_per_message,
-    )
-    return result

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
-
 from gateway.app import Gateway, Overrides
 from gateway.config import load_site
+from gateway.errors import DeviceError
+from gateway.mqtt_loop import MqttLink
+from tests.mqtt_client import mqtt_client
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "furong/gw1"
@@ -106,7 +107,7 @@ def report(seq: int, temp_c: float, *, alarm: bool = False, fault: str | None = 
 class Detectors:
     """Publishes detector reports the way the compound's detectors do (QoS 1 for alarms)."""
 
-    client: aiomqtt.Client
+    client: MqttLink
     seq: dict[str, int] = field(default_factory=dict)
     flags: dict[str, tuple[bool, Any]] = field(default_factory=dict)
 
@@ -128,7 +129,7 @@ class Detectors:
 
 @contextlib.asynccontextmanager
 async def detectors(host: str, port: int) -> AsyncIterator[Detectors]:
-    async with aiomqtt.Client(host, port, identifier="test-detectors") as client:
+    async with mqtt_client(host, port, "test-detectors") as client:
         yield Detectors(client)
 
 
@@ -145,16 +146,16 @@ class DeskSubscriber:
     async def _run(self) -> None:
         while True:
             try:
-                async with aiomqtt.Client(self.host, self.port, identifier="desk-under-test",
-                                          clean_session=False, keepalive=5) as client:
-                    await client.subscribe(self.topic, qos=1)
+                async with mqtt_client(self.host, self.port, "desk-under-test",
+                                       clean_start=False, keepalive_s=5) as client:
+                    await client.subscribe([(self.topic, 1)])
                     self.connected.set()
-                    async for message in client.messages:
-                        assert isinstance(message.payload, bytes)
-                        doc = json.loads(message.payload)
-                        doc["_topic"] = str(message.topic)
-                        self.messages.append(doc)
-            except aiomqtt.MqttError:
+                    while True:
+                        for message in await client.next_batch():
+                            doc = json.loads(message.payload)
+                            doc["_topic"] = message.topic
+                            self.messages.append(doc)
+            except DeviceError:
                 self.connected.clear()
                 await asyncio.sleep(0.1)
 

@@ -9,10 +9,10 @@ import sqlite3
 from pathlib import Path
 
 import aiohttp
-import aiomqtt
 
 from tests.brokers import Mosquitto
 from tests.harness import PREFIX, DeskSubscriber, detectors, running_gateway, write_site
+from tests.mqtt_client import mqtt_client
 from tests.proxy import BlackHoleProxy
 
 
@@ -157,7 +157,7 @@ async def test_malformed_payloads_are_counted_logged_once_and_the_daemon_goes_on
         DeskSubscriber(mosquitto.host, mosquitto.port) as desk,
         running_gateway(site) as gw,
         detectors(mosquitto.host, mosquitto.port) as hd,
-        aiomqtt.Client(mosquitto.host, mosquitto.port) as raw,
+        mqtt_client(mosquitto.host, mosquitto.port) as raw,
     ):
         for _ in range(3):  # three times each: counted three times, logged once
             for payload in bad.values():

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-import aiomqtt
 import pytest
 
 from drivers.mqtt import (
@@ -21,6 +20,7 @@ from gateway.errors import StoreFailed, Unreachable
 from gateway.events import Event, Heartbeat, Reading, SeqCounter
 from tests.brokers import Mosquitto
 from tests.harness import report
+from tests.mqtt_client import mqtt_client
 
 PROFILE = load_profile(Path(__file__).parent.parent / "config/profiles/heat-detector.yaml")
 CODECS = {"heat-detector": HeatDetectorCodec(PROFILE)}
@@ -91,7 +91,7 @@ async def test_a_report_whose_commit_failed_comes_again(mosquitto: Mosquitto) ->
     link = Link()
     first = asyncio.create_task(driver.run(link))
     await asyncio.wait_for(link.is_up.wait(), 10)
-    async with aiomqtt.Client(mosquitto.host, mosquitto.port) as detector:
+    async with mqtt_client(mosquitto.host, mosquitto.port) as detector:
         await detector.publish("furong/fire/heat/hd-01", report(1, 30.0, alarm=True), qos=1)
     with pytest.raises(StoreFailed):
         await asyncio.wait_for(first, 10)

@@ -11,10 +11,9 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, DeviceError
 from simulators.compound import main, parse_broker, parse_fire
 from simulators.heat_detectors import (
     CONTROL_TOPIC,
@@ -24,15 +23,14 @@ from simulators.heat_detectors import (
     DetectorSim,
     FireState,
     HeatDetectorFleet,
-    blast,
     detector_class_parts,
     generated_fleet,
     load_fleet,
     malformed_message,
     would_alarm,
 )
-from simulators.mqtt_wire import encode_remaining_length
 from tests.brokers import Mosquitto
+from tests.mqtt_client import mqtt_client
 
 T0 = 1_764_000_000.0
 REPORT_FIELDS = {"seq": int, "ts": float, "temp_c": float, "alarm": bool, "battery_pct": int}
@@ -314,28 +312,6 @@ def test_bad_site_file_is_refused(tmp_path: Path, text: str, message: str) -> No
 
 
 @pytest.mark.parametrize(
-    ("length", "encoded"),
-    [  # the examples of MQTT 3.1.1 section 2.2.3
-        (0, b"\x00"),
-        (127, b"\x7f"),
-        (128, b"\x80\x01"),
-        (16_383, b"\xff\x7f"),
-        (16_384, b"\x80\x80\x01"),
-        (2_097_151, b"\xff\xff\x7f"),
-        (2_097_152, b"\x80\x80\x80\x01"),
-        (268_435_455, b"\xff\xff\xff\x7f"),
-    ],
-)
-def test_remaining_length_encoding(length: int, encoded: bytes) -> None:
-    assert encode_remaining_length(length) == encoded
-
-
-def test_remaining_length_out_of_range() -> None:
-    with pytest.raises(ValueError, match="out of range"):
-        encode_remaining_length(268_435_456)
-
-
-@pytest.mark.parametrize(
     ("text", "parsed"),
     [
         ("127.0.0.1:1883", ("127.0.0.1", 1883)),
@@ -393,15 +369,15 @@ class Heard:
 @contextlib.asynccontextmanager
 async def listening(broker: Mosquitto, topic: str = TOPIC_PREFIX + "#") -> AsyncIterator[Heard]:
     heard = Heard()
-    async with aiomqtt.Client(broker.host, broker.port) as client:
-        await client.subscribe(topic, qos=1)
+    async with mqtt_client(broker.host, broker.port) as client:
+        await client.subscribe([(topic, 1)])
 
         async def collect() -> None:
             # The reconnect test stops the broker under this subscriber on purpose.
-            with contextlib.suppress(aiomqtt.MqttError):
-                async for message in client.messages:
-                    assert isinstance(message.payload, bytes)
-                    heard.messages.append((message.topic.value, message.payload, message.qos))
+            with contextlib.suppress(DeviceError):
+                while True:
+                    for message in await client.next_batch():
+                        heard.messages.append((message.topic, message.payload, message.qos))
 
         task = asyncio.create_task(collect(), name="test-subscriber")
         try:
@@ -552,7 +528,7 @@ async def test_control_topic_drives_injections(mosquitto: Mosquitto) -> None:
     async with (
         listening(mosquitto) as heard,
         running(fleet),
-        aiomqtt.Client(mosquitto.host, mosquitto.port) as desk,
+        mqtt_client(mosquitto.host, mosquitto.port) as desk,
     ):
         for command in commands:
             await desk.publish(CONTROL_TOPIC, command, qos=1)
@@ -603,27 +579,6 @@ async def test_fleet_reconnects_after_the_broker_restarts(mosquitto: Mosquitto) 
             await until(lambda: len(after.reports("hd-health-07")) >= 3, "reports after")
     assert after.reports("hd-health-07")[0]["seq"] > last_seq
     assert consecutive(after.reports("hd-health-07"))
-
-
-async def test_blast_reaches_its_rate_and_the_receiver_can_count(mosquitto: Mosquitto) -> None:
-    devices = ["hd-main-01", "hd-main-02", "hd-main-03", "hd-health-01"]
-    async with listening(mosquitto) as heard:
-        result = await blast(mosquitto.host, mosquitto.port, 4000.0, 2.0, devices, alarm_every=0.4)
-        await until(lambda: len(heard.messages) >= result.total, "every blasted message")
-    print(
-        f"blast: {result.rate_per_s:.0f} msg/s for {result.wall_s:.2f} s, "
-        f"{result.cpu_us_per_message:.1f} us CPU per message "
-        f"(process CPU, the subscriber included), {result.alarms} alarms"
-    )
-    assert result.total > 1000 and result.alarms >= 3
-    alarms = []
-    for device in devices:
-        received = [(json.loads(p), q) for p, q in heard.on(device)]
-        assert [r["seq"] for r, _q in received] == list(range(1, result[device] + 1))
-        assert all(q == 0 and is_report(r) for r, q in received if not r["alarm"])
-        alarms += [(r, q) for r, q in received if r["alarm"]]
-    assert len(alarms) == result.alarms
-    assert all(q == 1 and isinstance(r["sent_at"], float) for r, q in alarms)
 
 
 async def test_simulate_command_runs_the_compound_until_terminated(mosquitto: Mosquitto) -> None:

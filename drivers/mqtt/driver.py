@@ -1,21 +1,37 @@
-"""The MQTT device driver: one broker connection carrying many detectors' reports."""
+"""The MQTT driver: one broker connection carrying many devices' reports.
+
+A persistent MQTT 5 session, acknowledged by hand: each QoS 1 report is acknowledged
+only once the store has committed it with whatever the rules derived from it. Until
+then the broker keeps it for this session, so a crash or a failed commit loses nothing.
+
+Reading and acknowledging run side by side: a batch is handled and its `settle()` handed
+to the acker, and the next batch is read while the store commits the last. The acker
+takes the settles in order, so acknowledgements follow the store's commits.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable, Mapping
 
-from drivers.mqtt import wire
 from drivers.mqtt.codec import DeviceCodec
 from drivers.mqtt.config import BrokerEndpoint
 from drivers.mqtt.reports import DeviceBinding, ReportRouter
-from drivers.mqtt.session import IngestSession
-from gateway.clock import Clock
+from gateway.clock import Clock, SystemClock
 from gateway.contract import Link, Sink
-from gateway.errors import AuthError, Unreachable
+from gateway.errors import Unreachable
+from gateway.events import Event, Severity
+from gateway.mqtt_loop import LinkOptions, MqttLink
 
-CONNECT_TIMEOUT_S = 10.0
+log = logging.getLogger("drivers.mqtt")
+
 COMMIT_TIMEOUT_S = 10.0
+# How many batches may wait for their commit before reading pauses (the store's own
+# back-pressure usually bites first).
+MAX_UNSETTLED = 64
+# A persistent session outlives a restart of the gateway or the broker by this much.
+SESSION_EXPIRY_S = 7 * 24 * 3600
 
 
 def topic_filters(topics: Iterable[str]) -> list[str]:
@@ -43,67 +59,96 @@ class MqttDeviceDriver:
     ) -> None:
         self.name = name
         self._endpoint = endpoint
+        self._sink = sink
+        self._clock = clock or SystemClock()
         self._router = ReportRouter(name, bindings, codecs, sink, clock=clock)
         self._commit_timeout_s = commit_timeout_s
+        self._had_session = False
+        self.sessions_lost = 0
+
+    def _options(self) -> LinkOptions:
+        ep = self._endpoint
+        return LinkOptions(
+            ep.host, ep.port, ep.client_id or f"gw-ingest-{self.name}",
+            keepalive_s=ep.keepalive_s, username=ep.username, password=ep.password,
+            tls=ep.tls, protocol=5, clean_start=False, session_expiry_s=SESSION_EXPIRY_S,
+            manual_ack=True,
+        )
 
     async def run(self, link: Link) -> None:
-        ep = self._endpoint
-        loop = asyncio.get_running_loop()
         await self._router.restart(self._commit_timeout_s)
+        mqtt = MqttLink(self._options())
         try:
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                _, session = await loop.create_connection(IngestSession, ep.host, ep.port)
-        except (OSError, TimeoutError) as exc:
-            raise Unreachable(f"broker {ep.host}:{ep.port}: {exc or 'connect timed out'}") from exc
-        try:
-            await self._open(session, link)
-            session.start_keepalive(ep.keepalive_s)
-            while True:
-                batch = await session.next_batch()
-                acks = []
-                for publish in batch:
-                    await self._router.handle(publish.topic, publish.payload,
-                                              retained=publish.retain)
-                    if publish.qos:
-                        acks.append(wire.puback(publish.packet_id))
-                # Every report is acknowledged only once it is on disk with whatever the
-                # rules derived from it: until then the broker keeps it for this
-                # persistent session, so a crash or a failed commit loses nothing.
-                settled = self._router.settle()
-                try:
-                    async with asyncio.timeout(self._commit_timeout_s):
-                        await settled
-                except TimeoutError:
-                    raise Unreachable(
-                        f"store did not commit within {self._commit_timeout_s:g} s; "
-                        "not acknowledging") from None
-                if acks:
-                    session.send(b"".join(acks))
+            present = await mqtt.connect()
+            # QoS 1 at most: a detector's QoS 2 publish reaches us as QoS 1, which the
+            # manual acknowledgement after commit covers.
+            filters = topic_filters(self._router.topics)
+            granted = await mqtt.subscribe([(f, 1) for f in filters]) if filters else []
+            await self._session_checked(present)
+            link.up()
+            refused = [f for f, code in zip(filters, granted, strict=False) if code.is_failure]
+            if refused:
+                link.degraded(f"subscription refused: {', '.join(refused)}")
+            unsettled: asyncio.Queue[tuple[asyncio.Future[None], list[tuple[int, int]]]] = (
+                asyncio.Queue(MAX_UNSETTLED))
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._acknowledge(mqtt, unsettled), name=f"{self.name}-acker")
+                await self._read(mqtt, unsettled)
+        except BaseExceptionGroup as group:
+            raise _first_leaf(group) from None
         finally:
-            session.close()
+            mqtt.close()
 
-    async def _open(self, session: IngestSession, link: Link) -> None:
-        ep = self._endpoint
-        session.send(wire.connect(
-            ep.client_id or f"gw-ingest-{self.name}", ep.keepalive_s,
-            # A persistent session: while the gateway restarts, the broker keeps the
-            # detectors' QoS 1 reports (alarms, faults) for it.
-            clean_session=False, username=ep.username, password=ep.password,
+    async def _session_checked(self, present: bool) -> None:
+        """A broker that lost our persistent session lost the reports it queued for us."""
+        if present:
+            self._had_session = True
+            return
+        if not self._had_session:
+            log.info("link=%s no session on the broker yet: starting one", self.name)
+            self._had_session = True
+            return
+        self.sessions_lost += 1
+        log.warning("link=%s the broker lost this gateway's session: reports queued while "
+                    "the link was down are gone; subscribing again", self.name)
+        now = self._clock.now()
+        await self._sink.event(Event(
+            kind="mqtt.session.lost", source=self.name, seq=self._sink.next_seq(self.name),
+            time=now, severity=Severity.MAJOR,
+            data={"broker": f"{self._endpoint.host}:{self._endpoint.port}"},
         ))
-        try:
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                code = await session.connack
-                if code in (4, 5):
-                    raise AuthError(f"broker {ep.host}:{ep.port}: {wire.CONNACK_REASONS[code]}")
-                if code:
-                    reason = wire.CONNACK_REASONS.get(code, f"code {code}")
-                    raise Unreachable(f"broker {ep.host}:{ep.port} refused: {reason}")
-                filters = topic_filters(self._router.topics)
-                session.send(wire.subscribe(1, [(f, 1) for f in filters]))
-                granted = await session.suback
-        except TimeoutError:
-            raise Unreachable(f"broker {ep.host}:{ep.port}: no CONNACK/SUBACK") from None
-        link.up()
-        refused = [f for f, code in zip(filters, granted, strict=False) if code == 0x80]
-        if refused:
-            link.degraded(f"subscription refused: {', '.join(refused)}")
+
+    async def _read(self, mqtt: MqttLink,
+                    unsettled: asyncio.Queue[tuple[asyncio.Future[None],
+                                                   list[tuple[int, int]]]]) -> None:
+        router = self._router
+        while True:
+            batch = await mqtt.next_batch()
+            acks = []
+            for message in batch:
+                await router.handle(message.topic, message.payload, retained=message.retain)
+                if message.qos:
+                    acks.append((message.mid, message.qos))
+            await unsettled.put((router.settle(), acks))
+
+    async def _acknowledge(self, mqtt: MqttLink,
+                           unsettled: asyncio.Queue[tuple[asyncio.Future[None],
+                                                          list[tuple[int, int]]]]) -> None:
+        while True:
+            settled, acks = await unsettled.get()
+            try:
+                async with asyncio.timeout(self._commit_timeout_s):
+                    await settled
+            except TimeoutError:
+                raise Unreachable(
+                    f"store did not commit within {self._commit_timeout_s:g} s; "
+                    "not acknowledging") from None
+            for mid, qos in acks:
+                mqtt.ack(mid, qos)
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first: BaseException = group
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first

@@ -37,6 +37,8 @@ class OutboxCursor:
         # neither may be fetched again.
         self.in_flight: set[int] = set()
         self._deleting: set[int] = set()
+        # Rows the target refused for now (an MQTT 5 PUBACK >= 0x80): held back until then.
+        self._held: dict[int, float] = {}
         self._wake = asyncio.Event()
 
     def notify(self) -> None:
@@ -55,7 +57,12 @@ class OutboxCursor:
         self._wake.clear()
         if limit <= 0:
             return []
-        rows = self._store.outbox_fetch(self._target, limit, self.in_flight | self._deleting)
+        skip = self.in_flight | self._deleting
+        if self._held:
+            now = self._clock.now()
+            self._held = {rid: until for rid, until in self._held.items() if until > now}
+            skip |= self._held.keys()
+        rows = self._store.outbox_fetch(self._target, limit, skip)
         self.in_flight.update(row.id for row in rows)
         return rows
 
@@ -97,6 +104,14 @@ class OutboxCursor:
             )
         if self._on_failed is not None:
             self._on_failed(reason)
+
+    def refused(self, row: OutboxRow, reason: str, retry_s: float) -> None:
+        """The target did not take the row this time: it stays in the outbox, its attempts
+        grow, and it is tried again after `retry_s` while later rows go on."""
+        self.in_flight.discard(row.id)
+        self._held[row.id] = self._clock.now() + retry_s
+        self.failed(reason, row)
+        self._wake.set()
 
     def link_lost(self) -> None:
         """Whatever was in flight is still in the table: it goes again on the next link."""

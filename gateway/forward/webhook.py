@@ -26,6 +26,7 @@ from gateway.clock import Clock
 from gateway.contract import Link
 from gateway.errors import AuthError, DeliveryError, Unreachable
 from gateway.forward.cursor import DeadLettered, Delivered, Failed, OutboxCursor
+from gateway.mqtt_loop import Tls, tls_context
 from gateway.store import OutboxRow, Store
 
 log = logging.getLogger("gateway.forward.webhook")
@@ -65,8 +66,10 @@ class WebhookForwarder:
         on_delivered: Delivered | None = None,
         on_failed: Failed | None = None,
         on_dead: DeadLettered | None = None,
+        tls: Tls | None = None,
     ) -> None:
         self.name = f"forward:{target}"
+        self._ssl = tls_context(tls) if tls is not None else None
         self.target = target
         self._url = url
         self._token = token
@@ -88,7 +91,9 @@ class WebhookForwarder:
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         try:
-            async with aiohttp.ClientSession(timeout=self._timeout, headers=headers) as session:
+            connector = aiohttp.TCPConnector(ssl=self._ssl) if self._ssl is not None else None
+            async with aiohttp.ClientSession(timeout=self._timeout, headers=headers,
+                                             connector=connector) as session:
                 await self._drain(session, link)
         finally:
             self._cursor.link_lost()

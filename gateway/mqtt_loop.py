@@ -1,0 +1,452 @@
+"""paho-mqtt on the asyncio event loop: the one MQTT stack of the daemon and its simulators.
+
+paho does the protocol: sessions, QoS, MQTT 5 reason codes, TLS, manual acknowledgement.
+This module only wires paho's socket into the running loop (paho's external-loop API) and
+turns its callbacks into futures:
+
+- The socket's reader calls `loop_read()` until a call brings nothing new. Each call reads
+  one packet: in paho 2.1 `loop_read(max_packets=...)` ignores its argument. At most
+  `READ_BURST` calls per wake-up, so one busy link never starves the loop.
+- A writer is registered only while paho has bytes queued.
+- A timer calls `loop_misc()` (paho's PINGREQ) and drops a link that has been silent for
+  1.5 x keep-alive: a half-open link (no RST, no FIN) shows as down in seconds.
+- `connect()` runs paho's blocking TCP (and TLS) connect in a worker thread; the loop owns
+  the socket from the moment it returns.
+- TCP_NODELAY on every socket: an alarm is one small packet and must not wait for Nagle.
+
+Back-pressure: past `PAUSE_AT` undelivered messages the reader is removed and the broker
+holds the rest (QoS 1 in the session's queue), not this process's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from gateway.errors import AuthError, ProtocolError, SessionTakenOver, Unreachable
+
+log = logging.getLogger("gateway.mqtt")
+
+READ_BURST = 256
+PAUSE_AT = 20_000
+RESUME_AT = 5_000
+SILENCE_FACTOR = 1.5
+
+# MQTT 5 reason codes the gateway acts on (paho maps 3.1.1 CONNACK codes onto these).
+BAD_CREDENTIALS = 0x86
+NOT_AUTHORISED = 0x87
+SESSION_TAKEN_OVER = 0x8E
+
+Message = paho.MQTTMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Tls:
+    """TLS on a broker link: the CA that signs the broker, and our client certificate."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LinkOptions:
+    host: str
+    port: int
+    client_id: str
+    keepalive_s: float = 12
+    username: str | None = None
+    password: str | None = None
+    tls: Tls | None = None
+    protocol: Literal[4, 5] = 5
+    # False: a persistent session (the broker queues QoS 1 for us while we are away).
+    clean_start: bool = True
+    # MQTT 5: how long the broker keeps a persistent session after the link drops.
+    session_expiry_s: int = 0
+    # True: every QoS 1 message stays unacknowledged until `ack()` (after commit).
+    manual_ack: bool = False
+    max_inflight: int = 20
+    connect_timeout_s: float = 10.0
+
+    def __repr__(self) -> str:  # never let a password reach a log line
+        return f"LinkOptions({self.host}:{self.port}, id={self.client_id!r})"
+
+
+class MqttLink:
+    """One paho client, on the running event loop, for one connection.
+
+    Build one per connection attempt: `await connect()`, use it, then `close()`. `lost`
+    resolves (with the reason) when the connection ends for any cause.
+    """
+
+    def __init__(self, options: LinkOptions) -> None:
+        self.options = options
+        self._loop = asyncio.get_running_loop()
+        v5 = options.protocol == 5
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=options.client_id,
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+            clean_session=None if v5 else options.clean_start,
+            manual_ack=options.manual_ack,
+        )
+        c = self.client
+        c.max_inflight_messages_set(options.max_inflight)
+        c.max_queued_messages_set(0)
+        if options.username is not None:
+            c.username_pw_set(options.username, options.password)
+        if options.tls is not None:
+            c.tls_set_context(tls_context(options.tls))
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        c.on_publish = self._on_publish
+        c.on_subscribe = self._on_subscribe
+        self.inbox: list[Message] = []
+        self.lost: asyncio.Future[Exception] = self._loop.create_future()
+        self.session_present = False
+        self.last_heard = self._loop.time()
+        self._heard = 0  # callbacks fired: the reader's "something new arrived"
+        self._connack: asyncio.Future[bool] = self._loop.create_future()
+        self._subacks: dict[int, asyncio.Future[list[ReasonCode]]] = {}
+        self._pubacks: dict[int, asyncio.Future[ReasonCode]] = {}
+        self._ready = asyncio.Event()
+        self._sock: Any = None
+        self._paused = False
+        self._misc: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    # ---- the connection -----------------------------------------------------------------
+    async def connect(self) -> bool:
+        """Connect and wait for a successful CONNACK; returns the session-present flag.
+
+        Raises AuthError (bad credentials, not authorised), Unreachable (no TCP, TLS
+        refused, broker refused, no CONNACK in time)."""
+        o = self.options
+        where = f"broker {o.host}:{o.port}"
+        opening = self._loop.run_in_executor(None, self._blocking_connect)
+        try:
+            async with asyncio.timeout(o.connect_timeout_s):
+                await asyncio.shield(opening)
+        except BaseException as exc:
+            # The worker thread may still finish connecting: close what it opens.
+            opening.add_done_callback(lambda _f: self.close())
+            if isinstance(exc, TimeoutError):
+                raise Unreachable(f"{where}: connect timed out") from None
+            if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+                raise Unreachable(f"{where}: TLS: {exc}") from exc
+            if isinstance(exc, OSError):
+                raise Unreachable(f"{where}: {exc}") from exc
+            raise
+        self._attach()
+        try:
+            async with asyncio.timeout(o.connect_timeout_s):
+                waits: list[asyncio.Future[Any]] = [self._connack, self.lost]
+                done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            self.close()
+            raise
+        if not done:
+            self.close()
+            raise Unreachable(f"{where}: no CONNACK")
+        if self._connack not in done:
+            self.close()
+            raise self.lost.result()
+        try:
+            self.session_present = self._connack.result()
+        except BaseException:
+            self.close()
+            raise
+        return self.session_present
+
+    def _blocking_connect(self) -> None:
+        o = self.options
+        properties = None
+        if o.protocol == 5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            if o.session_expiry_s:
+                properties.SessionExpiryInterval = o.session_expiry_s
+            self.client.connect(o.host, o.port, int(o.keepalive_s), clean_start=o.clean_start,
+                                properties=properties)
+        else:
+            self.client.connect(o.host, o.port, int(o.keepalive_s))
+
+    def _attach(self) -> None:
+        """Hand paho's socket to the loop."""
+        sock = self.client.socket()
+        if sock is None:
+            raise Unreachable(f"broker {self.options.host}:{self.options.port}: no socket")
+        self._sock = sock
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
+        c = self.client
+        c.on_socket_close = self._on_socket_close
+        c.on_socket_register_write = self._on_register_write
+        c.on_socket_unregister_write = self._on_unregister_write
+        self._loop.add_reader(sock, self._on_readable)
+        if c.want_write():
+            self._loop.add_writer(sock, self._on_writable)
+        self.last_heard = self._loop.time()
+        self._schedule_misc()
+
+    def _schedule_misc(self) -> None:
+        interval = max(0.05, min(1.0, self.options.keepalive_s / 4))
+        self._misc = self._loop.call_later(interval, self._tick)
+
+    def _tick(self) -> None:
+        if self._closed:
+            return
+        silent = self._loop.time() - self.last_heard
+        limit = SILENCE_FACTOR * self.options.keepalive_s
+        if not self._paused and silent > limit:
+            self._fail(Unreachable(
+                f"broker {self.options.host}:{self.options.port} silent for {silent:.1f} s "
+                f"(keep-alive {self.options.keepalive_s:g} s): half-open link"))
+            return
+        rc = self.client.loop_misc()
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS and not self.lost.done():
+            self._fail(Unreachable(f"connection lost: {paho.error_string(rc)}"))
+            return
+        self._schedule_misc()
+
+    # ---- reading and writing (the loop's callbacks) -------------------------------------
+    def _on_readable(self) -> None:
+        self.last_heard = self._loop.time()
+        before_inbox = len(self.inbox)
+        client = self.client
+        try:
+            for _ in range(READ_BURST):
+                before = self._heard
+                rc = client.loop_read()
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    if not self.lost.done():
+                        self._fail(Unreachable(f"connection lost: {paho.error_string(rc)}"))
+                    return
+                if self._heard == before or self._closed:
+                    break
+        except Exception as exc:  # a bug in a callback must end this link, not the loop
+            log.exception("event=mqtt_read_failed link=%s", self.options.client_id)
+            self._fail(ProtocolError(f"reading from the broker failed: {exc!r}"))
+            return
+        if isinstance(self._sock, ssl.SSLSocket) and self._sock.pending():
+            self._loop.call_soon(self._on_readable)
+        if len(self.inbox) != before_inbox:
+            self._ready.set()
+            if len(self.inbox) >= PAUSE_AT and not self._paused and self._sock is not None:
+                self._loop.remove_reader(self._sock)
+                self._paused = True
+
+    def _on_writable(self) -> None:
+        rc = self.client.loop_write()
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS and not self.lost.done():
+            self._fail(Unreachable(f"connection lost: {paho.error_string(rc)}"))
+
+    def _on_register_write(self, _c: paho.Client, _u: Any, sock: Any) -> None:
+        if not self._closed:
+            self._loop.add_writer(sock, self._on_writable)
+
+    def _on_unregister_write(self, _c: paho.Client, _u: Any, sock: Any) -> None:
+        self._loop.remove_writer(sock)
+
+    def _on_socket_close(self, _c: paho.Client, _u: Any, sock: Any) -> None:
+        self._loop.remove_reader(sock)
+        self._loop.remove_writer(sock)
+        if not self.lost.done():
+            self._fail(Unreachable("connection closed"))
+
+    # ---- paho's callbacks ---------------------------------------------------------------
+    def _on_connect(self, _c: paho.Client, _u: Any, flags: paho.ConnectFlags,
+                    reason: ReasonCode, _p: Properties | None) -> None:
+        self._heard += 1
+        if self._connack.done():
+            return
+        o = self.options
+        if reason.is_failure:
+            if reason.value in (BAD_CREDENTIALS, NOT_AUTHORISED):
+                self._connack.set_exception(AuthError(f"broker {o.host}:{o.port}: {reason}"))
+            else:
+                self._connack.set_exception(
+                    Unreachable(f"broker {o.host}:{o.port} refused: {reason}"))
+        else:
+            self._connack.set_result(bool(flags.session_present))
+
+    def _on_disconnect(self, _c: paho.Client, _u: Any, _f: paho.DisconnectFlags,
+                       reason: ReasonCode, _p: Properties | None) -> None:
+        self._heard += 1
+        if self.lost.done():
+            return
+        if reason.value == SESSION_TAKEN_OVER:
+            self._fail(SessionTakenOver(
+                f"broker {self.options.host}:{self.options.port}: another client took over "
+                f"the session of {self.options.client_id!r}"))
+        else:
+            self._fail(Unreachable(f"disconnected: {reason}"))
+
+    def _on_message(self, _c: paho.Client, _u: Any, message: Message) -> None:
+        self._heard += 1
+        self.inbox.append(message)
+
+    def _on_publish(self, _c: paho.Client, _u: Any, mid: int, reason: ReasonCode,
+                    _p: Properties) -> None:
+        self._heard += 1
+        fut = self._pubacks.pop(mid, None)
+        if fut is not None and not fut.done():
+            fut.set_result(reason)
+
+    def _on_subscribe(self, _c: paho.Client, _u: Any, mid: int, reasons: list[ReasonCode],
+                      _p: Properties) -> None:
+        self._heard += 1
+        fut = self._subacks.pop(mid, None)
+        if fut is not None and not fut.done():
+            fut.set_result(list(reasons))
+
+    # ---- what the drivers call ----------------------------------------------------------
+    async def subscribe(self, filters: Iterable[tuple[str, int]], timeout_s: float = 10.0,
+                        ) -> list[ReasonCode]:
+        """Subscribe and return the broker's grant per filter (QoS, or a failure code)."""
+        wanted = list(filters)
+        rc, mid = self.client.subscribe(wanted)
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
+            raise Unreachable(f"subscribe failed: {paho.error_string(rc)}")
+        fut: asyncio.Future[list[ReasonCode]] = self._loop.create_future()
+        self._subacks[mid] = fut
+        granted: list[ReasonCode] = await self._answer(fut, timeout_s, "SUBACK")
+        return granted
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
+                ) -> asyncio.Future[ReasonCode]:
+        """Queue a publish; the future resolves with the PUBACK's reason code (QoS 1), or
+        once written (QoS 0). It fails when the connection drops first."""
+        fut: asyncio.Future[ReasonCode] = self._loop.create_future()
+        if self.lost.done():
+            fut.set_exception(self.lost.result())
+            return fut
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_QUEUE_SIZE):
+            fut.set_exception(Unreachable(f"publish failed: {paho.error_string(info.rc)}"))
+        elif info.is_published():
+            fut.set_result(ReasonCode(PacketTypes.PUBACK))
+        else:
+            self._pubacks[info.mid] = fut
+        return fut
+
+    def publish_nowait(self, topic: str, payload: bytes, qos: int = 0,
+                       retain: bool = False) -> None:
+        """Queue a publish and do not wait for it (routine telemetry of a simulator)."""
+        if not self.lost.done():
+            self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def ack(self, mid: int, qos: int) -> None:
+        """Acknowledge a message received with `manual_ack` (after its commit)."""
+        if qos and not self.lost.done():
+            self.client.ack(mid, qos)
+
+    def take(self) -> list[Message]:
+        """Every message received so far, in arrival order."""
+        batch, self.inbox = self.inbox, []
+        self._ready.clear()
+        if self._paused and self._sock is not None and not self._closed:
+            self._paused = False
+            self.last_heard = self._loop.time()
+            self._loop.add_reader(self._sock, self._on_readable)
+        return batch
+
+    async def next_batch(self) -> list[Message]:
+        """Wait for messages (or the end of the link: then its reason is raised)."""
+        while not self.inbox:
+            if self.lost.done():
+                raise self.lost.result()
+            waiter = asyncio.ensure_future(self._ready.wait())
+            waits: list[asyncio.Future[Any]] = [waiter, self.lost]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+        return self.take()
+
+    @property
+    def queued(self) -> int:
+        return len(self.inbox)
+
+    async def disconnect(self, timeout_s: float = 2.0) -> None:
+        """Say goodbye (a DISCONNECT), then close. A persistent session stays on the broker."""
+        if not self.lost.done() and not self._closed:
+            self.client.disconnect()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await asyncio.shield(self.lost)
+        self.close()
+
+    def close(self) -> None:
+        """Drop the connection at once (no DISCONNECT). Safe to call more than once."""
+        if self._misc is not None:
+            self._misc.cancel()
+        sock, self._sock = self._sock, None
+        if sock is None:
+            sock = self.client.socket()
+        self._closed = True
+        if sock is not None:
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(sock)
+                self._loop.remove_writer(sock)
+            with contextlib.suppress(OSError):
+                sock.close()
+        if not self.lost.done():
+            self._fail(Unreachable("closed"))
+
+    def _fail(self, error: Exception) -> None:
+        if not self.lost.done():
+            self.lost.set_result(error)
+        pending: list[asyncio.Future[Any]] = [*self._pubacks.values(), *self._subacks.values()]
+        self._pubacks.clear()
+        self._subacks.clear()
+        for fut in pending:
+            if not fut.done():
+                fut.set_exception(error)
+                fut.exception()  # retrieved: the caller may have stopped waiting
+        if not self._connack.done():
+            self._connack.set_exception(error)
+            self._connack.exception()
+        self._ready.set()
+        if not self._closed:
+            self.close()
+
+    async def _answer(self, fut: asyncio.Future[Any], timeout_s: float, what: str) -> Any:
+        try:
+            async with asyncio.timeout(timeout_s):
+                waits: list[asyncio.Future[Any]] = [fut, self.lost]
+                done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        except TimeoutError:
+            raise Unreachable(f"no {what} within {timeout_s:g} s") from None
+        if fut in done:
+            return fut.result()
+        raise self.lost.result()
+
+
+def tls_context(tls: Tls) -> ssl.SSLContext:
+    """A client TLS context: the broker's (or webhook's) certificate checked against the
+    CA file (or the system's CAs), and our certificate where one is given."""
+    ctx = ssl.create_default_context(cafile=tls.ca_file)
+    if tls.cert_file is not None:
+        ctx.load_cert_chain(tls.cert_file, tls.key_file)
+    return ctx
+
+
+def is_refusal(reason: ReasonCode) -> bool:
+    """A PUBACK (MQTT 5) that means the broker did not take the message: 0x80 and above."""
+    return bool(reason.is_failure)
+
+
+LinkFactory = Callable[[LinkOptions], MqttLink]
