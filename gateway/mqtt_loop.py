@@ -261,8 +261,9 @@ class MqttLink:
         self._loop.remove_writer(sock)
 
     def _on_socket_close(self, _c: paho.Client, _u: Any, sock: Any) -> None:
-        self._loop.remove_reader(sock)
-        self._loop.remove_writer(sock)
+        with contextlib.suppress(ValueError, OSError):  # already closed by `close()`
+            self._loop.remove_reader(sock)
+            self._loop.remove_writer(sock)
         if not self.lost.done():
             self._fail(Unreachable("connection closed"))
 
@@ -397,6 +398,8 @@ class MqttLink:
         if sock is None:
             sock = self.client.socket()
         self._closed = True
+        c = self.client
+        c.on_socket_close = c.on_socket_register_write = c.on_socket_unregister_write = None
         if sock is not None:
             with contextlib.suppress(Exception):
                 self._loop.remove_reader(sock)

@@ -146,6 +146,11 @@ class Supervisor:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any driver failure means: restart it
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # A cancel that met the driver's own failure (a TaskGroup inside it
+                    # reports the failure, not the cancel): stopping wins.
+                    raise asyncio.CancelledError from exc
                 kind = failure_kind(exc)
                 self._stable_check()
                 if kind in ("auth", "taken_over"):

@@ -95,6 +95,9 @@ class MqttDeviceDriver:
                 tg.create_task(self._acknowledge(mqtt, unsettled), name=f"{self.name}-acker")
                 await self._read(mqtt, unsettled)
         except BaseExceptionGroup as group:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError from None
             raise _first_leaf(group) from None
         finally:
             mqtt.close()
