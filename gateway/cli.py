@@ -55,7 +55,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    asyncio.run(gateway.run())
+    try:
+        asyncio.run(gateway.run())
+    except ConfigError as exc:  # e.g. another gateway holds the data folder
+        print(exc, file=sys.stderr)
+        return 2
     return 0
 
 

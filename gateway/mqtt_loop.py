@@ -5,7 +5,7 @@ This module only wires paho's socket into the running loop (paho's external-loop
 turns its callbacks into futures:
 
 - The socket's reader calls `loop_read()` until a call brings nothing new. Each call reads
-  one packet: in paho 2.1 `loop_read(max_packets=...)` ignores its argument. At most
+  one packet: in paho 2.1 and 2.2 `loop_read(max_packets=...)` ignores its argument. At most
   `READ_BURST` calls per wake-up, so one busy link never starves the loop.
 - A writer is registered only while paho has bytes queued.
 - A timer calls `loop_misc()` (paho's PINGREQ) and drops a link that has been silent for
@@ -127,6 +127,10 @@ class MqttLink:
         self._paused = False
         self._misc: asyncio.TimerHandle | None = None
         self._closed = False
+        self.connected_at: float | None = None
+        # True when the broker (or the network) ended the link, not this side.
+        self.dropped_by_peer = False
+        self._lost_at: float | None = None
 
     # ---- the connection -----------------------------------------------------------------
     async def connect(self) -> bool:
@@ -169,7 +173,14 @@ class MqttLink:
         except BaseException:
             self.close()
             raise
+        self.connected_at = self._loop.time()
         return self.session_present
+
+    def up_for(self) -> float:
+        """How long the link had been connected (until now, or until it was lost)."""
+        if self.connected_at is None:
+            return 0.0
+        return (self._lost_at or self._loop.time()) - self.connected_at
 
     def _blocking_connect(self) -> None:
         o = self.options
@@ -232,6 +243,7 @@ class MqttLink:
                 rc = client.loop_read()
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     if not self.lost.done():
+                        self.dropped_by_peer = True
                         self._fail(Unreachable(f"connection lost: {paho.error_string(rc)}"))
                     return
                 if self._heard == before or self._closed:
@@ -264,7 +276,12 @@ class MqttLink:
         with contextlib.suppress(ValueError, OSError):  # already closed by `close()`
             self._loop.remove_reader(sock)
             self._loop.remove_writer(sock)
+        # paho tells why (on_disconnect, e.g. a session taken over) just after closing.
+        self._loop.call_soon(self._closed_by_paho)
+
+    def _closed_by_paho(self) -> None:
         if not self.lost.done():
+            self.dropped_by_peer = True
             self._fail(Unreachable("connection closed"))
 
     # ---- paho's callbacks ---------------------------------------------------------------
@@ -288,6 +305,7 @@ class MqttLink:
         self._heard += 1
         if self.lost.done():
             return
+        self.dropped_by_peer = True
         if reason.value == SESSION_TAKEN_OVER:
             self._fail(SessionTakenOver(
                 f"broker {self.options.host}:{self.options.port}: another client took over "
@@ -411,6 +429,7 @@ class MqttLink:
 
     def _fail(self, error: Exception) -> None:
         if not self.lost.done():
+            self._lost_at = self._loop.time()
             self.lost.set_result(error)
         pending: list[asyncio.Future[Any]] = [*self._pubacks.values(), *self._subacks.values()]
         self._pubacks.clear()
@@ -436,6 +455,39 @@ class MqttLink:
         if fut in done:
             return fut.result()
         raise self.lost.result()
+
+
+class TakeoverWatch:
+    """Tells a session taken over from a plain drop where the broker does not say so.
+
+    An MQTT 5 broker says "session taken over" (0x8E); older ones (mosquitto before
+    2.0.15) just close the link. Two links in a row that the broker closed within
+    `window_s` of connecting mean another client is using this client id: retrying at
+    once would only make the two take the session from each other in turn.
+    """
+
+    def __init__(self, client_id: str, window_s: float = 10.0) -> None:
+        self.client_id = client_id
+        self.window_s = window_s
+        self._short_drops = 0
+
+    def judge(self, link: MqttLink, error: Exception) -> Exception:
+        if isinstance(error, SessionTakenOver):
+            self._short_drops = 0
+            return error
+        if link.connected_at is None:
+            return error  # never connected: not a takeover
+        if link.dropped_by_peer and link.up_for() < self.window_s:
+            self._short_drops += 1
+        else:
+            self._short_drops = 0
+        if self._short_drops >= 2:
+            self._short_drops = 0
+            return SessionTakenOver(
+                f"the broker closed the link twice in a row within {self.window_s:g} s of "
+                f"connecting: another client probably took over the session of "
+                f"{self.client_id!r}")
+        return error
 
 
 def tls_context(tls: Tls) -> ssl.SSLContext:

@@ -39,15 +39,29 @@ def wait_port(host: str, port: int, timeout: float = 10.0) -> None:
 class Mosquitto:
     """One broker process; `stop()` and `start()` simulate an outage on the same port."""
 
-    def __init__(self, port: int | None = None, *, persistent: bool = False) -> None:
+    def __init__(self, port: int | None = None, *, persistent: bool = False,
+                 listener: str = "", acl: str | None = None) -> None:
+        """`listener`: options of the listener (TLS files); `acl`: an ACL file's text.
+
+        Started as root, mosquitto drops to its own user before it reads the ACL and TLS
+        files: they live in the broker's folder, readable by all (test data only)."""
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self._dir = Path(tempfile.mkdtemp(prefix="mosq-"))
+        self._dir.chmod(0o755)
+        extra = ""
+        if acl is not None:
+            (self._dir / "acl").write_text(acl)
+            (self._dir / "acl").chmod(0o644)
+            extra = f"acl_file {self._dir / 'acl'}\n"
         self._proc: subprocess.Popen[bytes] | None = None
         conf = self._dir / "mosquitto.conf"
         conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
+            + listener
+            + "allow_anonymous true\n"
+            # As on site: an alarm is one small packet and must not wait for Nagle.
+            "set_tcp_nodelay true\n"
             + (
                 # Sessions and queued QoS 1 messages survive a restart, as on site.
                 f"persistence true\npersistence_location {self._dir}/\nautosave_interval 1\n"
@@ -59,8 +73,13 @@ class Mosquitto:
             "max_inflight_messages 0\n"
             "log_dest stderr\n"
             "log_type error\n"
+            + extra
         )
         self.conf = conf
+
+    @property
+    def folder(self) -> Path:
+        return self._dir
 
     def start(self) -> None:
         self._proc = subprocess.Popen(

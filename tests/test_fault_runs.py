@@ -336,3 +336,33 @@ async def test_a_poison_report_then_a_genuine_alarm(tmp_path: Path, poison: byte
                 assert 'gateway_payloads_rejected_total{driver="mqtt"' not in page
             finally:
                 assert daemon.stop() == 0
+
+
+async def test_a_second_daemon_on_the_same_data_folder_refuses_to_start(tmp_path: Path) -> None:
+    with Mosquitto() as broker:
+        site = write_site(tmp_path, devices=(broker.host, broker.port), detectors=2)
+        first = Daemon(site, tmp_path / "first.log")
+        first.start()
+        assert first.proc is not None
+        holder = first.proc.pid
+        try:
+            await first.wait_up()
+            second = subprocess.run(
+                [sys.executable, "-m", "gateway.cli", "run", "--site", str(site),
+                 "--http-port", str(free_port())],
+                capture_output=True, text=True, timeout=30,
+            )
+            status, _ = await asyncio.to_thread(first.health)
+        finally:
+            assert first.stop() == 0
+        assert second.returncode == 2, second.stderr
+        assert "another gateway" in second.stderr and "data folder" in second.stderr
+        assert f"pid {holder}" in second.stderr
+        assert status == 200  # the first one never noticed
+        # The lock dies with its holder: the folder is free again.
+        again = Daemon(site, tmp_path / "again.log")
+        again.start()
+        try:
+            await again.wait_up()
+        finally:
+            assert again.stop() == 0

@@ -22,7 +22,7 @@ from gateway.clock import Clock, SystemClock
 from gateway.contract import Link, Sink
 from gateway.errors import Unreachable
 from gateway.events import Event, Severity
-from gateway.mqtt_loop import LinkOptions, MqttLink
+from gateway.mqtt_loop import LinkOptions, MqttLink, TakeoverWatch
 
 log = logging.getLogger("drivers.mqtt")
 
@@ -65,6 +65,7 @@ class MqttDeviceDriver:
         self._commit_timeout_s = commit_timeout_s
         self._had_session = False
         self.sessions_lost = 0
+        self._takeover = TakeoverWatch(self._options().client_id)
 
     def _options(self) -> LinkOptions:
         ep = self._endpoint
@@ -98,7 +99,15 @@ class MqttDeviceDriver:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise asyncio.CancelledError from None
-            raise _first_leaf(group) from None
+            error = _first_leaf(group)
+            if isinstance(error, Exception):
+                raise self._takeover.judge(mqtt, error) from None
+            raise error from None
+        except Exception as exc:
+            judged = self._takeover.judge(mqtt, exc)
+            if judged is exc:
+                raise
+            raise judged from exc
         finally:
             mqtt.close()
 
@@ -129,7 +138,8 @@ class MqttDeviceDriver:
             batch = await mqtt.next_batch()
             acks = []
             for message in batch:
-                await router.handle(message.topic, message.payload, retained=message.retain)
+                await router.handle(message.topic, bytes(message.payload),
+                                    retained=message.retain)
                 if message.qos:
                     acks.append((message.mid, message.qos))
             await unsettled.put((router.settle(), acks))

@@ -25,7 +25,7 @@ from gateway.contract import Link
 from gateway.errors import DeliveryError
 from gateway.events import Lane
 from gateway.forward.cursor import Delivered, Failed, OutboxCursor
-from gateway.mqtt_loop import LinkOptions, MqttLink, Tls, is_refusal
+from gateway.mqtt_loop import LinkOptions, MqttLink, TakeoverWatch, Tls, is_refusal
 from gateway.store import OutboxRow, Store
 
 log = logging.getLogger("gateway.forward.mqtt")
@@ -67,6 +67,7 @@ class MqttForwarder:
             store, target, clock=clock, on_delivered=on_delivered, on_failed=on_failed
         )
         self._refusals_logged: set[int] = set()
+        self._takeover = TakeoverWatch(self._options.client_id)
 
     def notify(self) -> None:
         """New rows were committed to the outbox."""
@@ -83,6 +84,11 @@ class MqttForwarder:
             await mqtt.connect()
             link.up()
             await self._drain(mqtt, waiting)
+        except Exception as exc:
+            judged = self._takeover.judge(mqtt, exc)
+            if judged is exc:
+                raise
+            raise judged from exc
         finally:
             for fut in waiting:
                 fut.cancel()
