@@ -347,7 +347,8 @@ async def test_a_second_daemon_on_the_same_data_folder_refuses_to_start(tmp_path
         holder = first.proc.pid
         try:
             await first.wait_up()
-            second = subprocess.run(
+            second = await asyncio.to_thread(
+                subprocess.run,
                 [sys.executable, "-m", "gateway.cli", "run", "--site", str(site),
                  "--http-port", str(free_port())],
                 capture_output=True, text=True, timeout=30,

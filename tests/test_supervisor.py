@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from gateway.contract import Link
 from gateway.clock import ManualClock
+from gateway.contract import Link
 from gateway.errors import AuthError, ProtocolError, SessionTakenOver, StoreFailed, Unreachable
 from gateway.supervisor import STABLE_S, Backoff, LinkState, Supervisor, failure_kind
 

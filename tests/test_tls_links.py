@@ -25,7 +25,9 @@ from tests.test_mqtt_driver import Link
 
 
 def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+    binary = shutil.which("openssl")
+    assert binary is not None, "openssl is not installed: run `sh scripts/install-system-deps`"
+    subprocess.run([binary, *args], cwd=cwd, check=True, capture_output=True)
 
 
 @pytest.fixture(scope="module")
