@@ -221,6 +221,10 @@ class Gateway:
             if not dropped:
                 broker.ack(mids)
         self.pending = []
+        # Every batch the pipeline submitted (a tick's too) has its answer from the writer
+        # before we look: a failed commit is then always seen here, however slow the disk.
+        assert self.store is not None
+        await self.store.wait_for_room(0)
         if self.store_failed:
             await self.restart_core()
             dropped = True
