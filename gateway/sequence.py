@@ -3,7 +3,10 @@
 Where a device numbers its reports, a report at or below the last one seen is a
 redelivery (or arrived out of order) and is dropped; a jump forward means reports were
 lost on the way (QoS 0 telemetry during an outage); a number far below the last, or a
-1, means the device restarted and counts again from the start.
+0 or 1 once the last is past the reorder window, means the device restarted and counts
+again from the start. Inside the window a 1 is a late report: a backlog may deliver a
+device's first report after its second, and a clear taken for a restart would undo the
+alarm that followed it (found by the model-based invariant test).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from dataclasses import dataclass
 # restarted: a broker redelivers at most its in-flight window plus the queued backlog of
 # one device, which is far below this for a detector reporting every few seconds.
 RESTART_BACKSTEP = 1_000
+# A device's first reports may arrive late and out of order within this many.
+REORDER_WINDOW = 64
 
 
 class Verdict(enum.Enum):
@@ -35,6 +40,6 @@ def check(last: int | None, seq: int) -> Checked:
         return Checked(Verdict.NEW)
     if seq > last:
         return Checked(Verdict.NEW, lost=seq - last - 1)
-    if seq < last and (seq <= 1 or last - seq >= RESTART_BACKSTEP):
+    if seq < last and ((seq <= 1 and last > REORDER_WINDOW) or last - seq >= RESTART_BACKSTEP):
         return Checked(Verdict.RESTARTED)
     return Checked(Verdict.DUPLICATE)
