@@ -122,7 +122,7 @@ class MqttLink:
         self._connack: asyncio.Future[bool] = self._loop.create_future()
         self._subacks: dict[int, asyncio.Future[list[ReasonCode]]] = {}
         self._pubacks: dict[int, asyncio.Future[ReasonCode]] = {}
-        self._ready = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
         self._sock: Any = None
         self._paused = False
         self._misc: asyncio.TimerHandle | None = None
@@ -255,7 +255,7 @@ class MqttLink:
         if isinstance(self._sock, ssl.SSLSocket) and self._sock.pending():
             self._loop.call_soon(self._on_readable)
         if len(self.inbox) != before_inbox:
-            self._ready.set()
+            self._wake()
             if len(self.inbox) >= PAUSE_AT and not self._paused and self._sock is not None:
                 self._loop.remove_reader(self._sock)
                 self._paused = True
@@ -375,7 +375,6 @@ class MqttLink:
     def take(self) -> list[Message]:
         """Every message received so far, in arrival order."""
         batch, self.inbox = self.inbox, []
-        self._ready.clear()
         if self._paused and self._sock is not None and not self._closed:
             self._paused = False
             self.last_heard = self._loop.time()
@@ -387,13 +386,17 @@ class MqttLink:
         while not self.inbox:
             if self.lost.done():
                 raise self.lost.result()
-            waiter = asyncio.ensure_future(self._ready.wait())
-            waits: list[asyncio.Future[Any]] = [waiter, self.lost]
+            self._waiter = self._loop.create_future()
             try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                await self._waiter
             finally:
-                waiter.cancel()
+                self._waiter = None
         return self.take()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     @property
     def queued(self) -> int:
@@ -441,7 +444,7 @@ class MqttLink:
         if not self._connack.done():
             self._connack.set_exception(error)
             self._connack.exception()
-        self._ready.set()
+        self._wake()
         if not self._closed:
             self.close()
 
