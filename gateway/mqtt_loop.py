@@ -45,11 +45,16 @@ RESUME_AT = 5_000
 SILENCE_FACTOR = 1.5
 
 # MQTT 5 reason codes the gateway acts on (paho maps 3.1.1 CONNACK codes onto these).
+UNSUPPORTED_PROTOCOL = 0x84
 BAD_CREDENTIALS = 0x86
 NOT_AUTHORISED = 0x87
 SESSION_TAKEN_OVER = 0x8E
 
 Message = paho.MQTTMessage
+
+
+class ProtocolRefused(Unreachable):
+    """The broker does not speak the MQTT version asked for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,7 +297,10 @@ class MqttLink:
             return
         o = self.options
         if reason.is_failure:
-            if reason.value in (BAD_CREDENTIALS, NOT_AUTHORISED):
+            if reason.value == UNSUPPORTED_PROTOCOL:
+                self._connack.set_exception(ProtocolRefused(
+                    f"broker {o.host}:{o.port} refused MQTT {'5' if o.protocol == 5 else '3.1.1'}"))
+            elif reason.value in (BAD_CREDENTIALS, NOT_AUTHORISED):
                 self._connack.set_exception(AuthError(f"broker {o.host}:{o.port}: {reason}"))
             else:
                 self._connack.set_exception(

@@ -17,6 +17,7 @@ receivers dedupe on the alert id.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any
 
@@ -25,7 +26,14 @@ from gateway.contract import Link
 from gateway.errors import DeliveryError
 from gateway.events import Lane
 from gateway.forward.cursor import Delivered, Failed, OutboxCursor
-from gateway.mqtt_loop import LinkOptions, MqttLink, TakeoverWatch, Tls, is_refusal
+from gateway.mqtt_loop import (
+    LinkOptions,
+    MqttLink,
+    ProtocolRefused,
+    TakeoverWatch,
+    Tls,
+    is_refusal,
+)
 from gateway.store import OutboxRow, Store
 
 log = logging.getLogger("gateway.forward.mqtt")
@@ -81,7 +89,19 @@ class MqttForwarder:
         mqtt = MqttLink(self._options)
         waiting: set[asyncio.Future[None]] = set()
         try:
-            await mqtt.connect()
+            try:
+                await mqtt.connect()
+            except ProtocolRefused:
+                if self._options.protocol != 5:
+                    raise
+                # An MQTT 3.1.1-only broker (the embedded demo broker): deliver anyway,
+                # without the PUBACK reason codes that tell a refusal from a delivery.
+                log.warning("target=%s broker %s:%s speaks MQTT 3.1.1 only: a refused "
+                            "publish cannot be told from a delivered one on it",
+                            self.target, self._options.host, self._options.port)
+                self._options = dataclasses.replace(self._options, protocol=4)
+                mqtt = MqttLink(self._options)
+                await mqtt.connect()
             link.up()
             await self._drain(mqtt, waiting)
         except Exception as exc:
