@@ -117,6 +117,7 @@ class Gateway:
         self._core_failed = asyncio.Event()
         self.core_generation = 0
         self.store_recovering = False
+        self._device_seqs: dict[str, int] = {}
 
     # ---- building the parts -------------------------------------------------------------
     def _endpoint(self, name: str, broker: BrokerConfig, role: str) -> BrokerEndpoint:
@@ -214,7 +215,7 @@ class Gateway:
     def _binding(self, device: MqttDevice) -> DeviceBinding:
         known = detector_flags(a for a in self.book.active() if a.source == device.id)
         return DeviceBinding(device.id, device.zone, device.topic, codec=device.profile,
-                             known=known)
+                             known=known, last_seq=self._device_seqs.get(device.id))
 
     def _routes(self) -> list[Route]:
         routes = []
@@ -330,6 +331,7 @@ class Gateway:
             on_store_failed=lambda exc: self._core_failed.set(),
         )
         pipeline.restore_device_states(self.store.device_states())
+        self._device_seqs = self.store.last_device_seq()
         self._build_drivers()
         return pipeline
 

@@ -187,9 +187,11 @@ class Gateway:
             on_store_failed=self._failed,
         )
         self.pipeline.restore_device_states(self.store.device_states())
+        device_seqs = self.store.last_device_seq()
         bindings = [
             DeviceBinding(d, "zone-a", topic(d), "heat-detector",
-                          detector_flags(a for a in self.book.active() if a.source == d))
+                          detector_flags(a for a in self.book.active() if a.source == d),
+                          device_seqs.get(d))
             for d in DETECTORS
         ]
         self.router = ReportRouter("mqtt:site", bindings, CODECS, self.ingest, clock=self.clock)

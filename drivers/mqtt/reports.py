@@ -42,6 +42,8 @@ class DeviceBinding:
     topic: str
     codec: str = "heat_detector"
     known: Mapping[str, Any] = field(default_factory=dict)
+    # The device's own number of the last report that changed a flag, as stored.
+    last_seq: int | None = None
 
 
 @dataclass(slots=True)
@@ -72,7 +74,7 @@ class ReportRouter:
                 raise ValueError(f"device {b.device_id}: no codec {b.codec!r} on {driver}")
             self._by_topic[b.topic] = (b, codec)
             self._device_codec[b.device_id] = codec
-            self._settled[b.device_id] = _State(codec.memory(b.known))
+            self._settled[b.device_id] = _State(codec.memory(b.known), b.last_seq)
         self._working = self._copy(self._settled)
         self._touched: set[str] = set()
         self._pending: asyncio.Future[None] | None = None

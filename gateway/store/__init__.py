@@ -197,6 +197,9 @@ class Store:
     def last_seq(self) -> dict[str, int]:
         return queries.last_seq(self._read())
 
+    def last_device_seq(self) -> dict[str, int]:
+        return queries.last_device_seq(self._read())
+
     def device_states(self) -> list[DeviceStateRow]:
         return queries.device_states(self._read())
 

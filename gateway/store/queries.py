@@ -152,6 +152,20 @@ def last_seq(conn: sqlite3.Connection) -> dict[str, int]:
     return dict(conn.execute("SELECT source, max(seq) FROM events GROUP BY source"))
 
 
+def last_device_seq(conn: sqlite3.Connection) -> dict[str, int]:
+    """source -> the highest device sequence number among its stored events.
+
+    Every report that changed a flag left an event holding its `device_seq`. A report the
+    broker sends again after a restart at or below that number is a repeat; one above it
+    changed no flag when it was first handled, so judging it afresh cannot raise a false
+    change either.
+    """
+    rows = conn.execute(
+        "SELECT source, max(json_extract(data, '$.device_seq')) FROM events "
+        "WHERE json_extract(data, '$.device_seq') IS NOT NULL GROUP BY source")
+    return {str(source): int(seq) for source, seq in rows}
+
+
 def device_states(conn: sqlite3.Connection) -> list[DeviceStateRow]:
     rows = conn.execute(
         "SELECT source, state, since, detail, last_seen FROM device_state ORDER BY source"
