@@ -2,11 +2,12 @@
 replacement, never including a reading that went backwards or jumped beyond what the
 installation can draw. Pure; time is passed in.
 
-The continuous total is `offset + raw`. A counter that falls back near zero is a reset (or
-a new meter starting at zero): the offset takes the last good total, so nothing already
-consumed is lost or counted twice. A counter that falls back or leaps elsewhere is held
+The continuous total only ever adds what a plausible step counted (kept as a sum, not as
+`offset + raw`, so float rounding can never take it back). A counter that falls back near
+zero is a reset (or a new meter starting at zero): what it counted since is added, nothing
+already consumed is lost or counted twice. A counter that falls back or leaps elsewhere is held
 as a suspect; if the next reading carries on plausibly from the suspect, the meter was
-replaced (new starting value) and the offset is moved; if it carries on from the old
+replaced (new starting value) and counting goes on from there; if it carries on from the old
 value, the suspect was a glitch. Either way the step into the discontinuity is never
 summed.
 """
@@ -41,14 +42,10 @@ class Counter:
     """One meter's counter. `max_rise_per_h`: the most the installation can add in an hour."""
 
     max_rise_per_h: float
-    offset: float = 0.0
+    total: float = 0.0
     last_raw: float | None = None
     last_time: float = 0.0
     suspect: tuple[float, float] | None = None  # (raw, time) of a discontinuity
-
-    @property
-    def total(self) -> float:
-        return 0.0 if self.last_raw is None else self.offset + self.last_raw
 
     def _allowed(self, since: float, now: float) -> float:
         hours = max(0.0, now - since) / 3600.0
@@ -65,19 +62,18 @@ class Counter:
             if 0 <= rise <= self._allowed(suspect_time, now):
                 # It carries on from the new value: a replaced meter. The step into the new
                 # value is not consumption; what the new meter counted since is.
-                before = self.total
-                self.offset = before - suspect_raw
+                self.total += rise
                 self.last_raw, self.last_time = raw, now
-                return Outcome(self.total, self.total - before, change=Change.REPLACED)
+                return Outcome(self.total, rise, change=Change.REPLACED)
         delta = raw - self.last_raw
         allowed = self._allowed(self.last_time, now)
         if 0 <= delta <= allowed:
+            self.total += delta
             self.last_raw, self.last_time = raw, now
             return Outcome(self.total, delta)
         if delta < 0 and 0 <= raw <= allowed:
             # Back to (near) zero: a reset. What it counted since the reset is consumption.
-            before = self.total
-            self.offset = before
+            self.total += raw
             self.last_raw, self.last_time = raw, now
             return Outcome(self.total, raw, change=Change.RESET)
         self.suspect = (raw, now)
