@@ -11,8 +11,9 @@ scheduler's business, a lost link the supervisor's.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
@@ -99,21 +100,13 @@ class ModbusLink:
     async def read(self, request: Request) -> list[int]:
         """Registers (FC03/04) or bits as 0/1 (FC01/02) of one read."""
         client, fc = self._client, request.function
-        n, unit = request.count, request.unit
-        if fc == 3:
-            answer = await self._call(fc, client.read_holding_registers(request.address, count=n,
-                                                                        device_id=unit))
-        elif fc == 4:
-            answer = await self._call(fc, client.read_input_registers(request.address, count=n,
-                                                                      device_id=unit))
-        elif fc == 1:
-            answer = await self._call(fc, client.read_coils(request.address, count=n,
-                                                            device_id=unit))
-        elif fc == 2:
-            answer = await self._call(fc, client.read_discrete_inputs(request.address, count=n,
-                                                                      device_id=unit))
-        else:
+        readers = {3: client.read_holding_registers, 4: client.read_input_registers,
+                   1: client.read_coils, 2: client.read_discrete_inputs}
+        reader = readers.get(fc)
+        if reader is None:
             raise ValueError(f"function {fc} is not a read")
+        answer = await self._call(fc, lambda: reader(request.address, count=request.count,
+                                                     device_id=request.unit))
         if fc in (1, 2):
             bits = list(answer.bits)
             if len(bits) < request.count:
@@ -130,22 +123,23 @@ class ModbusLink:
         client = self._client
         if len(values) == 1 or single:
             for offset, value in enumerate(values):
-                await self._call(6, client.write_register(address + offset, value,
-                                                          device_id=unit))
+                at = address + offset
+                await self._call(6, functools.partial(client.write_register, at, value,
+                                                      device_id=unit))
             return
-        await self._call(16, client.write_registers(address, list(values), device_id=unit))
+        await self._call(16, lambda: client.write_registers(address, list(values),
+                                                            device_id=unit))
 
     async def write_coil(self, unit: int, address: int, value: bool) -> None:
-        await self._call(5, self._client.write_coil(address, value, device_id=unit))
+        await self._call(5, lambda: self._client.write_coil(address, value, device_id=unit))
 
-    async def _call(self, function: int, pending: object) -> ModbusPDU:
+    async def _call(self, function: int, send: Callable[[], Awaitable[ModbusPDU]]) -> ModbusPDU:
         if not self._client.connected:
             # pymodbus would reconnect on its own here; the supervisor does that.
-            pending.close()  # type: ignore[attr-defined]  # an unawaited coroutine
             raise Unreachable(f"{self.endpoint.link}: connection lost")
         self.requests += 1
         try:
-            answer: ModbusPDU = await pending  # type: ignore[misc]
+            answer = await send()
         except ModbusIOException as exc:
             if not self._client.connected:
                 raise Unreachable(f"{self.endpoint.link}: connection lost") from exc

@@ -14,6 +14,7 @@ transactions and decides what goes on the wire next.
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import heapq
 import itertools
@@ -134,6 +135,7 @@ class LineScheduler:
         self._wake = asyncio.Event()
         self.polls = 0
         self.transactions = 0
+        self.completed: collections.Counter[str] = collections.Counter()  # polls, by device
 
     def unit_state(self, key: str) -> UnitState:
         for unit in self._units:
@@ -212,6 +214,7 @@ class LineScheduler:
                 await self._transaction()
         if reprobe:
             return
+        self.completed[unit.poll.key] += 1
         now = self._clock.monotonic()
         if silent:
             unit.failures += 1
