@@ -168,6 +168,7 @@ class Gateway:
             self.supervisors.append(
                 Supervisor(driver, clock=self.clock, on_transition=self._on_link)
             )
+        self.supervisors += self._modbus_supervisors()
         for target in self.site.forwarding:
             self.metrics.forward_target(target.id)
             if isinstance(target, WebhookTarget):
@@ -199,6 +200,26 @@ class Gateway:
             )
             self.forwarders.append(fwd)
             self.supervisors.append(Supervisor(fwd, clock=self.clock, on_transition=self._on_link))
+
+    def _modbus_supervisors(self) -> list[Supervisor]:
+        """One driver and supervisor per Modbus endpoint (TCP peer, serial server, RS-485
+        line) carrying every enabled unit on it."""
+        devices = self.site.devices_of("modbus")
+        if not devices:
+            return []
+        from drivers.modbus.driver import MeterBinding, ModbusDriver  # pymodbus, only if used
+        from drivers.modbus.profile import load_profile
+
+        profiles_dir = self.site_path.parent / "profiles"
+        by_link: dict[str, list[MeterBinding]] = {}
+        for device in devices:
+            profile = load_profile(profiles_dir / f"{device.profile}.yaml")
+            by_link.setdefault(device.endpoint.link, []).append(MeterBinding(device, profile))
+        return [
+            Supervisor(ModbusDriver(f"modbus:{link}", bindings, self.ingest, clock=self.clock),
+                       clock=self.clock, on_transition=self._on_link)
+            for link, bindings in sorted(by_link.items())
+        ]
 
     def _binding(self, device: MqttDevice) -> DeviceBinding:
         known = detector_flags(a for a in self.book.active() if a.source == device.id)
