@@ -20,6 +20,7 @@ from drivers.modbus.scheduler import UnitState
 from gateway.errors import Unreachable
 from gateway.events import Event, Heartbeat, Reading, SeqCounter
 from simulators.modbus_meters import MeterServer, SimulatedMeter, meter
+from tests.serial_line import serial_line
 
 PROFILES = Path(__file__).resolve().parent.parent / "config" / "profiles"
 DEADLINE_S = 20.0
@@ -266,3 +267,28 @@ def test_simulated_meter_defaults_are_plausible() -> None:
             band = reg.plausible
             if band is not None:
                 assert band.min <= unit.values[reg.metric] <= band.max, (name, reg.metric)
+
+
+async def test_rtu_on_a_serial_line_with_a_dead_unit_keeps_the_others_on_interval() -> None:
+    meters = [meter("acrel-adw300", 1), meter("eastron-sdm630", 2), meter("water-meter", 3),
+              meter("acrel-adw300", 4)]
+    meters[3].faults.dead = True
+    async with MeterServer(meters, rtu=True) as server, serial_line("127.0.0.1",
+                                                                     server.port) as tty_path:
+        url = f"rtu://{tty_path}?baud=115200&unit="
+        profiles = ["acrel-adw300", "eastron-sdm630", "water-meter", "acrel-adw300"]
+        bindings = [_device(f"m{u}", f"{url}{u}", p) for u, p in enumerate(profiles, start=1)]
+        sink, link = Sink(), Link()
+        driver = ModbusDriver("modbus:serial", bindings, sink)
+        assert driver.name == "modbus:serial"
+        async with _running(driver, link):
+            await _until(lambda: driver.scheduler is not None
+                         and min(driver.scheduler.completed[f"m{u}"] for u in (1, 2, 3)) >= 15,
+                         "15 polls of every live unit")
+            assert driver.scheduler is not None
+            assert driver.scheduler.unit_state("m4") is UnitState.DOWN
+            # The dead unit was tried only a few times: its backoff kept it off the line.
+            assert sum(meters[3].requests.values()) <= 6
+            assert sink.last("m2", "voltage_l1_v") == pytest.approx(230.0)
+            assert sink.last("m3", "flow_m3h") == pytest.approx(3.0)
+    assert ("m4", "meter.unit.down") in [(e.source, e.kind) for e in sink.events]
