@@ -571,8 +571,32 @@ def _check(path: Path, environ: Mapping[str, str] | None) -> tuple[Site | None, 
             resolve_secret(ref, env)
         except ConfigError as exc:
             issues.append(_issue(str(path), lines, loc, str(exc)))
+    issues += _profile_issues(path, site, lines)
     issues.sort(key=lambda issue: issue.line)
     return site, issues
+
+
+def _profile_issues(path: Path, site: Site, lines: dict[Loc, int]) -> list[ConfigIssue]:
+    """Every enabled Modbus device's profile exists and is sound (profiles/ beside the file)."""
+    from drivers.modbus.profile import ProfileError, load_profile
+
+    folder = path.parent / "profiles"
+    found: list[ConfigIssue] = []
+    for d, device in enumerate(site.devices):
+        if not isinstance(device, ModbusDevice) or not device.enabled:
+            continue
+        loc: Loc = ("devices", d, "profile")
+        profile = folder / f"{device.profile}.yaml"
+        if not profile.is_file():
+            known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml"))) or "none"
+            found.append(_issue(str(path), lines, loc,
+                                f"unknown profile {device.profile!r} (known: {known})"))
+            continue
+        try:
+            load_profile(profile)
+        except ProfileError as exc:
+            found.append(_issue(str(path), lines, loc, f"bad profile: {exc}"))
+    return found
 
 
 def _secret_refs(site: Site) -> Iterator[tuple[Loc, SecretRef]]:

@@ -12,6 +12,7 @@ import yaml
 
 from drivers.modbus.blocks import Tag, decode, encode
 from drivers.modbus.profile import WIDTH, ProfileError, load_profile, load_profiles
+from gateway.config import check_config
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ROOT / "config" / "profiles"
@@ -103,3 +104,22 @@ def test_overlaps_are_per_function_table(tmp_path: Path) -> None:
                     "  - {metric: a, function: 3, address: 0, type: float32}\n"
                     "  - {metric: b, function: 4, address: 0, type: float32}\n", encoding="utf-8")
     assert [r.metric for r in load_profile(path).registers] == ["a", "b"]
+
+
+def test_check_config_names_a_bad_profile_and_its_line(tmp_path: Path) -> None:
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "broken.yaml").write_text(
+        HEAD + "  - {metric: a, function: 3, address: 0, type: float32}\n"
+        "  - {metric: b, function: 3, address: 1, type: uint16}\n", encoding="utf-8")
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "site: {id: furong, name: Furong test}\n"
+        "buildings:\n"
+        "  - {id: main, name: main, zones: [{id: plant, name: plant room}]}\n"
+        "devices:\n"
+        "  - {driver: modbus, id: em-1, kind: energy_meter, zone: plant,\n"
+        "     address: 'tcp://198.51.100.10:502/1', profile: broken}\n", encoding="utf-8")
+    (issue,) = check_config(site, environ={})
+    assert (issue.line, issue.key) == (6, "devices[0].profile")
+    assert issue.message.startswith("bad profile: ")
+    assert "broken.yaml:4 registers[1]: b at FC03 0x0001 overlaps" in issue.message
