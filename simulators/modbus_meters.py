@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -201,7 +202,41 @@ def meter(profile: str, unit: int, **kwargs: object) -> SimulatedMeter:
     return SimulatedMeter(unit, load_profile(PROFILES / f"{profile}.yaml"), **kwargs)  # type: ignore[arg-type]
 
 
+_FLEET_PROFILES = ("eastron-sdm630", "chint-dtsu666", "acrel-adw300", "water-meter",
+                   "gas-meter")
+
+
+async def _serve_fleet(specs: Sequence[str], host: str) -> None:
+    """`N:U[:rtu]` per spec: N endpoints of U units each (profiles in turn). Prints one JSON
+    line of {"tcp": [ports], "rtu": [ports]} once every server listens."""
+    servers: list[MeterServer] = []
+    ports: dict[str, list[int]] = {"tcp": [], "rtu": []}
+    meters: list[SimulatedMeter] = []
+    for spec in specs:
+        count, units, *rest = spec.split(":")
+        rtu = rest == ["rtu"]
+        for _ in range(int(count)):
+            group = [meter(_FLEET_PROFILES[u % len(_FLEET_PROFILES)], u + 1,
+                           variant="alternate") for u in range(int(units))]
+            meters += group
+            server = await MeterServer(group, rtu=rtu, host=host).start()
+            servers.append(server)
+            ports["rtu" if rtu else "tcp"].append(server.port)
+    print(json.dumps(ports), flush=True)
+    try:
+        while True:
+            await asyncio.sleep(1.0)
+            for m in meters:
+                m.advance(1.0)
+    finally:
+        for server in servers:
+            await server.stop()
+
+
 async def _serve(args: argparse.Namespace) -> None:
+    if args.fleet:
+        await _serve_fleet(args.fleet, args.host)
+        return
     meters = []
     for spec in args.meters:
         name, _, unit = spec.partition(":")
@@ -219,7 +254,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5020)
     parser.add_argument("--rtu", action="store_true", help="RTU framing on TCP")
-    parser.add_argument("meters", nargs="+", help="profile:unit")
+    parser.add_argument("--fleet", action="append", metavar="N:UNITS[:rtu]",
+                        help="N endpoints of UNITS units each on free ports")
+    parser.add_argument("meters", nargs="*", help="profile:unit")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(parser.parse_args(argv)))
 

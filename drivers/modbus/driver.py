@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from drivers.modbus.adapter import ModbusLink
@@ -73,6 +73,7 @@ class ModbusDriver:
         sink: Sink,
         *,
         clock: Clock | None = None,
+        on_late: Callable[[float], None] | None = None,
     ) -> None:
         if not bindings:
             raise ValueError("a Modbus driver needs at least one device")
@@ -81,6 +82,7 @@ class ModbusDriver:
         self._endpoint: ModbusEndpoint = bindings[0].device.endpoint
         self._sink = sink
         self._clock = clock or SystemClock()
+        self._on_late = on_late
         # Kept across restarts of the link: consumption stays continuous through them.
         self._counters: dict[tuple[str, str], Counter] = {}
         self._events: asyncio.Queue[Event] = asyncio.Queue()
@@ -113,7 +115,7 @@ class ModbusDriver:
             gap = inter_frame_gap_s(ep.baud) if ep.line_is_serial else 0.0
             self.scheduler = LineScheduler(
                 modbus, self._polls(), on_values=self._values, on_state=self._state,
-                on_fault=self._fault, gap_s=gap, clock=self._clock,
+                on_fault=self._fault, gap_s=gap, clock=self._clock, on_late=self._on_late,
             )
             await self.scheduler.run()
         finally:

@@ -117,6 +117,7 @@ class LineScheduler:
         gap_s: float = 0.0,
         clock: Clock | None = None,
         stagger: bool = True,
+        on_late: Callable[[float], None] | None = None,
     ) -> None:
         self._link = link
         self._clock = clock or SystemClock()
@@ -124,6 +125,7 @@ class LineScheduler:
         self._on_values = on_values
         self._on_state = on_state
         self._on_fault = on_fault
+        self._on_late = on_late  # seconds a poll started after it was due (benchmarks)
         now = self._clock.monotonic()
         n = max(1, len(polls))
         self._units = [
@@ -193,6 +195,8 @@ class LineScheduler:
 
     async def _poll(self, unit: _Unit) -> None:
         self.polls += 1
+        if self._on_late is not None:
+            self._on_late(max(0.0, self._clock.monotonic() - unit.due))
         values: dict[str, float] = {}
         silent = reprobe = False
         for block in list(unit.blocks):
