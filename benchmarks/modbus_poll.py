@@ -109,7 +109,8 @@ def simulators(*specs: str) -> Any:
     args = [sys.executable, "-m", "simulators.modbus_meters"]
     for spec in specs:
         args += ["--fleet", spec]
-    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
     try:
         assert process.stdout is not None
         yield json.loads(process.stdout.readline())
@@ -194,6 +195,5 @@ async def main(seconds: float) -> list[dict[str, Any]]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0)
-    results = asyncio.run(main(parser.parse_args().seconds))
-    for row in results:
+    for row in asyncio.run(main(parser.parse_args().seconds)):
         print(json.dumps(row, ensure_ascii=False))

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -250,6 +251,8 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    # pymodbus logs every dropped client at ERROR; a simulator under load would flood.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5020)
