@@ -4,6 +4,7 @@ polls, a silent unit kept off the line, firmware probing, a line where nothing a
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Sequence
 
 import pytest
@@ -139,4 +140,4 @@ def test_units_start_staggered_over_their_interval() -> None:
     rec = Recorder()
     scheduler = rec.scheduler(Line(), [_poll(k, i + 1, [0], 1.0) for i, k in enumerate("abcd")])
     dues = [u.due for u in scheduler._units]
-    assert [round(b - a, 6) for a, b in zip(dues, dues[1:], strict=False)] == [0.25] * 3
+    assert [round(b - a, 6) for a, b in itertools.pairwise(dues)] == [0.25] * 3
