@@ -292,3 +292,22 @@ async def test_rtu_on_a_serial_line_with_a_dead_unit_keeps_the_others_on_interva
             assert sink.last("m2", "voltage_l1_v") == pytest.approx(230.0)
             assert sink.last("m3", "flow_m3h") == pytest.approx(3.0)
     assert ("m4", "meter.unit.down") in [(e.source, e.kind) for e in sink.events]
+
+
+async def test_a_cancelled_driver_always_stops() -> None:
+    # Regression: pymodbus waits with asyncio.wait_for, which on Python 3.11 loses a cancel
+    # that lands as an answer arrives; the driver then polled on after the daemon's
+    # shutdown. Cancel at many moments of the polling cycle; every run must end.
+    meters = [meter(name, unit) for unit, name in enumerate(
+        ["eastron-sdm630", "acrel-adw300", "water-meter", "gas-meter"], start=1)]
+    async with MeterServer(meters) as server:
+        url = f"tcp://127.0.0.1:{server.port}"
+        bindings = [_device(f"m{m.unit}", f"{url}/{m.unit}", m.profile.profile) for m in meters]
+        for attempt in range(25):
+            driver = ModbusDriver("modbus:cancel", bindings, Sink())
+            task = asyncio.create_task(driver.run(Link()))
+            await asyncio.sleep(0.05 + (attempt % 7) * 0.007)
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=DEADLINE_S)
+            assert task in done, f"attempt {attempt}: the driver did not stop"
+            assert task.cancelled()

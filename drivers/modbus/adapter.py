@@ -11,6 +11,7 @@ scheduler's business, a lost link the supervisor's.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -138,8 +139,17 @@ class ModbusLink:
             # pymodbus would reconnect on its own here; the supervisor does that.
             raise Unreachable(f"{self.endpoint.link}: connection lost")
         self.requests += 1
+        # pymodbus waits with asyncio.wait_for, which on Python 3.11 swallows a cancel that
+        # lands as the answer arrives: the driver would then never stop. The request runs
+        # as its own task and is waited for with asyncio.wait, whose cancel always lands.
+        pending = asyncio.ensure_future(send())
         try:
-            answer = await send()
+            await asyncio.wait({pending})
+        except asyncio.CancelledError:
+            pending.cancel()
+            raise
+        try:
+            answer = pending.result()
         except ModbusIOException as exc:
             if not self._client.connected:
                 raise Unreachable(f"{self.endpoint.link}: connection lost") from exc
