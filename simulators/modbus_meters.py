@@ -53,6 +53,10 @@ class Faults:
     slow_s: float = 0.0  # answers this late
     exception: int | None = None  # answers every request with this exception code
     absurd: bool = False  # NaN floats, 999 V, PF 3
+    # Garbage on the wire (Modbus TCP only): an answer one register short, or an answer
+    # carrying another function code than the request's.
+    short_answer: bool = False
+    wrong_function: bool = False
 
 
 @dataclass
@@ -163,7 +167,21 @@ class MeterServer:
             meter = self.meters.get(unit)
             if meter is not None and meter.faults.dead:
                 return b""
+            if meter is not None and not self.rtu and len(data) > 10 and data[7] in (3, 4):
+                return self._garble(meter.faults, data)
         return data
+
+    @staticmethod
+    def _garble(faults: Faults, frame: bytes) -> bytes:
+        # MBAP: tid(2) pid(2) length(2) unit(1); PDU: function(1) byte count(1) data.
+        out = bytearray(frame)
+        if faults.short_answer and out[8] >= 4:
+            del out[-2:]
+            out[8] -= 2
+            out[4:6] = (int.from_bytes(out[4:6], "big") - 2).to_bytes(2, "big")
+        if faults.wrong_function:
+            out[7] = 7 - out[7]  # 3 <-> 4
+        return bytes(out)
 
     @property
     def port(self) -> int:

@@ -311,3 +311,21 @@ async def test_a_cancelled_driver_always_stops() -> None:
             done, _ = await asyncio.wait({task}, timeout=DEADLINE_S)
             assert task in done, f"attempt {attempt}: the driver did not stop"
             assert task.cancelled()
+
+
+@pytest.mark.parametrize("fault", ["short_answer", "wrong_function"])
+async def test_a_garbled_answer_is_refused_and_the_other_units_go_on(fault: str) -> None:
+    bad, good = meter("acrel-adw300", 1), meter("acrel-adw300", 2)
+    setattr(bad.faults, fault, True)
+    async with MeterServer([bad, good]) as server:
+        url = f"tcp://127.0.0.1:{server.port}"
+        sink = Sink()
+        driver = ModbusDriver("modbus:g", [_device("em-bad", f"{url}/1", "acrel-adw300"),
+                                           _device("em-good", f"{url}/2", "acrel-adw300")],
+                              sink)
+        async with _running(driver, Link()):
+            await _until(lambda: len(sink.rejects) >= 8
+                         and sink.last("em-good", "energy_import_kwh_consumed") is not None,
+                         "garbage refused, the good unit read")
+    assert {(reason, source) for _, reason, source in sink.rejects} == {("bad_answer", "em-bad")}
+    assert not [r for r in sink.readings if r.source == "em-bad"]
