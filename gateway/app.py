@@ -174,6 +174,7 @@ class Gateway:
                 clock=self.clock,
             )
             self.supervisors.append(self._supervise(driver, BROKER_BACKOFF_CAP_S))
+        self.supervisors += self._modbus_supervisors()
         for target in self.site.forwarding:
             self.metrics.forward_target(target.id)
             if isinstance(target, WebhookTarget):
@@ -211,6 +212,26 @@ class Gateway:
         backoff = Backoff(cap_s=cap_s) if cap_s is not None else None
         return Supervisor(driver, backoff=backoff, clock=self.clock,
                           on_transition=self._on_link, on_failure=self.metrics.link_failed)
+
+    def _modbus_supervisors(self) -> list[Supervisor]:
+        """One driver and supervisor per Modbus endpoint (TCP peer, serial server, RS-485
+        line) carrying every enabled unit on it."""
+        devices = self.site.devices_of("modbus")
+        if not devices:
+            return []
+        from drivers.modbus.driver import MeterBinding, ModbusDriver  # pymodbus, only if used
+        from drivers.modbus.profile import load_profile
+
+        profiles_dir = self.site_path.parent / "profiles"
+        by_link: dict[str, list[MeterBinding]] = {}
+        for device in devices:
+            profile = load_profile(profiles_dir / f"{device.profile}.yaml")
+            by_link.setdefault(device.endpoint.link, []).append(MeterBinding(device, profile))
+        return [
+            self._supervise(ModbusDriver(f"modbus:{link}", bindings, self.ingest,
+                                         clock=self.clock))
+            for link, bindings in sorted(by_link.items())
+        ]
 
     def _binding(self, device: MqttDevice) -> DeviceBinding:
         known = detector_flags(a for a in self.book.active() if a.source == device.id)

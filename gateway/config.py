@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal, overload
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -32,6 +32,11 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+# The Modbus models live with their driver; re-exported so the Device union and callers
+# keep one import path.
+from drivers.modbus.config import ModbusDevice as ModbusDevice
+from drivers.modbus.config import ModbusEndpoint as ModbusEndpoint
+from drivers.modbus.config import parse_modbus_address as parse_modbus_address
 from gateway.errors import ConfigError
 from gateway.secrets import resolve_secret
 
@@ -141,95 +146,6 @@ Text = Annotated[str, Field(min_length=1)]
 class _Model(BaseModel):
     # hide_input_in_errors: a mistyped secret must not reach a log through str(ValidationError).
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
-
-
-# --- Modbus addresses ---------------------------------------------------------------------
-
-_BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
-_UNIT = re.compile(r"[0-9]{1,3}")
-_MODBUS_FORMS = "tcp://host:port/unit or rtu:///dev/ttyX?baud=9600&unit=N"
-
-
-@dataclass(frozen=True, slots=True)
-class ModbusEndpoint:
-    """A parsed Modbus address: which link (TCP peer or RS-485 line) and which unit on it."""
-
-    transport: Literal["tcp", "rtu"]
-    unit: int
-    host: str = ""
-    port: int = 502
-    serial_port: str = ""
-    baud: int = 9600
-    parity: Literal["N", "E", "O"] = "N"
-    stopbits: Literal[1, 2] = 1
-
-    @property
-    def link(self) -> str:
-        """One supervisor owns each link; devices sharing it share one connection."""
-        if self.transport == "rtu":
-            return f"rtu://{self.serial_port}"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"tcp://{host}:{self.port}"
-
-
-def _unit(text: str) -> int:
-    if not _UNIT.fullmatch(text) or not 1 <= int(text) <= 247:
-        raise ValueError(f"Modbus unit must be a number 1-247, not {text!r}")
-    return int(text)
-
-
-def parse_modbus_address(text: str) -> ModbusEndpoint:
-    """Parse `tcp://host[:port]/unit` or `rtu:///dev/ttyX?baud=B&unit=N[&parity=E&stopbits=1]`."""
-    parts = urlsplit(text)
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("Modbus has no log-in: an address takes no user name or password")
-    if parts.scheme == "tcp":
-        if parts.query or parts.fragment or not parts.hostname:
-            raise ValueError(f"a Modbus TCP address is tcp://host:port/unit, not {text!r}")
-        try:
-            port = parts.port
-        except ValueError:
-            port = 0
-        if port == 0:
-            raise ValueError("Modbus TCP port must be 1-65535")
-        return ModbusEndpoint(
-            "tcp", unit=_unit(parts.path.removeprefix("/")), host=parts.hostname, port=port or 502
-        )
-    if parts.scheme == "rtu":
-        if parts.netloc or not parts.path.startswith("/dev/") or parts.fragment:
-            raise ValueError(
-                f"a Modbus RTU address is rtu:///dev/ttyX?baud=9600&unit=N, not {text!r}"
-            )
-        params: dict[str, str] = {}
-        for key, value in parse_qsl(parts.query, keep_blank_values=True):
-            if key in params:
-                raise ValueError(f"Modbus RTU option {key!r} given twice")
-            params[key] = value
-        unknown = sorted(set(params) - {"baud", "unit", "parity", "stopbits"})
-        if unknown:
-            raise ValueError(
-                f"unknown Modbus RTU option {unknown[0]!r} (baud, unit, parity, stopbits)"
-            )
-        if "unit" not in params:
-            raise ValueError("a Modbus RTU address needs unit=N")
-        baud = params.get("baud", "9600")
-        if not baud.isascii() or not baud.isdigit() or int(baud) not in _BAUDS:
-            raise ValueError(f"baud must be one of {', '.join(map(str, _BAUDS))}")
-        parity = params.get("parity", "N")
-        if parity not in ("N", "E", "O"):
-            raise ValueError("parity must be N, E or O")
-        stopbits = params.get("stopbits", "1")
-        if stopbits not in ("1", "2"):
-            raise ValueError("stopbits must be 1 or 2")
-        return ModbusEndpoint(
-            "rtu",
-            unit=_unit(params["unit"]),
-            serial_port=parts.path,
-            baud=int(baud),
-            parity=parity,  # type: ignore[arg-type]  # checked against the Literal just above
-            stopbits=int(stopbits),  # type: ignore[arg-type]
-        )
-    raise ValueError(f"a Modbus address is {_MODBUS_FORMS}, not {text!r}")
 
 
 # --- the site -------------------------------------------------------------------------------
@@ -452,28 +368,6 @@ class MqttDevice(_Model):
     def rate_of_rise(self) -> bool:
         """Class suffix R: the detector also alarms on a fast rise (EN 54-5)."""
         return self.detector_class.endswith("R")
-
-
-class ModbusDevice(_Model):
-    driver: Literal["modbus"]
-    id: Name
-    kind: Literal["energy_meter", "water_meter", "elevator", "fire_panel"]
-    zone: str
-    address: str
-    profile: Text
-    poll_s: float = Field(default=5.0, ge=0.1, le=3600)
-    vendor: str | None = None
-    enabled: bool = True
-
-    @field_validator("address")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        parse_modbus_address(value)
-        return value
-
-    @property
-    def endpoint(self) -> ModbusEndpoint:
-        return parse_modbus_address(self.address)
 
 
 class HttpPushDevice(_Model):
@@ -703,8 +597,32 @@ def _check(path: Path, environ: Mapping[str, str] | None) -> tuple[Site | None, 
     for loc, name, file in _tls_files(site):
         if not os.access(file, os.R_OK):
             issues.append(_issue(str(path), lines, (*loc, name), f"cannot read {file}"))
+    issues += _profile_issues(path, site, lines)
     issues.sort(key=lambda issue: issue.line)
     return site, issues
+
+
+def _profile_issues(path: Path, site: Site, lines: dict[Loc, int]) -> list[ConfigIssue]:
+    """Every enabled Modbus device's profile exists and is sound (profiles/ beside the file)."""
+    from drivers.modbus.profile import ProfileError, load_profile
+
+    folder = path.parent / "profiles"
+    found: list[ConfigIssue] = []
+    for d, device in enumerate(site.devices):
+        if not isinstance(device, ModbusDevice) or not device.enabled:
+            continue
+        loc: Loc = ("devices", d, "profile")
+        profile = folder / f"{device.profile}.yaml"
+        if not profile.is_file():
+            known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml"))) or "none"
+            found.append(_issue(str(path), lines, loc,
+                                f"unknown profile {device.profile!r} (known: {known})"))
+            continue
+        try:
+            load_profile(profile)
+        except ProfileError as exc:
+            found.append(_issue(str(path), lines, loc, f"bad profile: {exc}"))
+    return found
 
 
 def _secret_refs(site: Site) -> Iterator[tuple[Loc, SecretRef]]:

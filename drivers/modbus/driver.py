@@ -1,0 +1,197 @@
+"""The Modbus driver: one per endpoint (TCP peer, serial server or RS-485 line). It opens
+the link, lets the line scheduler poll every unit on it, turns the words into readings
+(plausibility first, counters made continuous) and unit transitions into events, and
+raises `Unreachable` when the link is lost; its supervisor restarts it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from drivers.modbus.adapter import ModbusLink
+from drivers.modbus.blocks import Block, Tag, plan
+from drivers.modbus.config import ModbusDevice, ModbusEndpoint
+from drivers.modbus.consumption import Change, Counter
+from drivers.modbus.plausibility import check
+from drivers.modbus.profile import Profile, Register
+from drivers.modbus.scheduler import LineScheduler, UnitPoll, UnitState, inter_frame_gap_s
+from gateway.clock import Clock, SystemClock
+from gateway.contract import Link, Sink
+from gateway.events import Event, Reading, Severity
+
+log = logging.getLogger("drivers.modbus")
+
+DRIVER = "modbus"
+# Three phases at 230 V: what a breaker of N amperes lets through, in kW (= kWh per hour).
+_KW_PER_BREAKER_A = 3 * 230.0 / 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class MeterBinding:
+    """One unit on the line: its site-file entry and its profile."""
+
+    device: ModbusDevice
+    profile: Profile
+
+
+def _tags(binding: MeterBinding, alternate: bool) -> list[Tag]:
+    quirks = binding.device.workarounds
+    out = []
+    for reg in binding.profile.registers:
+        address = reg.address
+        if alternate and reg.alternate_address is not None:
+            address = reg.alternate_address
+        order = quirks.word_order or binding.profile.word_order_of(reg)
+        out.append(Tag(reg, address + quirks.address_offset, order))
+    return out
+
+
+def plans_for(binding: MeterBinding) -> list[list[Block]]:
+    """The block plan per firmware variant to try, the configured one (or primary) first."""
+    quirks = binding.device.workarounds
+    has_alternate = any(r.alternate_address is not None for r in binding.profile.registers)
+
+    def one(alternate: bool) -> list[Block]:
+        return plan(_tags(binding, alternate), max_block=quirks.max_block, gap=quirks.gap_bridge)
+
+    variant = binding.device.variant
+    if not has_alternate or variant == "primary":
+        return [one(False)]
+    if variant == "alternate":
+        return [one(True)]
+    return [one(False), one(True)]
+
+
+class ModbusDriver:
+    def __init__(
+        self,
+        name: str,
+        bindings: Sequence[MeterBinding],
+        sink: Sink,
+        *,
+        clock: Clock | None = None,
+        on_late: Callable[[float], None] | None = None,
+    ) -> None:
+        if not bindings:
+            raise ValueError("a Modbus driver needs at least one device")
+        self.name = name
+        self._bindings = {b.device.id: b for b in bindings}
+        self._endpoint: ModbusEndpoint = bindings[0].device.endpoint
+        self._sink = sink
+        self._clock = clock or SystemClock()
+        self._on_late = on_late
+        # Kept across restarts of the link: consumption stays continuous through them.
+        self._counters: dict[tuple[str, str], Counter] = {}
+        self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self._link: Link | None = None
+        self._answered = False
+        self._down: set[str] = set()
+        self.scheduler: LineScheduler | None = None
+        self.link: ModbusLink | None = None
+
+    def _polls(self) -> list[UnitPoll]:
+        return [
+            UnitPoll(b.device.id, b.device.endpoint.unit, plans_for(b), b.device.poll_s,
+                     single_register_writes=b.device.workarounds.no_multi_register_write)
+            for b in self._bindings.values()
+        ]
+
+    async def run(self, link: Link) -> None:
+        ep = self._endpoint
+        timeout = min(b.device.timeout_s for b in self._bindings.values())
+        modbus = ModbusLink(ep, timeout_s=timeout)
+        self._link, self._answered, self._down = link, False, set()
+        await modbus.open()
+        self.link = modbus
+        deliver = asyncio.create_task(self._deliver(), name=f"{self.name}:events")
+        try:
+            pause = max(b.device.workarounds.pause_after_connect_s
+                        for b in self._bindings.values())
+            if pause:
+                await asyncio.sleep(pause)
+            gap = inter_frame_gap_s(ep.baud) if ep.line_is_serial else 0.0
+            self.scheduler = LineScheduler(
+                modbus, self._polls(), on_values=self._values, on_state=self._state,
+                on_fault=self._fault, gap_s=gap, clock=self._clock, on_late=self._on_late,
+            )
+            await self.scheduler.run()
+        finally:
+            modbus.close()
+            deliver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await deliver
+            # Events queued before the loss still go out: they happened.
+            while not self._events.empty():
+                await self._sink.event(self._events.get_nowait())
+
+    async def write(self, device_id: str, address: int, values: Sequence[int]) -> None:
+        """Write holding registers of one device ahead of its line's queued polls."""
+        if self.scheduler is None:
+            raise RuntimeError(f"{self.name} is not connected")
+        binding = self._bindings[device_id]
+        await self.scheduler.write(binding.device.endpoint.unit, address, values)
+
+    async def _deliver(self) -> None:
+        while True:
+            await self._sink.event(await self._events.get())
+
+    def _event(self, source: str, kind: str, severity: Severity, **data: object) -> None:
+        device = self._bindings[source].device
+        self._events.put_nowait(Event(kind, source, self._sink.next_seq(source),
+                                      self._clock.now(), severity, device.zone, data=data))
+
+    def _values(self, source: str, values: dict[str, float], now: float) -> None:
+        if not self._answered and self._link is not None:
+            self._answered = True
+            self._link.up()
+        binding = self._bindings[source]
+        for metric, value in values.items():
+            reg = binding.profile.register(metric)
+            flag = check(reg, value)
+            if flag is not None:
+                self._sink.rejected(DRIVER, flag.value, f"{metric}={value!r}", source)
+                continue
+            self._sink.telemetry(Reading(source, metric, value, reg.unit, now))
+            if reg.kind == "counter":
+                self._count(binding, reg, value, now)
+
+    def _count(self, binding: MeterBinding, reg: Register, value: float, now: float) -> None:
+        source = binding.device.id
+        counter = self._counters.get((source, reg.metric))
+        if counter is None:
+            rise = reg.max_rise_per_h or float("inf")
+            if binding.device.breaker_a is not None and reg.unit == "kWh":
+                rise = binding.device.breaker_a * _KW_PER_BREAKER_A
+            counter = self._counters[(source, reg.metric)] = Counter(rise)
+        outcome = counter.update(value, now)
+        if outcome.flag is not None:
+            self._sink.rejected(DRIVER, outcome.flag.value, f"{reg.metric}={value!r}", source)
+            return
+        if outcome.change is not Change.NONE:
+            log.warning("device=%s metric=%s counter %s", source, reg.metric, outcome.change)
+            self._event(source, f"meter.counter.{outcome.change.value}", Severity.MINOR,
+                        metric=reg.metric, raw=value, total=outcome.total)
+        self._sink.telemetry(Reading(source, f"{reg.metric}_consumed", outcome.total, reg.unit,
+                                     now))
+
+    def _state(self, source: str, state: UnitState, reason: str) -> None:
+        if state is UnitState.DOWN:
+            self._down.add(source)
+            self._event(source, "meter.unit.down", Severity.MINOR, reason=reason)
+        else:
+            was_down = source in self._down
+            self._down.discard(source)
+            if was_down:
+                self._event(source, "meter.unit.up", Severity.INFO, reason=reason)
+        if self._link is None or not self._answered:
+            return
+        if self._down:
+            self._link.degraded(f"{len(self._down)} of {len(self._bindings)} units silent")
+        else:
+            self._link.up()
+
+    def _fault(self, source: str, reason: str, detail: str) -> None:
+        self._sink.rejected(DRIVER, reason, detail, source)
