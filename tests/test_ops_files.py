@@ -98,6 +98,7 @@ def exported() -> set[str]:
     m.alarm_to_forward(0.030)
     m.forwarded("desk")
     m.forward_failed("desk", "timeout")
+    m.link_failed("mqtt:site", "taken_over")
     m.device_transition("mqtt:site", "up")
     m.alert_raised(Severity.CRITICAL)
     m.forward_target("ops")
