@@ -45,7 +45,9 @@ from gateway.forward.webhook import WebhookForwarder
 from gateway.ingest import Ingest
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline, record_to_alert
+from gateway.rules import RuleRegistry
 from gateway.rules.fire import DetectorSpec, FireParams, FireRules, detector_flags
+from gateway.rules.presence import PresenceRules, PresenceSpec
 from gateway.sdnotify import notify
 from gateway.secrets import resolve_secret
 from gateway.store import AuditRow, OutboxRow, Retention, Store, WriteBatch
@@ -121,15 +123,29 @@ class Gateway:
         return BrokerEndpoint(host, port, broker.username, password, broker.keepalive_s,
                               client_id)
 
+    def _rules(self) -> RuleRegistry:
+        """Every rule module, presence first: a device heard again is news before what
+        its report says."""
+        return RuleRegistry([self._presence_rules(), self._fire_rules()])
+
     def _fire_rules(self) -> FireRules:
         cfg = self.site.rules.fire
-        # FireParams carries the same names as the config section, plus defaults of its own.
-        params = FireParams(**cfg.model_dump())
+        # FireParams carries the same names as the config section, plus defaults of its
+        # own; the silence factor belongs to presence.
+        params = FireParams(**cfg.model_dump(exclude={"silence_factor"}))
         specs = [
             DetectorSpec(d.id, d.zone, d.detector_class, d.heartbeat_s)
             for d in self._heat_detectors()
         ]
         return FireRules(params, specs)
+
+    def _presence_rules(self) -> PresenceRules:
+        # Only devices whose driver runs here: a family without one would only go stale.
+        specs = [
+            PresenceSpec(d.id, d.zone, d.heartbeat_s, "Heat detector", "heartbeat")
+            for d in self._heat_detectors()
+        ]
+        return PresenceRules(specs, silence_factor=self.site.rules.fire.silence_factor)
 
     def _heat_detectors(self) -> list[MqttDevice]:
         return [
@@ -302,11 +318,11 @@ class Gateway:
         self.book.restore(record_to_alert(r) for r in self.store.active_alerts())
         for source, last in self.store.last_seq().items():
             self.ingest.seq.restore(source, last)
-        fire = self._fire_rules()
-        fire.restore(self.book.active())
+        rules = self._rules()
+        rules.restore(self.book.active())
         self._core_failed = asyncio.Event()
         self.pipeline = pipeline = Pipeline(
-            bus=self.bus, store=self.store, book=self.book, fire=fire,
+            bus=self.bus, store=self.store, book=self.book, rules=rules,
             metrics=self.metrics, clock=self.clock, routes=self._routes(),
             on_committed=self._wake_forwarders,
             on_store_failed=lambda exc: self._core_failed.set(),

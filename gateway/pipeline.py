@@ -1,7 +1,8 @@
-"""The pipeline: takes batches off the bus, runs the rules, and writes one store batch per
-bus batch. Alert changes, their outbox rows and the events behind them commit together;
-only after that commit are they published to the desk feed, the forwarders woken and the
-drivers' `Settle` markers resolved (they acknowledge their devices then).
+"""The pipeline: takes batches off the bus, runs every module of the rule registry, and
+writes one store batch per bus batch. Alert changes, their outbox rows and the events
+behind them commit together; only after that commit are they published to the desk feed,
+the forwarders woken and the drivers' `Settle` markers resolved (they acknowledge their
+devices then).
 
 Rule and alert state move before the commit (batches are pipelined). So a failed commit
 is not retried here: the writer refuses every later batch, every marker fails, and
@@ -22,7 +23,7 @@ from gateway.errors import StoreFailed
 from gateway.events import Event, Heartbeat, Item, Reading, Settle, Severity
 from gateway.forward.messages import Route, alert_rows, state_rows
 from gateway.metrics import Metrics
-from gateway.rules.fire import FireRules
+from gateway.rules import RuleRegistry
 from gateway.store import AlertRecord, DeviceStateRow, Store, WriteBatch
 from gateway.store.downsample import Downsampler
 
@@ -67,7 +68,7 @@ class Pipeline:
         bus: Bus,
         store: Store,
         book: AlertBook,
-        fire: FireRules,
+        rules: RuleRegistry,
         metrics: Metrics,
         clock: Clock,
         routes: list[Route],
@@ -77,7 +78,7 @@ class Pipeline:
         self._bus = bus
         self._store = store
         self._book = book
-        self._fire = fire
+        self._rules = rules
         self._metrics = metrics
         self._clock = clock
         self._routes = routes
@@ -115,7 +116,7 @@ class Pipeline:
         self.items += len(items)
         wb = WriteBatch()
         pending = _Pending()
-        observe = self._fire.observe
+        observe = self._rules.observe
         readings = 0
         for item in items:
             kind = type(item)
@@ -144,12 +145,13 @@ class Pipeline:
         self._submit(wb, pending)
 
     def tick(self) -> None:
-        """Once a second: silence detection and the downsampler's due minutes."""
+        """Once a second: the rules' time-driven signals (silence) and the downsampler's
+        due minutes."""
         now = self._clock.now()
         self.last_progress = self._clock.monotonic()
         wb = WriteBatch()
         pending = _Pending()
-        signals = self._fire.tick(now)
+        signals = self._rules.tick(now)
         if signals:
             self._apply(signals, now, wb, pending)
         wb.minutes.extend(self._downsampler.flush_due(now))
@@ -165,9 +167,9 @@ class Pipeline:
         self, signals: list[AlertSignal], now: float, wb: WriteBatch, pending: _Pending
     ) -> None:
         for signal in signals:
-            if signal.rule == "device.stale":
-                state = "stale" if signal.active else "up"
-                self._device_transition(signal.source, state, signal.summary, now, wb)
+            if signal.device_state is not None:
+                self._device_transition(signal.source, signal.device_state, signal.summary,
+                                        now, wb)
             change = self._book.apply(signal, now)
             if change is None:
                 continue
