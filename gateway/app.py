@@ -29,6 +29,7 @@ from gateway.api.app import make_app, serve
 from gateway.api.bounds import HttpLimits
 from gateway.bus import Bus
 from gateway.clock import Clock, SystemClock
+from gateway.commands import Command, Commander, CommandGuard, CommandResult, policy_of
 from gateway.config import (
     BrokerConfig,
     MqttDevice,
@@ -103,6 +104,9 @@ class Gateway:
         )
         test_zones = [z.id for b in site.buildings for z in b.zones if z.test_mode]
         self.book = AlertBook(test_zones=test_zones)
+        # Drivers whose devices take commands attach to it as they are built.
+        self.commander = Commander(self._command_guard(), self.store, self.clock)
+        self._linkage: set[asyncio.Task[CommandResult]] = set()
         self.supervisors: list[Supervisor] = []
         self.forwarders: list[MqttForwarder | WebhookForwarder] = []
         self.http_port: int | None = None
@@ -146,6 +150,20 @@ class Gateway:
             for d in self._heat_detectors()
         ]
         return PresenceRules(specs, silence_factor=self.site.rules.fire.silence_factor)
+
+    def _command_guard(self) -> CommandGuard:
+        return CommandGuard(
+            policy_of(d.id, d.commands) for d in self.site.devices
+            if d.enabled and d.commands is not None
+        )
+
+    def _linkage_command(self, command: Command) -> None:
+        """A rule's command, once its cause is committed: guarded and audited like any."""
+        task = asyncio.get_running_loop().create_task(
+            self.commander.execute(command), name=f"command:{command.device}:{command.action}"
+        )
+        self._linkage.add(task)
+        task.add_done_callback(self._linkage.discard)
 
     def _heat_detectors(self) -> list[MqttDevice]:
         return [
@@ -326,6 +344,7 @@ class Gateway:
             metrics=self.metrics, clock=self.clock, routes=self._routes(),
             on_committed=self._wake_forwarders,
             on_store_failed=lambda exc: self._core_failed.set(),
+            on_command=self._linkage_command,
         )
         pipeline.restore_device_states(self.store.device_states())
         self._build_drivers()
@@ -421,6 +440,7 @@ class Gateway:
                             http.header_timeout_s)
         app = make_app(book=self.book, metrics=self.metrics, health=self.health,
                        zone_names=zone_names, limits=limits,
+                       commands=self.commander.execute,
                        dead_letters=lambda limit: [d.to_json() for d in
                                                    self.store.outbox_dead(limit)])
         host = self._http_host()

@@ -8,14 +8,20 @@ Acknowledging a device (a PUBACK, an HTTP answer, a gate's reply) waits for
 `Sink.settle()`: everything the driver queued before it is then committed, with every
 alert the rules derived from it. A report that could raise an alarm is never
 acknowledged before that, so a crash or a failed commit makes the device send it again.
+
+A driver whose devices take commands also implements `Commandable`; the core's
+`Commander` routes each command to it by device id after the guard and the audit.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.events import Event, Heartbeat, Reading
+
+if TYPE_CHECKING:
+    from gateway.commands import Command, CommandResult
 
 
 class Sink(Protocol):
@@ -60,3 +66,13 @@ class Driver(Protocol):
 
     async def run(self, link: Link) -> None:
         """Connect and loop until the link is lost (then raise) or the task is cancelled."""
+
+
+class Commandable(Protocol):
+    """A driver whose devices take commands. Optional: most drivers only listen."""
+
+    async def execute(self, command: Command) -> CommandResult:
+        """Carry out one command that the guard allowed and the audit recorded, and say
+        what happened: `verified` where the device reads back the new state,
+        `unverified` where it only accepted, `failed` otherwise. Raising counts as
+        failed; the commander bounds the time it waits."""

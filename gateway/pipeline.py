@@ -13,17 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from gateway.alerts import Alert, AlertBook, AlertChange, AlertSignal, AlertState
+from gateway.alerts import Alert, AlertBook, AlertChange, AlertState
 from gateway.bus import Bus
 from gateway.clock import Clock
+from gateway.commands import Command
 from gateway.errors import StoreFailed
 from gateway.events import Event, Heartbeat, Item, Reading, Settle, Severity
 from gateway.forward.messages import Route, alert_rows, state_rows
 from gateway.metrics import Metrics
-from gateway.rules import RuleRegistry
+from gateway.rules import RuleRegistry, Verdict
 from gateway.store import AlertRecord, DeviceStateRow, Store, WriteBatch
 from gateway.store.downsample import Downsampler
 
@@ -59,6 +60,7 @@ class _Pending:
     changes: list[AlertChange] = field(default_factory=list)
     oldest_event: float | None = None
     settles: list[asyncio.Future[None]] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)
 
 
 class Pipeline:
@@ -74,6 +76,7 @@ class Pipeline:
         routes: list[Route],
         on_committed: Callable[[], None],
         on_store_failed: Callable[[BaseException], None] | None = None,
+        on_command: Callable[[Command], None] | None = None,
     ) -> None:
         self._bus = bus
         self._store = store
@@ -84,6 +87,7 @@ class Pipeline:
         self._routes = routes
         self._on_committed = on_committed
         self._on_store_failed = on_store_failed
+        self._on_command = on_command
         self._last_submitted: asyncio.Future[None] | None = None
         self.failed: BaseException | None = None
         self._downsampler = Downsampler()
@@ -164,9 +168,12 @@ class Pipeline:
         self._submit(wb, _Pending())
 
     def _apply(
-        self, signals: list[AlertSignal], now: float, wb: WriteBatch, pending: _Pending
+        self, verdicts: Sequence[Verdict], now: float, wb: WriteBatch, pending: _Pending
     ) -> None:
-        for signal in signals:
+        for signal in verdicts:
+            if isinstance(signal, Command):
+                pending.commands.append(signal)
+                continue
             if signal.device_state is not None:
                 self._device_transition(signal.source, signal.device_state, signal.summary,
                                         now, wb)
@@ -204,6 +211,9 @@ class Pipeline:
 
     def _submit(self, wb: WriteBatch, pending: _Pending) -> None:
         if not (wb.events or wb.minutes or wb.alerts or wb.outbox or wb.device_states or wb.audit):
+            if pending.commands:
+                # A command from a tick or a reading alone: audited by the commander.
+                self._submit_commands_after(self._last_submitted, pending.commands)
             if pending.settles:
                 # Nothing of this batch to write: its markers wait for the batch before.
                 self._settle_after(self._last_submitted, pending.settles)
@@ -212,6 +222,22 @@ class Pipeline:
         self._last_submitted = done
         has_outbox = bool(wb.outbox)
         done.add_done_callback(lambda fut: self._committed(fut, pending, has_outbox))
+
+    def _submit_commands_after(
+        self, previous: asyncio.Future[None] | None, commands: list[Command]
+    ) -> None:
+        if previous is None or previous.done():
+            if previous is None or _error_of(previous) is None:
+                self._send(commands)
+            return
+        previous.add_done_callback(
+            lambda fut: self._send(commands) if _error_of(fut) is None else None
+        )
+
+    def _send(self, commands: list[Command]) -> None:
+        if self._on_command is not None:
+            for command in commands:
+                self._on_command(command)
 
     def _settle_after(
         self, previous: asyncio.Future[None] | None, settles: list[asyncio.Future[None]]
@@ -238,6 +264,8 @@ class Pipeline:
             self._metrics.ingest_to_store(self._clock.now() - pending.oldest_event)
         for change in pending.changes:
             self._book.publish(change)
+        # Linkage only for what is committed: a command never runs ahead of its cause.
+        self._send(pending.commands)
         if has_outbox:
             self._on_committed()
 

@@ -8,29 +8,35 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from gateway.alerts import Alert, AlertSignal
+from gateway.commands import Command
 from gateway.errors import ConfigError
 from gateway.events import Event, Heartbeat, Reading
 
+# What a rule says: an alert condition changed, or a device must be told something
+# (linkage: open the barriers on a confirmed fire). Commands go through the same guard
+# and audit as the API's, and only once the batch that caused them is committed.
+Verdict = AlertSignal | Command
+
 # Returned whenever no module said anything, so the hot path allocates no list.
-_NOTHING: list[AlertSignal] = []
+_NOTHING: list[Verdict] = []
 
 
 class RuleModule(Protocol):
     """One domain's rules (fire, presence; elevator, energy, vehicles next).
 
     Pure: given its own state, an item and the time, it returns the alert signals that
-    changed. It only signals on a transition, and it knows only the devices it was
-    built with (anything else returns an empty list)."""
+    changed and the commands it wants sent. It only signals on a transition, and it knows
+    only the devices it was built with (anything else returns an empty list)."""
 
     name: str
 
     def restore(self, firing: Iterable[Alert]) -> None:
         """Take over alerts still firing from before a restart, so their clears are seen."""
 
-    def observe(self, item: Event | Reading | Heartbeat, now: float) -> list[AlertSignal]:
-        """Signals caused by one item. An empty result may be shared: never mutate it."""
+    def observe(self, item: Event | Reading | Heartbeat, now: float) -> Sequence[Verdict]:
+        """Verdicts caused by one item. An empty result may be shared: never mutate it."""
 
-    def tick(self, now: float) -> list[AlertSignal]:
+    def tick(self, now: float) -> Sequence[Verdict]:
         """Time-driven signals (silence, `for:` durations); called about once a second."""
 
 
@@ -58,18 +64,24 @@ class RuleRegistry:
         for m in self.modules:
             m.restore(alerts)
 
-    def observe(self, item: Event | Reading | Heartbeat, now: float) -> list[AlertSignal]:
+    def observe(self, item: Event | Reading | Heartbeat, now: float) -> list[Verdict]:
         out = _NOTHING
         for observe in self._observers:
-            signals = observe(item, now)
-            if signals:
-                out = list(signals) if out is _NOTHING else out + signals
+            said = observe(item, now)
+            if said:
+                if out is _NOTHING:
+                    out = list(said)
+                else:
+                    out.extend(said)
         return out
 
-    def tick(self, now: float) -> list[AlertSignal]:
+    def tick(self, now: float) -> list[Verdict]:
         out = _NOTHING
         for m in self.modules:
-            signals = m.tick(now)
-            if signals:
-                out = list(signals) if out is _NOTHING else out + signals
+            said = m.tick(now)
+            if said:
+                if out is _NOTHING:
+                    out = list(said)
+                else:
+                    out.extend(said)
         return out
