@@ -344,7 +344,7 @@ class Gateway:
             metrics=self.metrics, clock=self.clock, routes=self._routes(),
             on_committed=self._wake_forwarders,
             on_store_failed=lambda exc: self._core_failed.set(),
-            on_command=self._linkage_command,
+            on_command=self._linkage_command, decisions=self.ingest.decisions,
         )
         pipeline.restore_device_states(self.store.device_states())
         self._build_drivers()

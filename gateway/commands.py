@@ -67,6 +67,23 @@ class CommandResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Decision:
+    """The rules' answer to one event a push driver awaits (`Sink.decide`): the commands
+    they derived from it, committed and audited with the event. No command is a deny."""
+
+    commands: tuple[Command, ...] = ()
+    reason: str = ""
+
+    @property
+    def allow(self) -> bool:
+        return bool(self.commands)
+
+    def asks(self, action: str, device: str | None = None) -> bool:
+        return any(c.action == action and (device is None or c.device == device)
+                   for c in self.commands)
+
+
+@dataclass(frozen=True, slots=True)
 class Allowed:
     """One allow-listed action of one device. No range and no set: it takes no value."""
 

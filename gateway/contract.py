@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 from gateway.events import Event, Heartbeat, Reading
 
 if TYPE_CHECKING:
-    from gateway.commands import Command, CommandResult
+    from gateway.commands import Command, CommandResult, Decision
 
 
 class Sink(Protocol):
@@ -38,6 +38,12 @@ class Sink(Protocol):
         """A future that resolves once everything queued so far is committed together
         with what the rules derived from it, or fails (`StoreFailed`) if it never will
         be: then the driver must not acknowledge, and should drop its link."""
+
+    async def decide(self, event: Event, timeout_s: float = ...) -> Decision:
+        """Queue an event a device awaits an answer to in its own request (a plate
+        camera's HTTP push) and wait for its commit and the rules' decision: the commands
+        they derived from it, audited with it. No decision within `timeout_s`, or a
+        failed commit, gives an empty decision: deny (fail safe), logged."""
 
     def next_seq(self, source: str) -> int:
         """The next per-source event sequence number."""

@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from gateway.alerts import Alert, AlertBook, AlertChange, AlertState
 from gateway.bus import Bus
 from gateway.clock import Clock
-from gateway.commands import Command
+from gateway.commands import Command, Decision
 from gateway.errors import StoreFailed
 from gateway.events import Event, Heartbeat, Item, Reading, Settle, Severity
 from gateway.forward.messages import Route, alert_rows, state_rows
+from gateway.ingest import Decisions
 from gateway.metrics import Metrics
 from gateway.rules import RuleRegistry, Verdict
-from gateway.store import AlertRecord, DeviceStateRow, Store, WriteBatch
+from gateway.store import AlertRecord, AuditRow, DeviceStateRow, Store, WriteBatch
 from gateway.store.downsample import Downsampler
 
 log = logging.getLogger("gateway.pipeline")
@@ -61,6 +62,7 @@ class _Pending:
     oldest_event: float | None = None
     settles: list[asyncio.Future[None]] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
+    decisions: list[tuple[asyncio.Future[Decision], Decision]] = field(default_factory=list)
 
 
 class Pipeline:
@@ -77,6 +79,7 @@ class Pipeline:
         on_committed: Callable[[], None],
         on_store_failed: Callable[[BaseException], None] | None = None,
         on_command: Callable[[Command], None] | None = None,
+        decisions: Decisions | None = None,
     ) -> None:
         self._bus = bus
         self._store = store
@@ -88,6 +91,7 @@ class Pipeline:
         self._on_committed = on_committed
         self._on_store_failed = on_store_failed
         self._on_command = on_command
+        self._decisions = decisions if decisions is not None else Decisions()
         self._last_submitted: asyncio.Future[None] | None = None
         self.failed: BaseException | None = None
         self._downsampler = Downsampler()
@@ -121,8 +125,10 @@ class Pipeline:
         wb = WriteBatch()
         pending = _Pending()
         observe = self._rules.observe
+        decisions = self._decisions
         readings = 0
         for item in items:
+            decided = None
             kind = type(item)
             if kind is Reading:
                 self._downsampler.add(item)  # type: ignore[arg-type]
@@ -140,7 +146,11 @@ class Pipeline:
                 self._metrics.event(event.kind)
                 if pending.oldest_event is None or event.time < pending.oldest_event:
                     pending.oldest_event = event.time
+                if decisions:
+                    decided = decisions.take(event.id)
             signals = observe(item, now)  # type: ignore[arg-type]
+            if decided is not None:
+                signals = self._decide(item, signals, decided, now, wb, pending)  # type: ignore[arg-type]
             if signals:
                 self._apply(signals, now, wb, pending)
         if readings:
@@ -166,6 +176,22 @@ class Pipeline:
         wb = WriteBatch()
         wb.minutes.extend(self._downsampler.flush_all())
         self._submit(wb, _Pending())
+
+    def _decide(
+        self, event: Event, verdicts: Sequence[Verdict], decided: asyncio.Future[Decision],
+        now: float, wb: WriteBatch, pending: _Pending,
+    ) -> list[Verdict]:
+        """A driver awaits this event's decision: the rules' commands for it go back to
+        the driver (which answers its device with them), audited in the event's batch,
+        and not to the commander as well."""
+        commands = tuple(v for v in verdicts if isinstance(v, Command))
+        for c in commands:
+            wb.audit.append(AuditRow(now, c.who, f"decision.{c.action}", c.device,
+                                     {"why": c.why, "value": c.value, "event": event.id,
+                                      "source": event.source}))
+        reason = "" if commands else "the rules asked for nothing"
+        pending.decisions.append((decided, Decision(commands, reason)))
+        return [v for v in verdicts if not isinstance(v, Command)]
 
     def _apply(
         self, verdicts: Sequence[Verdict], now: float, wb: WriteBatch, pending: _Pending
@@ -251,6 +277,13 @@ class Pipeline:
     def _committed(self, fut: asyncio.Future[None], pending: _Pending, has_outbox: bool) -> None:
         exc = _error_of(fut)
         _resolve(pending.settles, exc)
+        for decided, decision in pending.decisions:
+            if decided.done():
+                continue  # the driver gave up waiting (and denied)
+            if exc is None:
+                decided.set_result(decision)
+            else:
+                decided.set_exception(exc)
         if exc is not None:
             # Nothing here may be forwarded or shown unstored; the gateway restarts the
             # core from what the store holds.
