@@ -66,6 +66,14 @@ class Link(Protocol):
     def degraded(self, reason: str) -> None:
         """Connected, but not all is well (e.g. a subscription refused)."""
 
+    def unit_down(self, unit: str, reason: str) -> None:
+        """On a shared line (RS-485, a bus of units): one unit, by its device id, stopped
+        answering while the line is up. Once per transition is enough; repeats are
+        ignored."""
+
+    def unit_up(self, unit: str) -> None:
+        """That unit answers again."""
+
 
 class Driver(Protocol):
     name: str
