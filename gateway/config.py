@@ -524,8 +524,17 @@ class CameraDevice(_Model):
     zone: str
     address: Annotated[str, AfterValidator(_check_rtsp)]
     onvif: Annotated[str, AfterValidator(_check_http)] | None = None
+    # The stream's and ONVIF's login: a reference, never the secret (nor in the URL).
+    username: str | None = None
+    password: SecretRef | None = None
     enabled: bool = True
     commands: DeviceCommands | None = None
+
+    @model_validator(mode="after")
+    def _password_needs_username(self) -> CameraDevice:
+        if self.password is not None and self.username is None:
+            raise _located([(("password",), "a password needs a username", None)])
+        return self
 
 
 Device = Annotated[
