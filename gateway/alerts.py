@@ -30,6 +30,9 @@ class AlertSignal:
     active: bool
     summary: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+    # Set by a rule that also says what the device is now ("stale", "up"): the pipeline
+    # records the transition beside the alert, whatever module signalled it.
+    device_state: str | None = None
 
     @property
     def key(self) -> str:

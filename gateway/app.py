@@ -29,6 +29,7 @@ from gateway.api.app import make_app, serve
 from gateway.api.bounds import HttpLimits
 from gateway.bus import Bus
 from gateway.clock import Clock, SystemClock
+from gateway.commands import Command, Commander, CommandGuard, CommandResult, policy_of
 from gateway.config import (
     BrokerConfig,
     MqttDevice,
@@ -49,7 +50,9 @@ from gateway.ingest import Ingest
 from gateway.metrics import Metrics
 from gateway.mqtt_loop import Tls
 from gateway.pipeline import Pipeline, record_to_alert
+from gateway.rules import RuleRegistry
 from gateway.rules.fire import DetectorSpec, FireParams, FireRules, detector_flags
+from gateway.rules.presence import PresenceRules, PresenceSpec
 from gateway.sdnotify import notify
 from gateway.secrets import resolve_secret
 from gateway.store import AuditRow, OutboxRow, Retention, Store, WriteBatch
@@ -108,6 +111,9 @@ class Gateway:
         )
         test_zones = [z.id for b in site.buildings for z in b.zones if z.test_mode]
         self.book = AlertBook(test_zones=test_zones)
+        # Drivers whose devices take commands attach to it as they are built.
+        self.commander = Commander(self._command_guard(), self.store, self.clock)
+        self._linkage: set[asyncio.Task[CommandResult]] = set()
         self.supervisors: list[Supervisor] = []
         self.forwarders: list[MqttForwarder | WebhookForwarder] = []
         self.http_port: int | None = None
@@ -129,15 +135,44 @@ class Gateway:
         return BrokerEndpoint(host, port, broker.username, password, broker.keepalive_s,
                               client_id, tls=_tls(broker.tls))
 
+    def _rules(self) -> RuleRegistry:
+        """Every rule module, presence first: a device heard again is news before what
+        its report says."""
+        return RuleRegistry([self._presence_rules(), self._fire_rules()])
+
     def _fire_rules(self) -> FireRules:
         cfg = self.site.rules.fire
-        # FireParams carries the same names as the config section, plus defaults of its own.
-        params = FireParams(**cfg.model_dump())
+        # FireParams carries the same names as the config section, plus defaults of its
+        # own; the silence factor belongs to presence.
+        params = FireParams(**cfg.model_dump(exclude={"silence_factor"}))
         specs = [
             DetectorSpec(d.id, d.zone, d.detector_class, d.heartbeat_s)
             for d in self._heat_detectors()
         ]
         return FireRules(params, specs)
+
+    def _presence_rules(self) -> PresenceRules:
+        # Only devices whose driver runs here: a family without one would only go stale.
+        specs = [
+            PresenceSpec(d.id, d.zone, d.heartbeat_s, "Heat detector", "heartbeat")
+            for d in self._heat_detectors()
+        ]
+        return PresenceRules(specs, silence_factor=self.site.rules.fire.silence_factor)
+
+    def _command_guard(self) -> CommandGuard:
+        # Modbus devices take no commands yet: their model (drivers/modbus/config.py) has
+        # no `commands:` of its own until the device models share one base module.
+        allowed = [(d.id, cmds) for d in self.site.devices
+                   if d.enabled and (cmds := getattr(d, "commands", None)) is not None]
+        return CommandGuard(policy_of(device, cmds) for device, cmds in allowed)
+
+    def _linkage_command(self, command: Command) -> None:
+        """A rule's command, once its cause is committed: guarded and audited like any."""
+        task = asyncio.get_running_loop().create_task(
+            self.commander.execute(command), name=f"command:{command.device}:{command.action}"
+        )
+        self._linkage.add(task)
+        task.add_done_callback(self._linkage.discard)
 
     def _heat_detectors(self) -> list[MqttDevice]:
         return [
@@ -342,14 +377,15 @@ class Gateway:
         self.book.restore(record_to_alert(r) for r in self.store.active_alerts())
         for source, last in self.store.last_seq().items():
             self.ingest.seq.restore(source, last)
-        fire = self._fire_rules()
-        fire.restore(self.book.active())
+        rules = self._rules()
+        rules.restore(self.book.active())
         self._core_failed = asyncio.Event()
         self.pipeline = pipeline = Pipeline(
-            bus=self.bus, store=self.store, book=self.book, fire=fire,
+            bus=self.bus, store=self.store, book=self.book, rules=rules,
             metrics=self.metrics, clock=self.clock, routes=self._routes(),
             on_committed=self._wake_forwarders,
             on_store_failed=lambda exc: self._core_failed.set(),
+            on_command=self._linkage_command, decisions=self.ingest.decisions,
         )
         pipeline.restore_device_states(self.store.device_states())
         self._device_seqs = self.store.last_device_seq()
@@ -446,6 +482,7 @@ class Gateway:
                             http.header_timeout_s)
         app = make_app(book=self.book, metrics=self.metrics, health=self.health,
                        zone_names=zone_names, limits=limits,
+                       commands=self.commander.execute,
                        dead_letters=lambda limit: [d.to_json() for d in
                                                    self.store.outbox_dead(limit)])
         host = self._http_host()

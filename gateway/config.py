@@ -348,6 +348,55 @@ class RulesConfig(_Model):
     fire: FireRulesConfig = Field(default_factory=FireRulesConfig)
 
 
+CommandValue = float | int | str | bool
+
+
+class CommandAllow(_Model):
+    """One action a device takes: a range (`min`/`max`) or a set (`values`) for its
+    value, or neither for an action that takes no value (a barrier's `open`)."""
+
+    action: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)]
+    min: float | None = None
+    max: float | None = None
+    values: list[CommandValue] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _range_or_set(self) -> CommandAllow:
+        ranged = self.min is not None or self.max is not None
+        if ranged and self.values is not None:
+            raise _located([(("values",), "give a range (min/max) or a set, not both", None)])
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise _located([(("min",), f"min {self.min:g} is above max {self.max:g}", None)])
+        return self
+
+
+class CommandRate(_Model):
+    # Per device, a token bucket: a burst for an operator's retries, then a steady rate.
+    per_minute: float = Field(default=6.0, gt=0, le=600)
+    burst: int = Field(default=3, ge=1, le=100)
+
+
+class DeviceCommands(_Model):
+    """A device's `commands:`: what it may be told, and how often."""
+
+    allow: list[CommandAllow] = Field(min_length=1)
+    rate: CommandRate = Field(default_factory=CommandRate)
+
+    @field_validator("allow")
+    @classmethod
+    def _unique(cls, value: list[CommandAllow]) -> list[CommandAllow]:
+        seen: dict[str, int] = {}
+        found: list[_Found] = []
+        for i, allow in enumerate(value):
+            if allow.action in seen:
+                found.append(((i, "action"), f"{allow.action} listed twice",
+                              (seen[allow.action], "action")))
+            seen.setdefault(allow.action, i)
+        if found:
+            raise _located(found)
+        return value
+
+
 DetectorClass = Literal["A1", "A1R", "A1S", "A2", "A2R", "A2S", "B", "BR", "BS", "C", "CR", "CS"]
 
 
@@ -363,6 +412,7 @@ class MqttDevice(_Model):
     heartbeat_s: float = Field(default=30.0, ge=1, le=3600)
     install_date: date | None = None
     enabled: bool = True
+    commands: DeviceCommands | None = None
 
     @property
     def rate_of_rise(self) -> bool:
@@ -379,6 +429,7 @@ class HttpPushDevice(_Model):
     address: Annotated[str, AfterValidator(_check_ip)]
     vendor: Literal["vzenith", "hikvision", "dahua"]
     enabled: bool = True
+    commands: DeviceCommands | None = None
 
 
 class CameraDevice(_Model):
@@ -388,7 +439,17 @@ class CameraDevice(_Model):
     zone: str
     address: Annotated[str, AfterValidator(_check_rtsp)]
     onvif: Annotated[str, AfterValidator(_check_http)] | None = None
+    # The stream's and ONVIF's login: a reference, never the secret (nor in the URL).
+    username: str | None = None
+    password: SecretRef | None = None
     enabled: bool = True
+    commands: DeviceCommands | None = None
+
+    @model_validator(mode="after")
+    def _password_needs_username(self) -> CameraDevice:
+        if self.password is not None and self.username is None:
+            raise _located([(("password",), "a password needs a username", None)])
+        return self
 
 
 Device = Annotated[

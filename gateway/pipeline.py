@@ -1,7 +1,8 @@
-"""The pipeline: takes batches off the bus, runs the rules, and writes one store batch per
-bus batch. Alert changes, their outbox rows and the events behind them commit together;
-only after that commit are they published to the desk feed, the forwarders woken and the
-drivers' `Settle` markers resolved (they acknowledge their devices then).
+"""The pipeline: takes batches off the bus, runs every module of the rule registry, and
+writes one store batch per bus batch. Alert changes, their outbox rows and the events
+behind them commit together; only after that commit are they published to the desk feed,
+the forwarders woken and the drivers' `Settle` markers resolved (they acknowledge their
+devices then).
 
 Rule and alert state move before the commit (batches are pipelined). So a failed commit
 is not retried here: the writer refuses every later batch, every marker fails, and
@@ -12,18 +13,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from gateway.alerts import Alert, AlertBook, AlertChange, AlertSignal, AlertState
+from gateway.alerts import Alert, AlertBook, AlertChange, AlertState
 from gateway.bus import Bus
 from gateway.clock import Clock
+from gateway.commands import Command, Decision
 from gateway.errors import StoreFailed
 from gateway.events import Event, Heartbeat, Item, Reading, Settle, Severity
 from gateway.forward.messages import Route, alert_rows, state_rows
+from gateway.ingest import Decisions
 from gateway.metrics import Metrics
-from gateway.rules.fire import FireRules
-from gateway.store import AlertRecord, DeviceStateRow, Store, WriteBatch
+from gateway.rules import RuleRegistry, Verdict
+from gateway.store import AlertRecord, AuditRow, DeviceStateRow, Store, WriteBatch
 from gateway.store.downsample import Downsampler
 
 log = logging.getLogger("gateway.pipeline")
@@ -58,6 +61,8 @@ class _Pending:
     changes: list[AlertChange] = field(default_factory=list)
     oldest_event: float | None = None
     settles: list[asyncio.Future[None]] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)
+    decisions: list[tuple[asyncio.Future[Decision], Decision]] = field(default_factory=list)
 
 
 class Pipeline:
@@ -67,22 +72,26 @@ class Pipeline:
         bus: Bus,
         store: Store,
         book: AlertBook,
-        fire: FireRules,
+        rules: RuleRegistry,
         metrics: Metrics,
         clock: Clock,
         routes: list[Route],
         on_committed: Callable[[], None],
         on_store_failed: Callable[[BaseException], None] | None = None,
+        on_command: Callable[[Command], None] | None = None,
+        decisions: Decisions | None = None,
     ) -> None:
         self._bus = bus
         self._store = store
         self._book = book
-        self._fire = fire
+        self._rules = rules
         self._metrics = metrics
         self._clock = clock
         self._routes = routes
         self._on_committed = on_committed
         self._on_store_failed = on_store_failed
+        self._on_command = on_command
+        self._decisions = decisions if decisions is not None else Decisions()
         self._last_submitted: asyncio.Future[None] | None = None
         self.failed: BaseException | None = None
         self._downsampler = Downsampler()
@@ -115,9 +124,11 @@ class Pipeline:
         self.items += len(items)
         wb = WriteBatch()
         pending = _Pending()
-        observe = self._fire.observe
+        observe = self._rules.observe
+        decisions = self._decisions
         readings = 0
         for item in items:
+            decided = None
             kind = type(item)
             if kind is Reading:
                 self._downsampler.add(item)  # type: ignore[arg-type]
@@ -135,7 +146,11 @@ class Pipeline:
                 self._metrics.event(event.kind)
                 if pending.oldest_event is None or event.time < pending.oldest_event:
                     pending.oldest_event = event.time
+                if decisions:
+                    decided = decisions.take(event.id)
             signals = observe(item, now)  # type: ignore[arg-type]
+            if decided is not None:
+                signals = self._decide(item, signals, decided, now, wb, pending)  # type: ignore[arg-type]
             if signals:
                 self._apply(signals, now, wb, pending)
         if readings:
@@ -144,12 +159,13 @@ class Pipeline:
         self._submit(wb, pending)
 
     def tick(self) -> None:
-        """Once a second: silence detection and the downsampler's due minutes."""
+        """Once a second: the rules' time-driven signals (silence) and the downsampler's
+        due minutes."""
         now = self._clock.now()
         self.last_progress = self._clock.monotonic()
         wb = WriteBatch()
         pending = _Pending()
-        signals = self._fire.tick(now)
+        signals = self._rules.tick(now)
         if signals:
             self._apply(signals, now, wb, pending)
         wb.minutes.extend(self._downsampler.flush_due(now))
@@ -161,13 +177,32 @@ class Pipeline:
         wb.minutes.extend(self._downsampler.flush_all())
         self._submit(wb, _Pending())
 
+    def _decide(
+        self, event: Event, verdicts: Sequence[Verdict], decided: asyncio.Future[Decision],
+        now: float, wb: WriteBatch, pending: _Pending,
+    ) -> list[Verdict]:
+        """A driver awaits this event's decision: the rules' commands for it go back to
+        the driver (which answers its device with them), audited in the event's batch,
+        and not to the commander as well."""
+        commands = tuple(v for v in verdicts if isinstance(v, Command))
+        for c in commands:
+            wb.audit.append(AuditRow(now, c.who, f"decision.{c.action}", c.device,
+                                     {"why": c.why, "value": c.value, "event": event.id,
+                                      "source": event.source}))
+        reason = "" if commands else "the rules asked for nothing"
+        pending.decisions.append((decided, Decision(commands, reason)))
+        return [v for v in verdicts if not isinstance(v, Command)]
+
     def _apply(
-        self, signals: list[AlertSignal], now: float, wb: WriteBatch, pending: _Pending
+        self, verdicts: Sequence[Verdict], now: float, wb: WriteBatch, pending: _Pending
     ) -> None:
-        for signal in signals:
-            if signal.rule == "device.stale":
-                state = "stale" if signal.active else "up"
-                self._device_transition(signal.source, state, signal.summary, now, wb)
+        for signal in verdicts:
+            if isinstance(signal, Command):
+                pending.commands.append(signal)
+                continue
+            if signal.device_state is not None:
+                self._device_transition(signal.source, signal.device_state, signal.summary,
+                                        now, wb)
             change = self._book.apply(signal, now)
             if change is None:
                 continue
@@ -202,6 +237,9 @@ class Pipeline:
 
     def _submit(self, wb: WriteBatch, pending: _Pending) -> None:
         if not (wb.events or wb.minutes or wb.alerts or wb.outbox or wb.device_states or wb.audit):
+            if pending.commands:
+                # A command from a tick or a reading alone: audited by the commander.
+                self._submit_commands_after(self._last_submitted, pending.commands)
             if pending.settles:
                 # Nothing of this batch to write: its markers wait for the batch before.
                 self._settle_after(self._last_submitted, pending.settles)
@@ -210,6 +248,22 @@ class Pipeline:
         self._last_submitted = done
         has_outbox = bool(wb.outbox)
         done.add_done_callback(lambda fut: self._committed(fut, pending, has_outbox))
+
+    def _submit_commands_after(
+        self, previous: asyncio.Future[None] | None, commands: list[Command]
+    ) -> None:
+        if previous is None or previous.done():
+            if previous is None or _error_of(previous) is None:
+                self._send(commands)
+            return
+        previous.add_done_callback(
+            lambda fut: self._send(commands) if _error_of(fut) is None else None
+        )
+
+    def _send(self, commands: list[Command]) -> None:
+        if self._on_command is not None:
+            for command in commands:
+                self._on_command(command)
 
     def _settle_after(
         self, previous: asyncio.Future[None] | None, settles: list[asyncio.Future[None]]
@@ -223,6 +277,13 @@ class Pipeline:
     def _committed(self, fut: asyncio.Future[None], pending: _Pending, has_outbox: bool) -> None:
         exc = _error_of(fut)
         _resolve(pending.settles, exc)
+        for decided, decision in pending.decisions:
+            if decided.done():
+                continue  # the driver gave up waiting (and denied)
+            if exc is None:
+                decided.set_result(decision)
+            else:
+                decided.set_exception(exc)
         if exc is not None:
             # Nothing here may be forwarded or shown unstored; the gateway restarts the
             # core from what the store holds.
@@ -236,6 +297,8 @@ class Pipeline:
             self._metrics.ingest_to_store(self._clock.now() - pending.oldest_event)
         for change in pending.changes:
             self._book.publish(change)
+        # Linkage only for what is committed: a command never runs ahead of its cause.
+        self._send(pending.commands)
         if has_outbox:
             self._on_committed()
 

@@ -6,20 +6,27 @@ keeps the link state and logs once per transition. One failing link never touche
 - A wrong password, a refused ACL, or another client that took over the session waits
   `patient_s`: retrying those fast only locks accounts or makes two clients flap.
 - Each distinct failure reason is logged once, even while the link is already down
-  (numbers in the reason do not make it distinct)."""
+  (numbers in the reason do not make it distinct).
+
+Given a sink and a family, each transition is also an event, once per transition:
+`<family>.down` / `.up` / `.degraded` for the link (`camera.stream.down`), and
+`<family>.unit.down` / `.unit.up` for one unit behind a shared line (unit 7 down on an
+RS-485 line that is up), with the unit's device id as source."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.clock import Clock, SystemClock
-from gateway.contract import Driver
+from gateway.contract import Driver, Sink
 from gateway.errors import (
     AuthError,
     DeliveryError,
@@ -28,6 +35,7 @@ from gateway.errors import (
     StoreFailed,
     Unreachable,
 )
+from gateway.events import Event, Severity
 
 log = logging.getLogger("gateway.supervisor")
 
@@ -98,6 +106,8 @@ class Supervisor:
         clock: Clock | None = None,
         on_transition: Transition | None = None,
         on_failure: FailureHook | None = None,
+        sink: Sink | None = None,
+        family: str | None = None,
     ) -> None:
         self.driver = driver
         self.name = driver.name
@@ -112,6 +122,10 @@ class Supervisor:
         self._logged_shapes: set[str] = set()
         self._up_at: float | None = None
         self.failures: dict[str, int] = {}
+        self._sink = sink if family is not None else None
+        self._family = family
+        self.units: dict[str, str] = {}  # unit (device id) -> "up" / "down" + reason
+        self._emitting: asyncio.Task[None] | None = None
 
     def _set(self, state: LinkState, reason: str) -> None:
         if state is self.state and self._started:
@@ -130,6 +144,20 @@ class Supervisor:
                 reason)
         if self._on_transition is not None:
             self._on_transition(self.name, state, reason)
+        self._emit(self.name, str(state), reason,
+                   Severity.INFO if state is LinkState.UP else Severity.MAJOR)
+
+    def _emit(self, source: str, what: str, reason: str, severity: Severity) -> None:
+        sink = self._sink
+        if sink is None:
+            return
+        event = Event(f"{self._family}.{what}", source, seq=sink.next_seq(source),
+                      time=self.clock.now(), severity=severity,
+                      data={"link": self.name, "reason": reason})
+        # Chained, so the events keep the transitions' order even while their lane is full.
+        self._emitting = asyncio.get_running_loop().create_task(
+            _after(self._emitting, sink.event(event)), name=f"link-event:{self.name}"
+        )
 
     # Link protocol, called by the driver
     def up(self) -> None:
@@ -138,6 +166,27 @@ class Supervisor:
 
     def degraded(self, reason: str) -> None:
         self._set(LinkState.DEGRADED, reason)
+
+    def unit_down(self, unit: str, reason: str) -> None:
+        """One unit behind this link stopped answering; the link itself may be up."""
+        if self.units.get(unit) == "down":
+            return
+        self.units[unit] = "down"
+        log.warning("link=%s unit=%s state=down reason=%s", self.name, unit, reason)
+        self._emit(unit, "unit.down", reason[:200], Severity.MAJOR)
+
+    def unit_up(self, unit: str) -> None:
+        """A unit answers (again). The first answer after start-up is no news."""
+        previous = self.units.get(unit)
+        self.units[unit] = "up"
+        if previous == "down":
+            log.info("link=%s unit=%s state=up", self.name, unit)
+            self._emit(unit, "unit.up", "answering", Severity.INFO)
+
+    async def flushed(self) -> None:
+        """Wait until every transition event so far is queued (tests, shutdown)."""
+        if self._emitting is not None:
+            await self._emitting
 
     async def run(self) -> None:
         while True:
@@ -175,3 +224,9 @@ class Supervisor:
         if self._up_at is not None and self.clock.monotonic() - self._up_at >= STABLE_S:
             self.backoff.reset()
         self._up_at = None
+
+async def _after(previous: asyncio.Task[None] | None, put: Coroutine[Any, Any, None]) -> None:
+    if previous is not None:
+        with contextlib.suppress(Exception):
+            await previous
+    await put

@@ -41,7 +41,9 @@ from gateway.forward.messages import Route
 from gateway.ingest import Ingest
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline, record_to_alert
+from gateway.rules import RuleRegistry
 from gateway.rules.fire import DetectorSpec, FireParams, FireRules, detector_flags
+from gateway.rules.presence import PresenceRules, PresenceSpec
 from gateway.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,10 +181,13 @@ class Gateway:
             self.ingest.seq.restore(source, last)
         self.book = AlertBook()
         self.book.restore(record_to_alert(r) for r in self.store.active_alerts())
-        fire = FireRules(PARAMS, [DetectorSpec(d, "zone-a", "A1R", 30.0) for d in DETECTORS])
-        fire.restore(self.book.active())
+        rules = RuleRegistry([
+            PresenceRules([PresenceSpec(d, "zone-a", 30.0, "Heat detector") for d in DETECTORS]),
+            FireRules(PARAMS, [DetectorSpec(d, "zone-a", "A1R", 30.0) for d in DETECTORS]),
+        ])
+        rules.restore(self.book.active())
         self.pipeline = Pipeline(
-            bus=self.bus, store=self.store, book=self.book, fire=fire, metrics=self.metrics,
+            bus=self.bus, store=self.store, book=self.book, rules=rules, metrics=self.metrics,
             clock=self.clock, routes=[Route("desk", "furong/gw1")], on_committed=lambda: None,
             on_store_failed=self._failed,
         )

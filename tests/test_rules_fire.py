@@ -1,5 +1,5 @@
 """Fire rules from tables: static by class, hysteresis, rate of rise, noise, flags,
-battery and silence; time is a plain number the tests move."""
+battery; time is a plain number the tests move."""
 
 from __future__ import annotations
 
@@ -302,69 +302,6 @@ def test_battery_low(levels: list[float], expected: list[bool]) -> None:
         assert d.first("fire.battery_low").severity is Severity.MINOR
 
 
-@pytest.mark.parametrize(
-    ("steps", "expected"),
-    [
-        # heartbeat 30 s, silence factor 3: stale after 90 s; never heard: 90 s after the
-        # first tick (start-up grace).
-        ([("tick", 0), ("tick", 89.9)], []),
-        ([("tick", 0), ("tick", 90)], [True]),
-        ([("tick", 0), ("tick", 90), ("tick", 91), ("tick", 500)], [True]),
-        ([("tick", 0), ("beat", 50), ("tick", 139)], []),
-        ([("tick", 0), ("beat", 50), ("tick", 140)], [True]),
-        ([("tick", 0), ("beat", 50), ("tick", 140), ("beat", 150)], [True, False]),
-        (
-            [("tick", 0), ("tick", 90), ("beat", 100), ("tick", 189), ("tick", 190)],
-            [True, False, True],
-        ),
-        # A detector heard before the first tick counts from when it was heard.
-        ([("beat", -60), ("tick", 0), ("tick", 30)], [True]),
-    ],
-)
-def test_silence(steps: list[tuple[str, float]], expected: list[bool]) -> None:
-    d = Detector("A1R", heartbeat_s=30.0)
-    for what, offset in steps:
-        if what == "tick":
-            d.tick(T0 + offset)
-        else:
-            d.heartbeat(T0 + offset)
-    assert d.transitions() == [("device.stale", active) for active in expected]
-    if expected:
-        assert d.first("device.stale").severity is Severity.MAJOR
-
-
-def test_any_item_ends_silence_and_comes_first() -> None:
-    d = Detector("A1R", heartbeat_s=30.0)
-    d.tick(T0)
-    d.tick(T0 + 100)
-    d.t = T0 + 120  # the reading below arrives one step (5 s) later
-    d.temps([70.0])
-    assert d.transitions() == [
-        ("device.stale", True),
-        ("device.stale", False),
-        ("fire.static", True),
-    ]
-    assert d.first("device.stale").summary == (
-        "Heat detector hd-main-03 not heard in 100 s since start-up (heartbeat every 30 s)"
-    )
-    back = d.first("device.stale", active=False)
-    assert back.summary == "Heat detector hd-main-03 heard again, 125 s after start-up"
-
-
-def test_silence_summaries_of_a_detector_heard_before() -> None:
-    d = Detector("A1R", heartbeat_s=30.0)
-    d.tick(T0)
-    d.heartbeat(T0 + 10)
-    d.tick(T0 + 100)
-    d.heartbeat(T0 + 130)
-    assert d.first("device.stale").summary == (
-        "Heat detector hd-main-03 silent for 90 s (heartbeat every 30 s)"
-    )
-    assert d.first("device.stale").data == {"silent_s": 90.0, "heartbeat_s": 30.0}
-    back = d.first("device.stale", active=False)
-    assert back.summary == "Heat detector hd-main-03 heard again after 120 s of silence"
-
-
 def test_nothing_changed_returns_the_shared_empty_list() -> None:
     d = Detector("A1R")
     reading = Reading(DET, "temperature", 22.0, "celsius", T0)
@@ -379,11 +316,10 @@ def test_nothing_changed_returns_the_shared_empty_list() -> None:
 
 def test_unknown_source_is_ignored_entirely() -> None:
     d = Detector("A1R")
-    d.tick(T0)
     for i in range(50):
         item = Event("fire.detector.alarm", "hd-nowhere-99", seq=i, time=T0 + i)
         assert d.rules.observe(item, T0 + i) == []
-    assert d.rules.tick(T0 + 50) == []  # ours is still within its grace period
+    assert d.rules.tick(T0 + 50) == []
 
 
 def _firing(rule: str, data: dict[str, Any] | None = None) -> Alert:
@@ -409,8 +345,8 @@ def test_restore_lets_alerts_from_before_a_restart_clear() -> None:
     )
     d.temps([24.0])
     d.event("fire.detector.fault_cleared")
+    # A stale alert is presence's to clear (tests/test_rules_presence.py), not fire's.
     assert d.transitions() == [
-        ("device.stale", False),
         ("fire.static", False),
         ("fire.fault", False),
     ]

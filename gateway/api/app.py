@@ -1,5 +1,6 @@
 """The gateway's HTTP side: alerts as JSON and as a live feed (SSE) for the security desk,
-the desk page itself, the Prometheus scrape page and the health check."""
+the desk page itself, commands to devices (guarded and audited by the core), the
+Prometheus scrape page and the health check."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from gateway.alerts import Alert, AlertChange
 from gateway.api.bounds import BoundedSite, ConnectionGate, HttpLimits
+from gateway.commands import Command, CommandResult, CommandStatus
 from gateway.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,14 @@ Health = Callable[[], Mapping[str, Any]]
 History = Callable[[int], list[dict[str, Any]]]
 # limit -> the newest dead-letter rows (refused for good by a target), as JSON dicts.
 DeadLetters = Callable[[int], list[dict[str, Any]]]
+# The core's `Commander.execute`: guard, audit, driver, read-back.
+Commands = Callable[[Command], Awaitable[CommandResult]]
+# A command request is a handful of short fields.
+MAX_COMMAND_BODY = 4096
+_COMMAND_STATUS: Final = {
+    CommandStatus.VERIFIED: 200, CommandStatus.UNVERIFIED: 200,
+    CommandStatus.REFUSED: 403, CommandStatus.FAILED: 502,
+}
 
 
 @dataclass
@@ -83,6 +93,7 @@ class _Desk:
     health: Health
     history: History | None
     dead_letters: DeadLetters | None
+    commands: Commands | None
     keepalive: float
     max_feeds: int
     zone_names: Mapping[str, str] = field(default_factory=dict)
@@ -110,15 +121,17 @@ def make_app(
     keepalive: float = KEEPALIVE_SECONDS,
     zone_names: Mapping[str, str] | None = None,
     limits: HttpLimits | None = None,
+    commands: Commands | None = None,
 ) -> web.Application:
     """The API. `history(limit)` gives resolved alerts from the store (newest first, as
     `Alert.to_json()` dicts); without it `recent` comes from the book's memory.
     `dead_letters(limit)` lists the outbox rows targets refused for good. `limits` bound
-    connections and feeds when the app is started with `serve`."""
+    connections and feeds when the app is started with `serve`. `commands` carries out
+    `POST /api/devices/{id}/commands`; without it the endpoint answers 404."""
     limits = limits or HttpLimits()
     gate = ConnectionGate(limits, metrics)
     app = web.Application(middlewares=[gate.middleware])
-    desk = _Desk(book, metrics, health, history, dead_letters, keepalive,
+    desk = _Desk(book, metrics, health, history, dead_letters, commands, keepalive,
                  limits.max_feed_clients, dict(zone_names or {}))
     app[_DESK] = desk
     app[_GATE] = gate
@@ -128,6 +141,7 @@ def make_app(
     app.router.add_get("/api/alerts/stream", _stream)
     app.router.add_get("/api/alerts/{alert_id}", _alert)
     app.router.add_get("/api/outbox/dead", _dead_letters)
+    app.router.add_post("/api/devices/{device_id}/commands", _command)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
     app.router.add_static("/static/", STATIC_DIR)
@@ -210,6 +224,41 @@ async def _dead_letters(request: web.Request) -> web.Response:
     desk = request.app[_DESK]
     limit = _limit(request, 100)
     return _json({"dead": [] if desk.dead_letters is None else desk.dead_letters(limit)})
+
+
+async def _command(request: web.Request) -> web.Response:
+    """One command to one device: `{"action", "value"?, "reason", "operator"}`. The answer
+    is the audited result: 200 done, 403 refused, 502 failed."""
+    desk = request.app[_DESK]
+    if desk.commands is None:
+        raise web.HTTPNotFound(
+            text=_dumps({"error": "commands are not enabled"}), content_type="application/json"
+        )
+    if (request.content_length or 0) > MAX_COMMAND_BODY:
+        raise _bad_request("command body too large")
+    try:
+        body = json.loads(await request.content.read(MAX_COMMAND_BODY + 1))
+    except (ValueError, UnicodeDecodeError):
+        raise _bad_request("command body is not JSON") from None
+    if not isinstance(body, dict):
+        raise _bad_request("command body must be an object")
+    action, reason, operator = (_text(body, n) for n in ("action", "reason", "operator"))
+    value = body.get("value")
+    if value is not None and not isinstance(value, bool | int | float | str):
+        raise _bad_request("value must be a number, a string or a boolean")
+    peer = request.remote or "-"
+    command = Command(request.match_info["device_id"], action, value,
+                      who=f"{operator[:60]} via api from {peer}", why=reason[:500])
+    result = await desk.commands(command)
+    return _json({"device": command.device, "action": action, **result.to_json()},
+                 status=_COMMAND_STATUS[result.status])
+
+
+def _text(body: Mapping[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise _bad_request(f"{name} is required (a non-empty string)")
+    return value
 
 
 def _sse(event: str, data: Mapping[str, Any], event_id: str | None = None) -> bytes:

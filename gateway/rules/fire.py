@@ -1,5 +1,6 @@
 """Fire rules: heat detector readings, flags and silence -> alert signals (static
-threshold, rate of rise, the detector's own alarm and fault, low battery, stale)."""
+threshold, rate of rise, the detector's own alarm and fault, low battery). Silence is
+not fire's business: `gateway.rules.presence` handles it for every device family."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ ROR = "fire.ror"
 PREWARN = "fire.prewarn"
 FAULT = "fire.fault"
 BATTERY_LOW = "fire.battery_low"
-STALE = "device.stale"
 
 # The slope is taken between samples of the smoothed series, about twelve per window
 # (one per 5 s of a minute): enough to follow a fire, few enough to keep a tiny ring.
@@ -50,7 +50,6 @@ class FireParams:
     smoothing_alpha: float = 0.3
     clear_hysteresis_k: float = 3.0
     low_battery_pct: float = 20
-    silence_factor: float = 3.0
     prewarn_margin_k: float = 10.0  # pre-warning this far below ror_threshold_c
 
 
@@ -79,17 +78,14 @@ class _Detector:
         "battery_low",
         "fault",
         "fault_code",
-        "heard",
         "prewarn",
         "rate_of_rise",
         "rise",
         "ror",
         "samples",
-        "silence_s",
         "smoothed",
         "smoothed_t",
         "spec",
-        "stale",
         "static",
         "static_c",
         "static_clear_c",
@@ -108,15 +104,13 @@ class _Detector:
         self.spec = spec
         self.static_clear_c = self.static_c - params.clear_hysteresis_k
         self.rate_of_rise = suffix == "R"
-        self.silence_s = params.silence_factor * spec.heartbeat_s
-        self.heard: float | None = None
         self.smoothed: float | None = None
         self.smoothed_t = 0.0
         self.samples: deque[tuple[float, float]] = deque(maxlen=_SAMPLES_PER_WINDOW + 4)
         self.rise = 0.0  # K/min of the smoothed series; 0 until enough history
         self.fault_code = ""
         self.alarm = self.static = self.ror = self.prewarn = False
-        self.fault = self.battery_low = self.stale = False
+        self.fault = self.battery_low = False
 
 
 def _add(out: list[AlertSignal], signal: AlertSignal) -> list[AlertSignal]:
@@ -129,6 +123,8 @@ def _add(out: list[AlertSignal], signal: AlertSignal) -> list[AlertSignal]:
 class FireRules:
     """The fire rules for a set of detectors; each rule signals only on a transition."""
 
+    name = "fire"
+
     def __init__(self, params: FireParams, detectors: Iterable[DetectorSpec]) -> None:
         self._params = params
         self._detectors: dict[str, _Detector] = {}
@@ -136,7 +132,6 @@ class FireRules:
             if spec.id in self._detectors:
                 raise ConfigError(f"detector {spec.id}: listed twice")
             self._detectors[spec.id] = _Detector(spec, params)
-        self._first_tick: float | None = None
         self._sample_every_s = params.ror_window_s / _SAMPLES_PER_WINDOW
         self._keep_per_s = 1.0 - params.smoothing_alpha
         self._min_span_s = params.ror_window_s * _MIN_SPAN_FRACTION
@@ -165,8 +160,6 @@ class FireRules:
                 d.fault_code = str(alert.data.get("code", ""))
             elif rule == BATTERY_LOW:
                 d.battery_low = True
-            elif rule == STALE:
-                d.stale = True
 
     def observe(self, item: Event | Reading | Heartbeat, now: float) -> list[AlertSignal]:
         """Signals caused by one item. An empty result is shared: read it, never mutate it."""
@@ -174,10 +167,6 @@ class FireRules:
         if d is None:
             return _NOTHING
         out = _NOTHING
-        if d.stale:
-            d.stale = False
-            out = [self._stale_signal(d, now, active=False)]
-        d.heard = now
         if isinstance(item, Reading):
             if item.metric == "temperature":
                 out = self._temperature(d, item.value, item.time, out)
@@ -188,18 +177,8 @@ class FireRules:
         return out
 
     def tick(self, now: float) -> list[AlertSignal]:
-        """Silence detection; call about once a second."""
-        if self._first_tick is None:
-            self._first_tick = now
-        out = _NOTHING
-        for d in self._detectors.values():
-            if d.stale:
-                continue
-            since = self._first_tick if d.heard is None else d.heard
-            if now - since >= d.silence_s:
-                d.stale = True
-                out = _add(out, self._stale_signal(d, now, active=True))
-        return out
+        """Nothing in the fire rules is driven by time alone."""
+        return _NOTHING
 
     def _temperature(
         self, d: _Detector, value: float, t: float, out: list[AlertSignal]
@@ -348,26 +327,3 @@ class FireRules:
         else:
             summary = f"Heat detector {d.spec.id} battery back to {value:g} %"
         return self._signal(d, BATTERY_LOW, Severity.MINOR, active, summary, {"battery_pct": value})
-
-    def _stale_signal(self, d: _Detector, now: float, *, active: bool) -> AlertSignal:
-        spec = d.spec
-        if d.heard is not None:
-            silent = now - d.heard
-        else:
-            silent = now - (now if self._first_tick is None else self._first_tick)
-        if not active and d.heard is None:
-            summary = f"Heat detector {spec.id} heard again, {silent:.0f} s after start-up"
-        elif not active:
-            summary = f"Heat detector {spec.id} heard again after {silent:.0f} s of silence"
-        elif d.heard is None:
-            summary = (
-                f"Heat detector {spec.id} not heard in {silent:.0f} s since start-up"
-                f" (heartbeat every {spec.heartbeat_s:g} s)"
-            )
-        else:
-            summary = (
-                f"Heat detector {spec.id} silent for {silent:.0f} s"
-                f" (heartbeat every {spec.heartbeat_s:g} s)"
-            )
-        data = {"silent_s": round(silent, 1), "heartbeat_s": spec.heartbeat_s}
-        return self._signal(d, STALE, Severity.MAJOR, active, summary, data)
