@@ -231,9 +231,14 @@ class MqttLink:
                 f"broker {self.options.host}:{self.options.port} silent for {silent:.1f} s "
                 f"(keep-alive {self.options.keepalive_s:g} s): half-open link"))
             return
-        rc = self.client.loop_misc()
-        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS and not self.lost.done():
-            self._fail(Unreachable(f"connection lost: {paho.error_string(rc)}"))
+        try:
+            rc = self.client.loop_misc()
+        except Exception as exc:  # the timer must never die silently: end the link instead
+            self._fail(ProtocolError(f"keep-alive failed: {exc!r}"))
+            return
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            if not self.lost.done():
+                self._fail(Unreachable(f"connection lost: {paho.error_string(rc)}"))
             return
         self._schedule_misc()
 
@@ -266,13 +271,18 @@ class MqttLink:
                 self._paused = True
 
     def _on_writable(self) -> None:
-        rc = self.client.loop_write()
+        try:
+            rc = self.client.loop_write()
+        except Exception as exc:
+            self._fail(ProtocolError(f"writing to the broker failed: {exc!r}"))
+            return
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS and not self.lost.done():
             self._fail(Unreachable(f"connection lost: {paho.error_string(rc)}"))
 
     def _on_register_write(self, _c: paho.Client, _u: Any, sock: Any) -> None:
-        if not self._closed:
-            self._loop.add_writer(sock, self._on_writable)
+        if not self._closed and not self.lost.done():
+            with contextlib.suppress(ValueError, OSError):  # a socket paho just closed
+                self._loop.add_writer(sock, self._on_writable)
 
     def _on_unregister_write(self, _c: paho.Client, _u: Any, sock: Any) -> None:
         self._loop.remove_writer(sock)
