@@ -173,6 +173,7 @@ class Gateway:
         )
         self._linkage.add(task)
         task.add_done_callback(self._linkage.discard)
+        task.add_done_callback(_log_failure)
 
     def _heat_detectors(self) -> list[MqttDevice]:
         return [
@@ -515,3 +516,9 @@ class Gateway:
 
 def _tls(cfg: TlsConfig | None) -> Tls | None:
     return None if cfg is None else Tls(cfg.ca_file, cfg.cert_file, cfg.key_file)
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    """A task nobody awaits must not take its error with it."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("task=%s failed", task.get_name(), exc_info=task.exception())

@@ -158,6 +158,7 @@ class Supervisor:
         self._emitting = asyncio.get_running_loop().create_task(
             _after(self._emitting, sink.event(event)), name=f"link-event:{self.name}"
         )
+        self._emitting.add_done_callback(_log_failure)
 
     # Link protocol, called by the driver
     def up(self) -> None:
@@ -224,6 +225,12 @@ class Supervisor:
         if self._up_at is not None and self.clock.monotonic() - self._up_at >= STABLE_S:
             self.backoff.reset()
         self._up_at = None
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    """The chain is awaited only by `flushed()`: a failed event must still leave a line."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("link event failed task=%s", task.get_name(), exc_info=task.exception())
+
 
 async def _after(previous: asyncio.Task[None] | None, put: Coroutine[Any, Any, None]) -> None:
     if previous is not None:
