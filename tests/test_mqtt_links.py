@@ -24,6 +24,16 @@ from tests.test_mqtt_driver import CODECS, Link, Sink
 BINDING = DeviceBinding("hd-01", "main-office-a", "furong/fire/heat/hd-01", "heat-detector")
 
 
+async def connect_once(ingest: MqttDeviceDriver) -> None:
+    """One link: up, then stopped by the gateway (a restart)."""
+    link = Link()
+    task = asyncio.create_task(ingest.run(link))
+    await asyncio.wait_for(link.is_up.wait(), 10)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def driver(broker: Mosquitto | BlackHoleProxy, sink: Sink, keepalive_s: float = 12,
            client_id: str = "gw-ingest-links") -> MqttDeviceDriver:
     return MqttDeviceDriver("mqtt:site", BrokerEndpoint(broker.host, broker.port,
@@ -43,12 +53,7 @@ async def test_a_broker_that_lost_the_session_is_an_event() -> None:
         with pytest.raises(Unreachable):
             await asyncio.wait_for(task, 10)
         broker.start()
-        link = Link()
-        task = asyncio.create_task(ingest.run(link))
-        await asyncio.wait_for(link.is_up.wait(), 10)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await connect_once(ingest)
     assert ingest.sessions_lost == 1
     assert [e.kind for e in sink.events] == ["mqtt.session.lost"]
     assert sink.events[0].data["broker"] == f"{broker.host}:{broker.port}"
@@ -59,12 +64,7 @@ async def test_a_persistent_session_that_survives_is_not_reported(tmp_path: Path
     with Mosquitto(persistent=True) as broker:
         ingest = driver(broker, sink)
         for _ in range(2):
-            link = Link()
-            task = asyncio.create_task(ingest.run(link))
-            await asyncio.wait_for(link.is_up.wait(), 10)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await connect_once(ingest)
     assert ingest.sessions_lost == 0 and sink.events == []
 
 

@@ -65,23 +65,20 @@ class RuleRegistry:
             m.restore(alerts)
 
     def observe(self, item: Event | Reading | Heartbeat, now: float) -> list[Verdict]:
-        out = _NOTHING
-        for observe in self._observers:
-            said = observe(item, now)
-            if said:
-                if out is _NOTHING:
-                    out = list(said)
-                else:
-                    out.extend(said)
-        return out
+        return _gather(observe(item, now) for observe in self._observers)
 
     def tick(self, now: float) -> list[Verdict]:
-        out = _NOTHING
-        for m in self.modules:
-            said = m.tick(now)
-            if said:
-                if out is _NOTHING:
-                    out = list(said)
-                else:
-                    out.extend(said)
-        return out
+        return _gather(m.tick(now) for m in self.modules)
+
+
+def _gather(results: Iterable[Sequence[Verdict]]) -> list[Verdict]:
+    """The modules' verdicts in module order; the shared empty list when none said a word
+    (the common case, on the hot path: no list is built for it)."""
+    out = _NOTHING
+    for said in results:
+        if said:
+            if out is _NOTHING:
+                out = list(said)
+            else:
+                out.extend(said)
+    return out
