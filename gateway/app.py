@@ -15,14 +15,11 @@ from typing import Any
 
 from aiohttp import web
 
-from drivers.mqtt import (
-    BrokerEndpoint,
-    DeviceBinding,
-    DeviceCodec,
-    HeatDetectorCodec,
-    MqttDeviceDriver,
-    load_profile,
-)
+from drivers.mqtt.codec import DeviceCodec
+from drivers.mqtt.config import BrokerEndpoint
+from drivers.mqtt.driver import MqttDeviceDriver
+from drivers.mqtt.heat_detector import HeatDetectorCodec, load_profile
+from drivers.mqtt.reports import DeviceBinding
 from gateway import __version__
 from gateway.alerts import AlertBook
 from gateway.api.app import make_app, serve

@@ -8,215 +8,76 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
-import zoneinfo
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal, overload
-from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-# The Modbus models live with their driver; re-exported so the Device union and callers
-# keep one import path.
+# Each driver's device model lives in its driver's folder; re-exported here so the Device
+# union and its callers keep one import path.
+from drivers.http_push.config import HttpPushDevice as HttpPushDevice
 from drivers.modbus.config import ModbusDevice as ModbusDevice
 from drivers.modbus.config import ModbusEndpoint as ModbusEndpoint
 from drivers.modbus.config import parse_modbus_address as parse_modbus_address
+from drivers.mqtt.config import DetectorClass as DetectorClass
+from drivers.mqtt.config import MqttDevice as MqttDevice
+from drivers.rtsp.config import CameraDevice as CameraDevice
+from gateway.config_parts import CommandAllow as CommandAllow
+from gateway.config_parts import CommandRate as CommandRate
+from gateway.config_parts import CommandValue as CommandValue
+from gateway.config_parts import DeviceCommands as DeviceCommands
+from gateway.config_parts import (
+    Found,
+    Loc,
+    Model,
+    Name,
+    Text,
+    Topic,
+    check_http,
+    check_timezone,
+    dotted,
+    located,
+)
+from gateway.config_parts import SecretRef as SecretRef
+from gateway.config_parts import TlsConfig as TlsConfig
 from gateway.errors import ConfigError
 from gateway.secrets import resolve_secret
-
-Loc = tuple[str | int, ...]
-# (location relative to the validated value, message, location of the first occurrence)
-_Found = tuple[Loc, str, Loc | None]
-
-
-def _located(found: list[_Found]) -> PydanticCustomError:
-    """One validation error carrying several precisely located issues for the loader."""
-    summary = "; ".join(
-        f"{_dotted(loc)}: {msg}" + (f" (first at {_dotted(first)})" if first else "")
-        for loc, msg, first in found
-    )
-    return PydanticCustomError("located", "{summary}", {"summary": summary, "found": found})
-
-
-def _dotted(loc: Loc) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else part
-    return out
-
-
-# --- field types ------------------------------------------------------------------------
-
-# Ids become MQTT topic levels, metric label values and file names: keep them plain.
-_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-
-
-def _check_name(value: str) -> str:
-    if not _NAME.fullmatch(value):
-        raise ValueError(
-            f"{value!r} is not a valid id: use 1-64 lower-case letters, digits, '-' or '_'"
-        )
-    return value
-
-
-def _check_topic(value: str) -> str:
-    if not value:
-        raise ValueError("an MQTT topic must not be empty")
-    if "+" in value or "#" in value:
-        raise ValueError("an MQTT topic here names one device: no '+' or '#' wildcards")
-    if value.startswith("/") or value.endswith("/"):
-        raise ValueError("an MQTT topic must not start or end with '/'")
-    if "//" in value:
-        raise ValueError("an MQTT topic must not have an empty level ('//')")
-    if value.startswith("$"):
-        raise ValueError("topics starting with '$' belong to the broker")
-    if "\x00" in value or len(value.encode()) > 65535:
-        raise ValueError("not a valid MQTT topic")
-    return value
-
-
-def _check_timezone(value: str) -> str:
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r} (e.g. Asia/Shanghai)") from None
-    return value
-
-
-def _check_url(value: str, schemes: tuple[str, ...], what: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in schemes:
-        raise ValueError(f"{what} must start with " + " or ".join(f"{s}://" for s in schemes))
-    if any(c.isspace() for c in value):
-        raise ValueError(f"{what} must not contain spaces")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError(
-            "no credentials in a URL: secrets come from env/file/credential, never the site file"
-        )
-    if not parts.hostname:
-        raise ValueError(f"{what} has no host")
-    try:
-        port = parts.port
-    except ValueError:
-        port = 0
-    if port == 0:
-        raise ValueError(f"{what} has a bad port (1-65535)")
-    return value
-
-
-def _check_rtsp(value: str) -> str:
-    return _check_url(value, ("rtsp", "rtsps"), "a camera stream URL")
-
-
-def _check_http(value: str) -> str:
-    return _check_url(value, ("http", "https"), "an HTTP URL")
-
-
-def _check_ip(value: str) -> str:
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
-
-
-Name = Annotated[str, AfterValidator(_check_name)]
-Topic = Annotated[str, AfterValidator(_check_topic)]
-Text = Annotated[str, Field(min_length=1)]
-
-
-class _Model(BaseModel):
-    # hide_input_in_errors: a mistyped secret must not reach a log through str(ValidationError).
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
-
 
 # --- the site -------------------------------------------------------------------------------
 
 
-class SiteInfo(_Model):
+class SiteInfo(Model):
     id: Name
     name: Text
-    timezone: Annotated[str, AfterValidator(_check_timezone)] = "Asia/Shanghai"
+    timezone: Annotated[str, AfterValidator(check_timezone)] = "Asia/Shanghai"
 
 
-class Zone(_Model):
+class Zone(Model):
     id: Name
     name: Text
     # Drills and linkage tests: everything is recorded, alerts are marked drill and stay inside.
     test_mode: bool = False
 
 
-class Building(_Model):
+class Building(Model):
     id: Name
     name: Text
     zones: list[Zone] = Field(min_length=1)
 
 
-class SecretRef(_Model):
-    """Where a secret lives (exactly one of env / file / credential); never the secret itself."""
-
-    env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
-    file: Text | None = None  # best absolute: a relative path follows the working directory
-    # A systemd credential, read from $CREDENTIALS_DIRECTORY/<name> (LoadCredential=).
-    credential: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")] | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _not_a_literal(cls, data: Any) -> Any:
-        if isinstance(data, dict | SecretRef):
-            return data
-        raise PydanticCustomError(
-            "literal_secret", "secrets come from env/file/credential, never the site file"
-        )
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> SecretRef:
-        given = [v for v in (self.env, self.file, self.credential) if v is not None]
-        if len(given) != 1:
-            raise ValueError("a secret reference takes exactly one of env, file or credential")
-        return self
-
-
-class TlsConfig(_Model):
-    """TLS on a link: the CA file that signs the server (default: the system's CAs) and,
-    where the server asks for one, our client certificate and its key."""
-
-    ca_file: Text | None = None
-    cert_file: Text | None = None
-    key_file: Text | None = None
-
-    @model_validator(mode="after")
-    def _key_needs_cert(self) -> TlsConfig:
-        if self.key_file is not None and self.cert_file is None:
-            raise _located([(("key_file",), "a key_file needs its cert_file", None)])
-        return self
-
-    def files(self) -> Iterator[tuple[str, str]]:
-        for name in ("ca_file", "cert_file", "key_file"):
-            value = getattr(self, name)
-            if value is not None:
-                yield name, value
-
-
-class BrokerConfig(_Model):
+class BrokerConfig(Model):
     host: Text
     port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None
@@ -232,7 +93,7 @@ class BrokerConfig(_Model):
     def _password_needs_username(self) -> BrokerConfig:
         if self.password is not None and self.username is None:
             # MQTT 3.1.1 sends a password only together with a user name.
-            raise _located([(("password",), "a password needs a username", None)])
+            raise located([(("password",), "a password needs a username", None)])
         return self
 
 
@@ -246,7 +107,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class HttpConfig(_Model):
+class HttpConfig(Model):
     host: Text = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     # Nothing on the API asks for credentials: binding beyond loopback must be meant.
@@ -263,7 +124,7 @@ class HttpConfig(_Model):
 
     @model_validator(mode="after")
     def _bounds(self) -> HttpConfig:
-        found: list[_Found] = []
+        found: list[Found] = []
         if not is_loopback(self.host) and not self.allow_remote:
             found.append((("host",), f"{self.host} is not a loopback address and the API has"
                           " no authentication: set allow_remote: true to mean it", None))
@@ -271,18 +132,18 @@ class HttpConfig(_Model):
             found.append((("max_feed_clients",), "must be below max_connections, which"
                           " must leave room for /healthz and /metrics", None))
         if found:
-            raise _located(found)
+            raise located(found)
         return self
 
 
-class GatewayConfig(_Model):
+class GatewayConfig(Model):
     data_dir: Text = "data"
     http: HttpConfig = Field(default_factory=HttpConfig)
     topic_prefix: Topic = "furong/gw1"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-class RetentionConfig(_Model):
+class RetentionConfig(Model):
     events_days: int = Field(default=90, ge=1)
     readings_days: int = Field(default=400, ge=1)
     alerts_days: int = Field(default=730, ge=1)
@@ -301,7 +162,7 @@ EN54_5_BANDS: dict[str, tuple[float, float]] = {
 DEFAULT_STATIC_THRESHOLDS: dict[str, float] = {"A1": 56.0, "A2": 60.0, "B": 75.0, "C": 90.0}
 
 
-class FireRulesConfig(_Model):
+class FireRulesConfig(Model):
     # Classes left out keep their default; each given one must lie inside its EN 54-5 band.
     static_threshold_c: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_STATIC_THRESHOLDS)
@@ -321,7 +182,7 @@ class FireRulesConfig(_Model):
     @field_validator("static_threshold_c")
     @classmethod
     def _inside_class_band(cls, value: dict[str, float]) -> dict[str, float]:
-        found: list[_Found] = []
+        found: list[Found] = []
         for klass, threshold in value.items():
             band = EN54_5_BANDS.get(klass)
             if band is None:
@@ -336,7 +197,7 @@ class FireRulesConfig(_Model):
                     )
                 )
         if found:
-            raise _located(found)
+            raise located(found)
         return {**DEFAULT_STATIC_THRESHOLDS, **value}
 
     def static_threshold(self, detector_class: str) -> float:
@@ -344,112 +205,8 @@ class FireRulesConfig(_Model):
         return self.static_threshold_c[detector_class.rstrip("RS")]
 
 
-class RulesConfig(_Model):
+class RulesConfig(Model):
     fire: FireRulesConfig = Field(default_factory=FireRulesConfig)
-
-
-CommandValue = float | int | str | bool
-
-
-class CommandAllow(_Model):
-    """One action a device takes: a range (`min`/`max`) or a set (`values`) for its
-    value, or neither for an action that takes no value (a barrier's `open`)."""
-
-    action: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)]
-    min: float | None = None
-    max: float | None = None
-    values: list[CommandValue] | None = Field(default=None, min_length=1)
-
-    @model_validator(mode="after")
-    def _range_or_set(self) -> CommandAllow:
-        ranged = self.min is not None or self.max is not None
-        if ranged and self.values is not None:
-            raise _located([(("values",), "give a range (min/max) or a set, not both", None)])
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise _located([(("min",), f"min {self.min:g} is above max {self.max:g}", None)])
-        return self
-
-
-class CommandRate(_Model):
-    # Per device, a token bucket: a burst for an operator's retries, then a steady rate.
-    per_minute: float = Field(default=6.0, gt=0, le=600)
-    burst: int = Field(default=3, ge=1, le=100)
-
-
-class DeviceCommands(_Model):
-    """A device's `commands:`: what it may be told, and how often."""
-
-    allow: list[CommandAllow] = Field(min_length=1)
-    rate: CommandRate = Field(default_factory=CommandRate)
-
-    @field_validator("allow")
-    @classmethod
-    def _unique(cls, value: list[CommandAllow]) -> list[CommandAllow]:
-        seen: dict[str, int] = {}
-        found: list[_Found] = []
-        for i, allow in enumerate(value):
-            if allow.action in seen:
-                found.append(((i, "action"), f"{allow.action} listed twice",
-                              (seen[allow.action], "action")))
-            seen.setdefault(allow.action, i)
-        if found:
-            raise _located(found)
-        return value
-
-
-DetectorClass = Literal["A1", "A1R", "A1S", "A2", "A2R", "A2S", "B", "BR", "BS", "C", "CR", "CS"]
-
-
-class MqttDevice(_Model):
-    driver: Literal["mqtt"]
-    id: Name
-    kind: Literal["heat_detector"]
-    zone: str
-    broker: str
-    topic: Topic
-    profile: Text = "heat-detector"
-    detector_class: DetectorClass = "A1R"
-    heartbeat_s: float = Field(default=30.0, ge=1, le=3600)
-    install_date: date | None = None
-    enabled: bool = True
-    commands: DeviceCommands | None = None
-
-    @property
-    def rate_of_rise(self) -> bool:
-        """Class suffix R: the detector also alarms on a fast rise (EN 54-5)."""
-        return self.detector_class.endswith("R")
-
-
-class HttpPushDevice(_Model):
-    driver: Literal["http_push"]
-    id: Name
-    kind: Literal["barrier_gate"]
-    zone: str
-    # The plate camera's address: a push is attributed to its gate by source address.
-    address: Annotated[str, AfterValidator(_check_ip)]
-    vendor: Literal["vzenith", "hikvision", "dahua"]
-    enabled: bool = True
-    commands: DeviceCommands | None = None
-
-
-class CameraDevice(_Model):
-    driver: Literal["rtsp"]
-    id: Name
-    kind: Literal["camera"]
-    zone: str
-    address: Annotated[str, AfterValidator(_check_rtsp)]
-    onvif: Annotated[str, AfterValidator(_check_http)] | None = None
-    # The stream's and ONVIF's login: a reference, never the secret (nor in the URL).
-    username: str | None = None
-    password: SecretRef | None = None
-    enabled: bool = True
-    commands: DeviceCommands | None = None
-
-    @model_validator(mode="after")
-    def _password_needs_username(self) -> CameraDevice:
-        if self.password is not None and self.username is None:
-            raise _located([(("password",), "a password needs a username", None)])
-        return self
 
 
 Device = Annotated[
@@ -457,17 +214,17 @@ Device = Annotated[
 ]
 
 
-class MqttTarget(_Model):
+class MqttTarget(Model):
     kind: Literal["mqtt"]
     id: Name
     broker: str
     topic_prefix: Topic | None = None  # None: the gateway's own topic_prefix
 
 
-class WebhookTarget(_Model):
+class WebhookTarget(Model):
     kind: Literal["webhook"]
     id: Name
-    url: Annotated[str, AfterValidator(_check_http)]
+    url: Annotated[str, AfterValidator(check_http)]
     token: SecretRef | None = None  # sent as "Authorization: Bearer <token>"
     timeout_s: float = Field(default=10.0, gt=0, le=120)
     # Drills stay inside the compound: a zone in test mode does not call the outside world.
@@ -478,7 +235,7 @@ class WebhookTarget(_Model):
 Target = Annotated[MqttTarget | WebhookTarget, Field(discriminator="kind")]
 
 
-class Site(_Model):
+class Site(Model):
     site: SiteInfo
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     brokers: dict[Name, BrokerConfig] = Field(default_factory=dict)
@@ -490,7 +247,7 @@ class Site(_Model):
 
     @model_validator(mode="after")
     def _cross_references(self) -> Site:
-        found: list[_Found] = []
+        found: list[Found] = []
 
         def unique(seen: dict[object, Loc], value: object, loc: Loc, what: str) -> None:
             if value in seen:
@@ -550,7 +307,7 @@ class Site(_Model):
                 missing = f"broker {target.broker!r} is not in brokers"
                 found.append((("forwarding", t, "broker"), missing, None))
         if found:
-            raise _located(found)
+            raise located(found)
         return self
 
     def zone(self, zone_id: str) -> Zone:
@@ -658,19 +415,37 @@ def _check(path: Path, environ: Mapping[str, str] | None) -> tuple[Site | None, 
     for loc, name, file in _tls_files(site):
         if not os.access(file, os.R_OK):
             issues.append(_issue(str(path), lines, (*loc, name), f"cannot read {file}"))
+    issues += _driver_issues(path, site, lines)
     issues += _profile_issues(path, site, lines)
     issues.sort(key=lambda issue: issue.line)
     return site, issues
 
 
+def _driver_issues(path: Path, site: Site, lines: dict[Loc, int]) -> list[ConfigIssue]:
+    """Every enabled device's driver is in this build, with its protocol stack."""
+    from drivers.catalog import not_installed
+
+    found: list[ConfigIssue] = []
+    for d, device in enumerate(site.devices):
+        if device.enabled:
+            reason = not_installed(device.driver)
+            if reason is not None:
+                found.append(_issue(str(path), lines, ("devices", d, "driver"), reason))
+    return found
+
+
 def _profile_issues(path: Path, site: Site, lines: dict[Loc, int]) -> list[ConfigIssue]:
-    """Every enabled Modbus device's profile exists and is sound (profiles/ beside the file)."""
-    from drivers.modbus.profile import ProfileError, load_profile
+    """Every enabled device's profile exists beside the file (profiles/) and is sound,
+    checked by its driver's typed model."""
+    from drivers.modbus.profile import ProfileError as ModbusProfileError
+    from drivers.modbus.profile import load_profile as load_modbus_profile
+    from drivers.mqtt.profile import ProfileError as MqttProfileError
+    from drivers.mqtt.profile import read_profile as read_mqtt_profile
 
     folder = path.parent / "profiles"
     found: list[ConfigIssue] = []
     for d, device in enumerate(site.devices):
-        if not isinstance(device, ModbusDevice) or not device.enabled:
+        if not isinstance(device, ModbusDevice | MqttDevice) or not device.enabled:
             continue
         loc: Loc = ("devices", d, "profile")
         profile = folder / f"{device.profile}.yaml"
@@ -680,8 +455,11 @@ def _profile_issues(path: Path, site: Site, lines: dict[Loc, int]) -> list[Confi
                                 f"unknown profile {device.profile!r} (known: {known})"))
             continue
         try:
-            load_profile(profile)
-        except ProfileError as exc:
+            if isinstance(device, ModbusDevice):
+                load_modbus_profile(profile)
+            else:
+                read_mqtt_profile(profile)
+        except (ModbusProfileError, MqttProfileError) as exc:
             found.append(_issue(str(path), lines, loc, f"bad profile: {exc}"))
     return found
 
@@ -693,6 +471,9 @@ def _secret_refs(site: Site) -> Iterator[tuple[Loc, SecretRef]]:
     for t, target in enumerate(site.forwarding):
         if isinstance(target, WebhookTarget) and target.token is not None:
             yield ("forwarding", t, "token"), target.token
+    for d, device in enumerate(site.devices):
+        if isinstance(device, CameraDevice) and device.enabled and device.password is not None:
+            yield ("devices", d, "password"), device.password
 
 
 def _tls_files(site: Site) -> Iterator[tuple[Loc, str, str]]:
@@ -842,4 +623,4 @@ def _line(lines: dict[Loc, int], loc: Loc) -> int:
 
 
 def _issue(file: str, lines: dict[Loc, int], loc: Loc, message: str) -> ConfigIssue:
-    return ConfigIssue(file, _line(lines, loc), _dotted(loc) or "(file)", message)
+    return ConfigIssue(file, _line(lines, loc), dotted(loc) or "(file)", message)

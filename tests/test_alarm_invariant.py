@@ -31,7 +31,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drivers.mqtt import DeviceBinding, HeatDetectorCodec, ReportRouter, load_profile
+from drivers.mqtt.heat_detector import HeatDetectorCodec, load_profile
+from drivers.mqtt.reports import DeviceBinding, ReportRouter
 from gateway.alerts import AlertBook, AlertState
 from gateway.bus import Bus
 from gateway.clock import ManualClock

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
 from datetime import date
 from pathlib import Path
 
@@ -54,8 +55,10 @@ def _relative(issue: ConfigIssue) -> str:
 
 
 def _write(tmp_path: Path, text: str) -> Path:
+    """A site file with the shipped profiles beside it, as the daemon expects them."""
     path = tmp_path / "site.yaml"
     path.write_text(text, encoding="utf-8")
+    shutil.copytree(ROOT / "config" / "profiles", tmp_path / "profiles", dirs_exist_ok=True)
     return path
 
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.mqtt import HeatDetectorCodec, load_profile
+from drivers.mqtt.heat_detector import HeatDetectorCodec, load_profile
 from gateway.errors import PayloadRejected
 
 ROOT = Path(__file__).resolve().parent.parent

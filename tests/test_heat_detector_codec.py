@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from drivers.mqtt import DetectorMemory, decode_report, load_profile, normalise
 from drivers.mqtt.driver import topic_filters
+from drivers.mqtt.heat_detector import DetectorMemory, decode_report, load_profile, normalise
 from gateway.errors import PayloadRejected
 from gateway.events import Event, Heartbeat, Reading, SeqCounter, Severity
 

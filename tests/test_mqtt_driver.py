@@ -9,13 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from drivers.mqtt import (
-    BrokerEndpoint,
-    DeviceBinding,
-    HeatDetectorCodec,
-    MqttDeviceDriver,
-    load_profile,
-)
+from drivers.mqtt.config import BrokerEndpoint
+from drivers.mqtt.driver import MqttDeviceDriver
+from drivers.mqtt.heat_detector import HeatDetectorCodec, load_profile
+from drivers.mqtt.reports import DeviceBinding
 from gateway.errors import StoreFailed, Unreachable
 from gateway.events import Event, Heartbeat, Reading, SeqCounter
 from tests.brokers import Mosquitto

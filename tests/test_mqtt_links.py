@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from drivers.mqtt import BrokerEndpoint, DeviceBinding, MqttDeviceDriver
+from drivers.mqtt.config import BrokerEndpoint
+from drivers.mqtt.driver import MqttDeviceDriver
+from drivers.mqtt.reports import DeviceBinding
 from gateway.errors import SessionTakenOver, Unreachable
 from gateway.forward.mqtt import MqttForwarder
 from gateway.mqtt_loop import LinkOptions, MqttLink

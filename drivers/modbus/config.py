@@ -11,15 +11,15 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from gateway.config_parts import DeviceCommands, Model, Name
 
 _BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 _UNIT = re.compile(r"[0-9]{1,3}")
 _MODBUS_FORMS = (
     "tcp://host:port/unit, rtu+tcp://host:port/unit or rtu:///dev/ttyX?baud=9600&unit=N"
 )
-# The same id rule as the rest of the site file (gateway.config.Name).
-_ID = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 Transport = Literal["tcp", "rtu", "rtu+tcp"]
 
@@ -120,11 +120,7 @@ def parse_modbus_address(text: str) -> ModbusEndpoint:
     raise ValueError(f"a Modbus address is {_MODBUS_FORMS}, not {text!r}")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
-
-
-class Workarounds(_Model):
+class Workarounds(Model):
     """Firmware quirks of one device, as data (Telegraf's `workarounds`), never code forks."""
 
     # Some firmware sends 32-bit values low word first, whatever its manual says.
@@ -143,9 +139,9 @@ class Workarounds(_Model):
     gap_bridge: int = Field(default=0, ge=0, le=124)
 
 
-class ModbusDevice(_Model):
+class ModbusDevice(Model):
     driver: Literal["modbus"]
-    id: str = Field(pattern=_ID)
+    id: Name
     kind: Literal["energy_meter", "water_meter", "gas_meter", "elevator", "fire_panel"]
     zone: str
     address: str
@@ -164,6 +160,8 @@ class ModbusDevice(_Model):
     breaker_a: float | None = Field(default=None, gt=0, le=10_000)
     building: str | None = None
     system: str | None = None  # lighting, ac_pumps, water_main, gas, ...
+    # What the unit may be told (a relay coil, a set-point): allow-listed, audited.
+    commands: DeviceCommands | None = None
 
     @field_validator("address")
     @classmethod

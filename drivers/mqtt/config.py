@@ -1,10 +1,19 @@
-"""What the MQTT driver needs to know: one broker endpoint and the devices behind it."""
+"""What the MQTT driver needs to know: the site file's MQTT devices, and one broker
+endpoint with the devices behind it. No paho here: the core validates the site file
+without the MQTT stack."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Literal
 
-from gateway.mqtt_loop import Tls
+from pydantic import Field
+
+from gateway.config_parts import DeviceCommands, Model, Name, Text, Topic
+
+if TYPE_CHECKING:
+    from gateway.mqtt_loop import Tls
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,3 +28,26 @@ class BrokerEndpoint:
 
     def __repr__(self) -> str:  # never let a password reach a log line
         return f"BrokerEndpoint({self.host}:{self.port}, user={self.username!r})"
+
+
+DetectorClass = Literal["A1", "A1R", "A1S", "A2", "A2R", "A2S", "B", "BR", "BS", "C", "CR", "CS"]
+
+
+class MqttDevice(Model):
+    driver: Literal["mqtt"]
+    id: Name
+    kind: Literal["heat_detector"]
+    zone: str
+    broker: str
+    topic: Topic
+    profile: Text = "heat-detector"
+    detector_class: DetectorClass = "A1R"
+    heartbeat_s: float = Field(default=30.0, ge=1, le=3600)
+    install_date: date | None = None
+    enabled: bool = True
+    commands: DeviceCommands | None = None
+
+    @property
+    def rate_of_rise(self) -> bool:
+        """Class suffix R: the detector also alarms on a fast rise (EN 54-5)."""
+        return self.detector_class.endswith("R")

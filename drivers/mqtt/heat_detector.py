@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from drivers.mqtt.profile import read_profile
 from gateway.errors import PayloadRejected
 from gateway.events import Event, Heartbeat, Reading, Severity
 
@@ -26,14 +25,15 @@ class HeatDetectorProfile:
 
 
 def load_profile(path: Path) -> HeatDetectorProfile:
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    """The profile in `path`, checked by its typed model (a `ProfileError` if unsound)."""
+    checked = read_profile(path)
     return HeatDetectorProfile(
-        max_payload_bytes=int(raw["max_payload_bytes"]),
-        temp_min=float(raw["temperature_c"]["min"]),
-        temp_max=float(raw["temperature_c"]["max"]),
-        battery_min=int(raw["battery_pct"]["min"]),
-        battery_max=int(raw["battery_pct"]["max"]),
-        faults={str(k): str(v) for k, v in raw["faults"].items()},
+        max_payload_bytes=checked.max_payload_bytes,
+        temp_min=checked.temperature_c.min,
+        temp_max=checked.temperature_c.max,
+        battery_min=int(checked.battery_pct.min),
+        battery_max=int(checked.battery_pct.max),
+        faults=dict(checked.faults),
     )
 
 

@@ -1,0 +1,1 @@
+"""Devices that push to the gateway over HTTP: the plate cameras at the barrier gates."""

@@ -1,0 +1,1 @@
+"""CCTV cameras: RTSP streams and ONVIF."""

@@ -1,0 +1,38 @@
+"""The site file's cameras: the stream's address, ONVIF's, and a login that is a
+secret reference, never the secret."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, model_validator
+
+from gateway.config_parts import (
+    DeviceCommands,
+    Model,
+    Name,
+    SecretRef,
+    check_http,
+    check_rtsp,
+    located,
+)
+
+
+class CameraDevice(Model):
+    driver: Literal["rtsp"]
+    id: Name
+    kind: Literal["camera"]
+    zone: str
+    address: Annotated[str, AfterValidator(check_rtsp)]
+    onvif: Annotated[str, AfterValidator(check_http)] | None = None
+    # The stream's and ONVIF's login: a reference, never the secret (nor in the URL).
+    username: str | None = None
+    password: SecretRef | None = None
+    enabled: bool = True
+    commands: DeviceCommands | None = None
+
+    @model_validator(mode="after")
+    def _password_needs_username(self) -> CameraDevice:
+        if self.password is not None and self.username is None:
+            raise located([(("password",), "a password needs a username", None)])
+        return self
