@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.modbus.adapter import Request
+from drivers.modbus.adapter import Request, _cancellable
 from drivers.modbus.config import ModbusDevice
 from drivers.modbus.driver import MeterBinding, ModbusDriver, plans_for
 from drivers.modbus.profile import load_profile
@@ -297,20 +297,42 @@ async def test_rtu_on_a_serial_line_with_a_dead_unit_keeps_the_others_on_interva
 async def test_a_cancelled_driver_always_stops() -> None:
     # Regression: pymodbus waits with asyncio.wait_for, which on Python 3.11 loses a cancel
     # that lands as an answer arrives; the driver then polled on after the daemon's
-    # shutdown. Cancel at many moments of the polling cycle; every run must end.
+    # shutdown. The connect waits the same way. Cancel at many moments, from the connect
+    # to the polling cycle; every run must end.
     meters = [meter(name, unit) for unit, name in enumerate(
         ["eastron-sdm630", "acrel-adw300", "water-meter", "gas-meter"], start=1)]
     async with MeterServer(meters) as server:
         url = f"tcp://127.0.0.1:{server.port}"
         bindings = [_device(f"m{m.unit}", f"{url}/{m.unit}", m.profile.profile) for m in meters]
-        for attempt in range(25):
+        for attempt in range(36):
             driver = ModbusDriver("modbus:cancel", bindings, Sink())
             task = asyncio.create_task(driver.run(Link()))
-            await asyncio.sleep(0.05 + (attempt % 7) * 0.007)
+            await asyncio.sleep((attempt % 12) * 0.006)
             task.cancel()
             done, _ = await asyncio.wait({task}, timeout=DEADLINE_S)
             assert task in done, f"attempt {attempt}: the driver did not stop"
             assert task.cancelled()
+
+
+async def test_a_cancel_reaches_the_driver_even_when_the_call_swallows_it() -> None:
+    # What asyncio.wait_for does on 3.11 when the answer and the cancel meet: the inner
+    # call ends normally. The adapter's wrapper must still raise the cancel to its caller.
+    swallowed = asyncio.Event()
+
+    async def swallows_cancel() -> bool:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            swallowed.set()
+            return True
+        return False
+
+    task = asyncio.create_task(_cancellable(swallows_cancel()))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.wait_for(swallowed.wait(), DEADLINE_S)
 
 
 @pytest.mark.parametrize("fault", ["short_answer", "wrong_function"])

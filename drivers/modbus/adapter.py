@@ -16,6 +16,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
@@ -61,6 +62,8 @@ class Request:
     address: int
     count: int
 
+_T = TypeVar("_T")
+
 
 class ModbusLink:
     """One connection to an endpoint (TCP peer, serial server or serial port)."""
@@ -85,7 +88,10 @@ class ModbusLink:
 
     async def open(self) -> None:
         try:
-            ok = await self._client.connect()
+            ok = await _cancellable(self._client.connect())
+        except asyncio.CancelledError:
+            self._client.close()  # a connect the cancel overtook would be left open
+            raise
         except (OSError, ModbusException) as exc:
             raise Unreachable(f"{self.endpoint.link}: {exc}") from exc
         if not ok:
@@ -139,17 +145,8 @@ class ModbusLink:
             # pymodbus would reconnect on its own here; the supervisor does that.
             raise Unreachable(f"{self.endpoint.link}: connection lost")
         self.requests += 1
-        # pymodbus waits with asyncio.wait_for, which on Python 3.11 swallows a cancel that
-        # lands as the answer arrives: the driver would then never stop. The request runs
-        # as its own task and is waited for with asyncio.wait, whose cancel always lands.
-        pending = asyncio.ensure_future(send())
         try:
-            await asyncio.wait({pending})
-        except asyncio.CancelledError:
-            pending.cancel()
-            raise
-        try:
-            answer = pending.result()
+            answer = await _cancellable(send())
         except ModbusIOException as exc:
             if not self._client.connected:
                 raise Unreachable(f"{self.endpoint.link}: connection lost") from exc
@@ -163,3 +160,19 @@ class ModbusLink:
         if answer.function_code != function:
             raise BadAnswer(f"asked function {function}, answered {answer.function_code}")
         return answer
+
+
+async def _cancellable(call: Awaitable[_T]) -> _T:
+    """Await a pymodbus call so that a cancel always lands.
+
+    pymodbus waits with asyncio.wait_for (connects and requests alike), which on Python
+    3.11 swallows a cancel that lands as the connection is made or the answer arrives:
+    the driver would then poll on after the daemon's shutdown. The call runs as its own
+    task, waited for with asyncio.wait, whose cancel always reaches us."""
+    pending = asyncio.ensure_future(call)
+    try:
+        await asyncio.wait({pending})
+    except asyncio.CancelledError:
+        pending.cancel()
+        raise
+    return pending.result()
