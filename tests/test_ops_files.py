@@ -285,6 +285,7 @@ def test_the_secure_site_file_edited_as_the_docs_say_resolves_its_credential(
     assert sed in OPERATIONS.read_text(encoding="utf-8")
     site = tmp_path / "site.yaml"
     site.write_text(edited, encoding="utf-8")
+    shutil.copytree(ROOT / "config" / "profiles", tmp_path / "profiles")
     (tmp_path / "broker-password").write_text("s3cret\n")
     assert check_config(site, environ={"CREDENTIALS_DIRECTORY": str(tmp_path)}) == []
     unresolved = check_config(site, environ={})

@@ -5,7 +5,7 @@ of a `RuleRegistry` in order, on every item and every tick."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from gateway.alerts import Alert, AlertSignal
 from gateway.commands import Command
@@ -40,10 +40,29 @@ class RuleModule(Protocol):
         """Time-driven signals (silence, `for:` durations); called about once a second."""
 
 
+@runtime_checkable
+class Follower(Protocol):
+    """A rule module that also reads other modules' verdicts: the fire model follows the
+    fire alarms of detectors and panel points and says `fire.confirmed`; the barrier
+    linkage follows `fire.confirmed` and sends commands. Pure, like `observe`."""
+
+    name: str
+
+    def follow(self, signal: AlertSignal, now: float) -> Sequence[Verdict]:
+        """Verdicts caused by another module's alert signal (never by its own)."""
+
+
+# How far one item's signals may cascade through followers (alarm -> confirmed fire ->
+# barrier commands is two): a cycle between followers stops here instead of spinning.
+MAX_FOLLOW_DEPTH = 4
+
+
 class RuleRegistry:
     """The rule modules the pipeline runs, in order: a module earlier in the list has
     its signals applied first for the same item (presence's "heard again" comes before
-    the fire alarm that the same report carries)."""
+    the fire alarm that the same report carries). Modules that are `Follower`s are then
+    shown every alert signal the others produced for that item or tick, in order, and
+    what they say in turn (at most `MAX_FOLLOW_DEPTH` rounds); never their own."""
 
     def __init__(self, modules: Sequence[RuleModule]) -> None:
         names = [m.name for m in modules]
@@ -52,6 +71,8 @@ class RuleRegistry:
             raise ConfigError(f"rule modules listed twice: {', '.join(twice)}")
         self.modules: tuple[RuleModule, ...] = tuple(modules)
         self._observers = tuple(m.observe for m in self.modules)
+        self._followers: tuple[Follower, ...] = tuple(
+            m for m in self.modules if isinstance(m, Follower))
 
     def module(self, name: str) -> RuleModule:
         for m in self.modules:
@@ -65,10 +86,32 @@ class RuleRegistry:
             m.restore(alerts)
 
     def observe(self, item: Event | Reading | Heartbeat, now: float) -> list[Verdict]:
-        return _gather(observe(item, now) for observe in self._observers)
+        if not self._followers:
+            return _gather(observe(item, now) for observe in self._observers)
+        return self._followed([(m, m.observe(item, now)) for m in self.modules], now)
 
     def tick(self, now: float) -> list[Verdict]:
-        return _gather(m.tick(now) for m in self.modules)
+        if not self._followers:
+            return _gather(m.tick(now) for m in self.modules)
+        return self._followed([(m, m.tick(now)) for m in self.modules], now)
+
+    def _followed(self, said: list[tuple[object, Sequence[Verdict]]], now: float) -> list[Verdict]:
+        """What every module said and, after it, what the followers make of its alert
+        signals, round by round."""
+        out = _gather(vs for _, vs in said)
+        fresh = [(origin, v) for origin, vs in said for v in vs if isinstance(v, AlertSignal)]
+        for _ in range(MAX_FOLLOW_DEPTH):
+            if not fresh:
+                break
+            answers: list[tuple[object, Sequence[Verdict]]] = [
+                (f, f.follow(signal, now))
+                for origin, signal in fresh for f in self._followers if f is not origin
+            ]
+            more = _gather(vs for _, vs in answers)
+            if more:
+                out = more if out is _NOTHING else [*out, *more]
+            fresh = [(o, v) for o, vs in answers for v in vs if isinstance(v, AlertSignal)]
+        return out
 
 
 def _gather(results: Iterable[Sequence[Verdict]]) -> list[Verdict]:
