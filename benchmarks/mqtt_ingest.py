@@ -7,7 +7,8 @@ process) is read in turn by:
   a packet). This is the issue's reference subscriber ("paho-mqtt 2.x driven directly
   from the event loop": 0.018 CPU-s per 1,000 when the target was set);
 - `paho-buffered`: the same, with the gateway's `BufferedClient` (one `recv()` serves
-  many packets): what the daemon runs.
+  many packets) and its `LazyMessageInfo` (no `threading.Condition` per message read):
+  what the daemon runs.
 
 Each figure is this process's CPU (utime + stime) over the run and its drain, divided by
 the messages read. The machine is shared and its speed varies from day to day, so compare
@@ -29,6 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import paho.mqtt.client as paho  # noqa: E402
+
+from gateway import mqtt_loop  # noqa: E402
 from gateway.mqtt_loop import LinkOptions, MqttLink  # noqa: E402
 from tests.brokers import Mosquitto  # noqa: E402
 
@@ -38,6 +42,8 @@ DEVICES = [f"hd-{n:02d}" for n in range(1, 41)]
 async def read_once(host: str, port: int, rate: float, seconds: float, buffered: bool,
                     ) -> tuple[int, int, float]:
     """(sent, read, CPU-s of this process) for one subscriber variant."""
+    paho.MQTTMessageInfo = (  # type: ignore[misc]
+        mqtt_loop.LazyMessageInfo if buffered else mqtt_loop.PAHO_MESSAGE_INFO)
     link = MqttLink(LinkOptions(host, port, f"bench-ingest-{int(buffered)}", protocol=4,
                                 buffered_reads=buffered))
     await link.connect()
