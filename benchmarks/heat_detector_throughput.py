@@ -199,6 +199,9 @@ async def main() -> None:
             async with asyncio.timeout(30):
                 await gateway.wait()
         stored = stored_reports(Path(tmp) / "data" / "gateway.db")
+        warnings = [line for line in (Path(tmp) / "gateway.log").read_text().splitlines()
+                    if "slow_commit" in line or "level=ERROR" in line
+                    or ("level=WARNING" in line and "alert raised" not in line)]
 
     readings = after["gateway_readings_total"] - before["gateway_readings_total"]
     reports = readings / 2  # every report carries temperature and battery
@@ -227,6 +230,8 @@ async def main() -> None:
     print(f"gateway CPU:        {cpu:.1f} s for {reports:,.0f} reports = "
           f"{cpu / reports * 1000:.3f} s per 1,000 reports")
     print(f"gateway peak RSS:   {rss:.0f} MiB")
+    print(f"gateway log:        {len(warnings)} warnings or errors (alerts aside)"
+          + "".join(f"\n    {line}" for line in warnings[:10]))
     if reference is not None:
         ours = cpu / reports * 1000
         print(f"plain paho:         {reference:.3f} s per 1,000 reading the same load "
