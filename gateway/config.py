@@ -70,9 +70,10 @@ class Zone(Model):
     name: Text
     # Drills and linkage tests: everything is recorded, alerts are marked drill and stay inside.
     test_mode: bool = False
-    # Independent triggers that confirm a fire here: 2 where linkage starts equipment
-    # (GB 50116 §4.1.6: two detectors, or a detector and a manual call point).
-    fire_triggers: int = Field(default=1, ge=1, le=2)
+    # Independent triggers that confirm a fire here (`fire.confirmed`): 2 where linkage
+    # starts equipment (GB 50116 §4.1.6: two detectors, or a detector and a manual call
+    # point), else 1. A site with no fire panel and no zone saying this has no fire model.
+    fire_triggers: int | None = Field(default=None, ge=1, le=2)
 
 
 class Building(Model):

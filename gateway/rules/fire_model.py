@@ -155,6 +155,14 @@ class FireModel:
                  "triggers": sorted(z.triggers), "triggers_needed": z.spec.triggers_needed,
                  "drill": z.spec.test_mode} for z in self._zones.values()]
 
+    def isolated_by_zone(self) -> dict[str, int]:
+        counts = {z: 0 for z in self._zones}
+        for source, bits in self._bits.items():
+            point = self._points.get(source)
+            if point is not None and "isolated" in bits and point.zone in counts:
+                counts[point.zone] += 1
+        return counts
+
     # ---- the model ----------------------------------------------------------------------
     def _point(self, point: PointSpec, data: Mapping[str, Any]) -> list[AlertSignal]:
         bits = frozenset(str(b) for b in data.get("bits", ()) if b in POINT_RULES)
