@@ -490,9 +490,10 @@ class Gateway:
                        commands=self.commander.execute,
                        dead_letters=lambda limit: [d.to_json() for d in
                                                    self.store.outbox_dead(limit)])
-        add_lift_routes(app, LiftDesk(lambda: self.lifts, self.book.active,
-                                      functools.partial(report, self.site, self.db_path),
-                                      self.clock.now, zone_names))
+        add_lift_routes(app, LiftDesk(
+            lambda: self.lifts, self.book.active,
+            lambda firm, month: report(self.site, self.db_path, firm, month, self.clock.now()),
+            self.clock.now, zone_names))
         host = self._http_host()
         port = self.overrides.http_port
         runner = await serve(app, host, http.port if port is None else port)

@@ -102,6 +102,11 @@ class LiftMaintenance:
                         f"no visit for {age_days:.0f} days (limit {limit:g}; last: {last})"))
         return out
 
+    @property
+    def started(self) -> bool:
+        """The calendar runs: the first tick has been seen."""
+        return self._since is not None
+
     def calendar(self, now: float) -> list[dict[str, object]]:
         """Per lift: the last visit and when each rule wants the next one."""
         p = self._params
