@@ -86,3 +86,72 @@ class CompoundLifts:
         for server in self.servers:
             with contextlib.suppress(Exception):
                 await server.stop()
+
+
+def apply(lifts: CompoundLifts, line: str) -> str:
+    """One control line: `trap|release|stop_outside_landing|lose_power|restore_power|
+    ignore_fire_return|skip_visits LIFT`, `visit LIFT MINUTES`, `recall on|off`, or
+    `alarm|clear|fault|repair|isolate|deisolate POINT`. Returns "ok" or the error."""
+    words = line.split()
+    if not words:
+        return "error: empty line"
+    action, args = words[0], words[1:]
+    try:
+        if action == "recall":
+            lifts.fleet.recall(args[0] == "on")
+        elif action in ("ignore_fire_return", "skip_visits"):
+            setattr(lifts.fleet.lifts[args[0]], action, True)
+        elif action == "visit":
+            lifts.fleet.lifts[args[0]].visit(float(args[1]))
+        elif action in ("trap", "release", "stop_outside_landing", "lose_power",
+                        "restore_power"):
+            getattr(lifts.fleet.lifts[args[0]], action)()
+        elif lifts.panel is not None and action in ("alarm", "clear", "fault", "repair",
+                                                    "isolate", "deisolate"):
+            point = lifts._point(args[0])
+            bit = {"alarm": "fire", "clear": "fire", "fault": "fault", "repair": "fault",
+                   "isolate": "isolated", "deisolate": "isolated"}[action]
+            lifts.panel.set_point(point, bit, action in ("alarm", "fault", "isolate"))
+        else:
+            return f"error: unknown action {action!r}"
+    except (KeyError, IndexError, ValueError) as exc:
+        return f"error: {exc!r}"
+    return "ok"
+
+
+async def _serve(site_path: str, speed: float) -> None:
+    """Serve the site's boxes; print {device: address} as one JSON line, then take control
+    lines on stdin (see `apply`), answering each on stdout."""
+    import json
+    import sys
+
+    from gateway.config import load_site
+
+    lifts = await CompoundLifts.start(load_site(site_path), speed=speed)
+    addresses = {d.id: d.address for d in lifts.site.devices_of("modbus")
+                 if d.kind in ("elevator", "fire_panel")}
+    print(json.dumps(addresses), flush=True)
+    loop = asyncio.get_running_loop()
+    runner = asyncio.create_task(lifts.fleet.run(), name="lift-traffic")
+    try:
+        while line := await loop.run_in_executor(None, sys.stdin.readline):
+            print(apply(lifts, line), flush=True)
+    finally:
+        runner.cancel()
+        await lifts.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--site", default="config/site.yaml")
+    parser.add_argument("--speed", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args.site, args.speed))
+
+
+if __name__ == "__main__":
+    main()

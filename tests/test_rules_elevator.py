@@ -237,3 +237,15 @@ def test_entrapment_fires_only_after_t_and_clears_only_at_an_open_landing(
             else:
                 assert firing and door_open and zone
             firing = s.active
+
+
+def test_each_poll_judges_the_timer_without_waiting_for_the_tick() -> None:
+    r = rules()
+    r.observe(status(TRAPPED, 0), 0)
+    def poll(t: float) -> Reading:
+        return Reading("lift-1", "in_service", 1.0, "", t)
+
+    assert said(r.observe(poll(29.0), 29.1)) == []
+    # The poll T after the first that saw it decides, a few ms of jitter early or not.
+    assert said(r.observe(poll(29.98), 30.0)) == [("elevator.entrapment", True)]
+    assert said(r.tick(31.0)) == []

@@ -38,6 +38,10 @@ _FLAG_RULES = (ENTRAPMENT, STOPPED_OUTSIDE, DOOR_OPENED_MOVING, MOVED_DOOR_OPEN,
                POWER_LOSS, FAULT, OUT_OF_SERVICE, INSPECTION, FIRE_RETURN_FAILED)
 _COUNTERS = ("trips", "running_hours", "door_cycles")
 
+# A poll taken T after the first one that saw the condition is the one that decides;
+# the scheduler's few milliseconds of jitter must not push the alarm to the next poll.
+_JITTER_S = 0.05
+
 _NOTHING: list[AlertSignal] = []
 
 
@@ -123,13 +127,19 @@ class ElevatorRules:
             return _NOTHING
         if isinstance(item, Event):
             if item.kind == "elevator.status":
-                return self._status(lift, item.data, now)
+                # The poll's own time: the held-for-T timers run on the driver's clock.
+                return self._status(lift, item.data, item.time)
             return _NOTHING
         if isinstance(item, Reading):
             if item.metric == "speed_mps":
                 return self._speed(lift, item.value)
             if item.metric in _COUNTERS:
                 lift.counters[item.metric] = item.value
+            elif item.metric == "in_service" and (lift.trapped_since is not None
+                                                  or lift.empty_stop_since is not None):
+                # Every poll brings one: the held-for-T timers are judged at the poll's
+                # pace, not only at the once-a-second tick.
+                return self._timers(lift, item.time, _NOTHING)
         return _NOTHING
 
     def tick(self, now: float) -> Sequence[AlertSignal]:
@@ -282,7 +292,7 @@ class ElevatorRules:
     def _timers(self, lift: _Lift, now: float, out: list[AlertSignal]) -> list[AlertSignal]:
         s = lift.status or {}
         if (lift.trapped_since is not None and ENTRAPMENT not in lift.firing
-                and now - lift.trapped_since >= lift.entrapment_s):
+                and now - lift.trapped_since >= lift.entrapment_s - _JITTER_S):
             lift.firing.add(ENTRAPMENT)
             out = self._add(out, self._signal(
                 lift, ENTRAPMENT, Severity.CRITICAL, True,
@@ -291,7 +301,7 @@ class ElevatorRules:
                 {"floor": s.get("floor"), "since": lift.trapped_since,
                  "fault": s.get("fault", ""), "power_loss": bool(s.get("power_loss"))}))
         if (lift.empty_stop_since is not None and STOPPED_OUTSIDE not in lift.firing
-                and now - lift.empty_stop_since >= self._params.stopped_outside_s):
+                and now - lift.empty_stop_since >= self._params.stopped_outside_s - _JITTER_S):
             lift.firing.add(STOPPED_OUTSIDE)
             out = self._add(out, self._signal(
                 lift, STOPPED_OUTSIDE, Severity.MAJOR, True,
