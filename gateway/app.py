@@ -46,7 +46,7 @@ from gateway.forward.mqtt import MqttForwarder, is_alarm_row
 from gateway.forward.webhook import WebhookForwarder
 from gateway.ingest import Ingest
 from gateway.lift_metrics import LiftCollector
-from gateway.lifts import LiftModules, build_modules, report
+from gateway.lifts import LiftModules, build_modules, lift_presence, report
 from gateway.metrics import Metrics
 from gateway.mqtt_loop import Tls
 from gateway.pipeline import Pipeline, record_to_alert
@@ -160,7 +160,7 @@ class Gateway:
         specs = [
             PresenceSpec(d.id, d.zone, d.heartbeat_s, "Heat detector", "heartbeat")
             for d in self._heat_detectors()
-        ]
+        ] + lift_presence(self.site)
         return PresenceRules(specs, silence_factor=self.site.rules.fire.silence_factor)
 
     def _command_guard(self) -> CommandGuard:

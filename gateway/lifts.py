@@ -17,6 +17,11 @@ from gateway.rules import RuleModule
 from gateway.rules.elevator import ElevatorParams, ElevatorRules, LiftSpec
 from gateway.rules.fire_model import FireModel, PanelSpec, PointSpec, ZoneSpec
 from gateway.rules.maintenance import LiftMaintenance, MaintenanceParams, MaintenanceSpec
+from gateway.rules.presence import PresenceSpec
+
+# A box is expected at least this often, whatever its poll: a busy line must not make it
+# flap between silent and heard.
+_MIN_EXPECTED_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +41,14 @@ def lifts_of(site: Site) -> list[ModbusDevice]:
 
 def panels_of(site: Site) -> list[ModbusDevice]:
     return [d for d in site.devices_of("modbus") if d.kind == "fire_panel" and d.panel is not None]
+
+
+def lift_presence(site: Site) -> list[PresenceSpec]:
+    """Silence of a lift box or of the panel gateway is news (the panel's most of all)."""
+    return [PresenceSpec(d.id, d.zone, max(d.poll_s, _MIN_EXPECTED_S),
+                         "Elevator box" if d.kind == "elevator" else "Fire panel gateway",
+                         "poll")
+            for d in (*lifts_of(site), *panels_of(site))]
 
 
 def build_modules(site: Site, db: Path | None = None) -> LiftModules:

@@ -249,3 +249,14 @@ def test_each_poll_judges_the_timer_without_waiting_for_the_tick() -> None:
     # The poll T after the first that saw it decides, a few ms of jitter early or not.
     assert said(r.observe(poll(29.98), 30.0)) == [("elevator.entrapment", True)]
     assert said(r.tick(31.0)) == []
+
+
+def test_a_silent_box_is_not_counted_available() -> None:
+    r = rules()
+    r.observe(status(NORMAL, 0), 0)
+    assert r.snapshot()[0]["available"] is True
+    stale = AlertSignal("device.stale", "lift-1", "main-office-a", Severity.MAJOR, True)
+    assert said(r.follow(stale, 10)) == []
+    assert r.snapshot()[0]["available"] is False
+    r.follow(AlertSignal("device.stale", "lift-1", "main-office-a", Severity.MAJOR, False), 11)
+    assert r.snapshot()[0]["available"] is True

@@ -17,7 +17,7 @@ from drivers.modbus.status import (
     decode_panel,
 )
 from gateway.contract import Sink
-from gateway.events import Event, Reading, Severity
+from gateway.events import Event, Heartbeat, Reading, Severity
 
 DRIVER = "modbus"
 _MAJOR_POINT_BITS = frozenset({"fault", "isolated", "supervisory", "power_fault"})
@@ -114,6 +114,7 @@ class StatusEvents:
         decoded = decode_panel(spec, values)
         if decoded is None:
             return []
+        self._sink.telemetry(Heartbeat(device.id, now))  # its words are events only
         points = {p.point: p for p in device.panel.points} if device.panel else {}
         problems = list(decoded.problems)
         out: list[Event] = []

@@ -33,6 +33,7 @@ OUT_OF_SERVICE = "elevator.out_of_service"
 INSPECTION = "elevator.inspection"
 FIRE_RETURN_FAILED = "elevator.fire_return_failed"
 CONFIRMED = "fire.confirmed"
+STALE = "device.stale"  # presence: the box has gone silent
 
 _FLAG_RULES = (ENTRAPMENT, STOPPED_OUTSIDE, DOOR_OPENED_MOVING, MOVED_DOOR_OPEN, OVERSPEED,
                POWER_LOSS, FAULT, OUT_OF_SERVICE, INSPECTION, FIRE_RETURN_FAILED)
@@ -82,6 +83,7 @@ class _Lift:
     fault_code: int = 0
     counters: dict[str, float] = field(default_factory=dict)
     fire_return: _Return | None = None
+    silent: bool = False
 
 
 def _homed(status: Mapping[str, Any], floor: int) -> bool:
@@ -111,6 +113,8 @@ class ElevatorRules:
         alerts = [a for a in firing if a.state is AlertState.FIRING]
         for alert in alerts:
             lift = self._lifts.get(alert.source)
+            if lift is not None and alert.rule == STALE:
+                lift.silent = True
             if lift is not None and alert.rule in _FLAG_RULES:
                 lift.firing.add(alert.rule)
                 if alert.rule == FAULT:
@@ -154,6 +158,11 @@ class ElevatorRules:
         return out
 
     def follow(self, signal: AlertSignal, now: float) -> Sequence[AlertSignal]:
+        if signal.rule == STALE:
+            silent = self._lifts.get(signal.source)
+            if silent is not None:
+                silent.silent = signal.active  # unknown now: not counted as available
+            return _NOTHING
         if signal.rule != CONFIRMED:
             return _NOTHING
         building = str(signal.data.get("building", ""))
@@ -200,7 +209,7 @@ class ElevatorRules:
     # ---- the rules ----------------------------------------------------------------------
     def _available(self, lift: _Lift) -> bool:
         s = lift.status
-        if s is None:
+        if s is None or lift.silent:
             return False
         blocked = lift.firing & {ENTRAPMENT, STOPPED_OUTSIDE, POWER_LOSS, FAULT, OUT_OF_SERVICE,
                                  INSPECTION, OVERSPEED}
