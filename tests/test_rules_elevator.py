@@ -260,3 +260,14 @@ def test_a_silent_box_is_not_counted_available() -> None:
     assert r.snapshot()[0]["available"] is False
     r.follow(AlertSignal("device.stale", "lift-1", "main-office-a", Severity.MAJOR, False), 11)
     assert r.snapshot()[0]["available"] is True
+
+
+def test_a_drill_fire_return_failure_is_a_drill() -> None:
+    r = rules()
+    r.observe(status(NORMAL, 0), 0)
+    drill = AlertSignal("fire.confirmed", "main-drill", "main-drill", Severity.CRITICAL, True,
+                        data={"building": "main", "drill": True, "triggers": ["x"]})
+    r.follow(drill, 0)
+    out = r.tick(60)
+    assert {(s.source, s.zone, s.data["drill"]) for s in out} == {
+        ("lift-1", "main-drill", True), ("lift-2", "main-drill", True)}

@@ -69,6 +69,7 @@ class ElevatorParams:
 class _Return:
     deadline: float
     drill: bool
+    zone: str  # the zone whose fire started the watch
     homed: bool = False
 
 
@@ -366,7 +367,7 @@ class ElevatorRules:
         if not first:
             return
         for lift in self._by_building.get(building, ()):
-            lift.fire_return = _Return(now + lift.spec.fire_return_timeout_s, drill)
+            lift.fire_return = _Return(now + lift.spec.fire_return_timeout_s, drill, zone)
 
     def _fire_return_failed(self, lift: _Lift, ret: _Return) -> AlertSignal:
         lift.firing.add(FIRE_RETURN_FAILED)
@@ -374,17 +375,21 @@ class ElevatorRules:
         where = "state unknown" if not s else (
             f"at floor {s.get('floor')}, mode {s.get('mode')},"
             f" doors {'open' if s.get('door_open') else 'closed'}")
+        # In a drill the alert sits in the drill's zone, so it is marked drill and stays
+        # inside like everything else the drill causes.
         return self._signal(
             lift, FIRE_RETURN_FAILED, Severity.CRITICAL, True,
             f"Lift {lift.spec.id} did not reach floor {lift.spec.designated_floor} with doors"
             f" open within {lift.spec.fire_return_timeout_s:g} s of the fire alarm ({where})",
             {"designated_floor": lift.spec.designated_floor, "floor": s.get("floor"),
-             "mode": s.get("mode"), "drill": ret.drill, "building": lift.spec.building})
+             "mode": s.get("mode"), "drill": ret.drill, "building": lift.spec.building},
+            zone=ret.zone if ret.drill else None)
 
     def _signal(self, lift: _Lift, rule: str, severity: Severity, active: bool, summary: str,
-                data: dict[str, Any]) -> AlertSignal:
+                data: dict[str, Any], zone: str | None = None) -> AlertSignal:
         data = {"building": lift.spec.building, "firm": lift.spec.firm, **data}
-        return AlertSignal(rule, lift.spec.id, lift.spec.zone, severity, active, summary, data)
+        return AlertSignal(rule, lift.spec.id, zone or lift.spec.zone, severity, active,
+                           summary, data)
 
     @staticmethod
     def _add(out: list[AlertSignal], signal: AlertSignal) -> list[AlertSignal]:
