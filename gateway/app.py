@@ -24,6 +24,7 @@ from gateway import __version__
 from gateway.alerts import AlertBook
 from gateway.api.app import make_app, serve
 from gateway.api.bounds import HttpLimits
+from gateway.api.lifts import LiftDesk, add_lift_routes
 from gateway.bus import Bus
 from gateway.clock import Clock, SystemClock
 from gateway.commands import Command, Commander, CommandGuard, CommandResult, policy_of
@@ -44,6 +45,8 @@ from gateway.forward.messages import Route
 from gateway.forward.mqtt import MqttForwarder, is_alarm_row
 from gateway.forward.webhook import WebhookForwarder
 from gateway.ingest import Ingest
+from gateway.lift_metrics import LiftCollector
+from gateway.lifts import LiftModules, build_modules, lift_presence, report
 from gateway.metrics import Metrics
 from gateway.mqtt_loop import Tls
 from gateway.pipeline import Pipeline, record_to_alert
@@ -121,6 +124,9 @@ class Gateway:
         self.core_generation = 0
         self.store_recovering = False
         self._device_seqs: dict[str, int] = {}
+        # The fire model, elevator rules and maintenance calendar of the running core.
+        self.lifts: LiftModules | None = None
+        self.metrics.registry.register(LiftCollector(lambda: self.lifts))
 
     # ---- building the parts -------------------------------------------------------------
     def _endpoint(self, name: str, broker: BrokerConfig, role: str) -> BrokerEndpoint:
@@ -135,7 +141,8 @@ class Gateway:
     def _rules(self) -> RuleRegistry:
         """Every rule module, presence first: a device heard again is news before what
         its report says."""
-        return RuleRegistry([self._presence_rules(), self._fire_rules()])
+        self.lifts = build_modules(self.site, self.db_path)
+        return RuleRegistry([self._presence_rules(), self._fire_rules(), *self.lifts.modules])
 
     def _fire_rules(self) -> FireRules:
         cfg = self.site.rules.fire
@@ -153,7 +160,7 @@ class Gateway:
         specs = [
             PresenceSpec(d.id, d.zone, d.heartbeat_s, "Heat detector", "heartbeat")
             for d in self._heat_detectors()
-        ]
+        ] + lift_presence(self.site)
         return PresenceRules(specs, silence_factor=self.site.rules.fire.silence_factor)
 
     def _command_guard(self) -> CommandGuard:
@@ -483,6 +490,10 @@ class Gateway:
                        commands=self.commander.execute,
                        dead_letters=lambda limit: [d.to_json() for d in
                                                    self.store.outbox_dead(limit)])
+        add_lift_routes(app, LiftDesk(
+            lambda: self.lifts, self.book.active,
+            lambda firm, month: report(self.site, self.db_path, firm, month, self.clock.now()),
+            self.clock.now, zone_names))
         host = self._http_host()
         port = self.overrides.http_port
         runner = await serve(app, host, http.port if port is None else port)

@@ -53,6 +53,7 @@ from gateway.config_parts import (
 from gateway.config_parts import SecretRef as SecretRef
 from gateway.config_parts import TlsConfig as TlsConfig
 from gateway.errors import ConfigError
+from gateway.lift_settings import ElevatorRulesConfig, lift_references
 from gateway.secrets import resolve_secret
 
 # --- the site -------------------------------------------------------------------------------
@@ -69,6 +70,10 @@ class Zone(Model):
     name: Text
     # Drills and linkage tests: everything is recorded, alerts are marked drill and stay inside.
     test_mode: bool = False
+    # Independent triggers that confirm a fire here (`fire.confirmed`): 2 where linkage
+    # starts equipment (GB 50116 §4.1.6: two detectors, or a detector and a manual call
+    # point), else 1. A site with no fire panel and no zone saying this has no fire model.
+    fire_triggers: int | None = Field(default=None, ge=1, le=2)
 
 
 class Building(Model):
@@ -207,6 +212,7 @@ class FireRulesConfig(Model):
 
 class RulesConfig(Model):
     fire: FireRulesConfig = Field(default_factory=FireRulesConfig)
+    elevator: ElevatorRulesConfig = Field(default_factory=ElevatorRulesConfig)
 
 
 Device = Annotated[
@@ -306,6 +312,7 @@ class Site(Model):
             if isinstance(target, MqttTarget) and target.broker not in self.brokers:
                 missing = f"broker {target.broker!r} is not in brokers"
                 found.append((("forwarding", t, "broker"), missing, None))
+        found += lift_references(self)
         if found:
             raise located(found)
         return self

@@ -12,6 +12,7 @@ from pathlib import Path
 from gateway.app import Gateway, Overrides
 from gateway.broker import LocalBroker, free_port, port_is_free
 from gateway.config import load_site
+from simulators.compound_lifts import CompoundLifts
 from simulators.heat_detectors import HeatDetectorFleet
 
 log = logging.getLogger("gateway.demo")
@@ -45,6 +46,8 @@ async def _scenario(fleet: HeatDetectorFleet) -> None:
 
 async def run_demo(site_path: Path, data_dir: Path, http_port: int) -> int:
     site = load_site(site_path)
+    lifts = await CompoundLifts.start(site)  # the lift boxes and the fire panel gateway
+    site = lifts.site
     broker = LocalBroker()
     await broker.start()
     if not port_is_free("127.0.0.1", http_port):
@@ -62,6 +65,7 @@ async def run_demo(site_path: Path, data_dir: Path, http_port: int) -> int:
             await gateway.ready.wait()
             sim_task = tg.create_task(fleet.run(), name="simulator")
             script = tg.create_task(_scenario(fleet), name="scenario")
+            lift_task = tg.create_task(lifts.run(), name="lifts")
             base = f"http://127.0.0.1:{gateway.http_port}"
             print(
                 "\nFurong compound gateway demo is running (Ctrl-C to stop)\n"
@@ -80,9 +84,10 @@ async def run_demo(site_path: Path, data_dir: Path, http_port: int) -> int:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, gateway.request_shutdown)
             await gw_task
-            for task in (sim_task, script):
+            for task in (sim_task, script, lift_task):
                 task.cancel()
     finally:
+        await lifts.stop()
         with contextlib.suppress(Exception):
             await broker.stop()
     return 0
