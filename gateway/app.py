@@ -24,6 +24,7 @@ from gateway import __version__
 from gateway.alerts import AlertBook
 from gateway.api.app import make_app, serve
 from gateway.api.bounds import HttpLimits
+from gateway.api.gates import add_gate_routes
 from gateway.bus import Bus
 from gateway.clock import Clock, SystemClock
 from gateway.commands import Command, Commander, CommandGuard, CommandResult, policy_of
@@ -54,6 +55,7 @@ from gateway.sdnotify import notify
 from gateway.secrets import resolve_secret
 from gateway.store import AuditRow, OutboxRow, Retention, Store, WriteBatch
 from gateway.supervisor import Backoff, LinkState, Supervisor
+from gateway.vehicles.wiring import Gates
 
 log = logging.getLogger("gateway.app")
 
@@ -121,6 +123,7 @@ class Gateway:
         self.core_generation = 0
         self.store_recovering = False
         self._device_seqs: dict[str, int] = {}
+        self.gates = self._gates(data_dir)
 
     # ---- building the parts -------------------------------------------------------------
     def _endpoint(self, name: str, broker: BrokerConfig, role: str) -> BrokerEndpoint:
@@ -135,7 +138,20 @@ class Gateway:
     def _rules(self) -> RuleRegistry:
         """Every rule module, presence first: a device heard again is news before what
         its report says."""
-        return RuleRegistry([self._presence_rules(), self._fire_rules()])
+        modules: list[Any] = [self._presence_rules(), self._fire_rules()]
+        if self.gates is not None:
+            modules.append(self.gates.rules())
+        return RuleRegistry(modules)
+
+    def _gates(self, data_dir: Path) -> Gates | None:
+        """The barrier gates' parts, when the site has enabled plate cameras."""
+        devices = self.site.devices_of("http_push")
+        if not devices:
+            return None
+        gates = Gates(devices, self.site.gates, data_dir, timezone=self.site.site.timezone,
+                      clock=self.clock, environ=self.environ)
+        gates.register_metrics(self.metrics.registry)
+        return gates
 
     def _fire_rules(self) -> FireRules:
         cfg = self.site.rules.fire
@@ -154,6 +170,8 @@ class Gateway:
             PresenceSpec(d.id, d.zone, d.heartbeat_s, "Heat detector", "heartbeat")
             for d in self._heat_detectors()
         ]
+        if self.gates is not None:
+            specs += self.gates.presence_specs()
         return PresenceRules(specs, silence_factor=self.site.rules.fire.silence_factor)
 
     def _command_guard(self) -> CommandGuard:
@@ -208,6 +226,11 @@ class Gateway:
             )
             self.supervisors.append(self._supervise(driver, BROKER_BACKOFF_CAP_S))
         self.supervisors += self._modbus_supervisors()
+        if self.gates is not None:
+            listener = self.gates.build_listener(self.ingest)
+            for gate in listener.gates:
+                self.commander.attach(gate, listener)
+            self.supervisors.append(self._supervise(listener))
         for target in self.site.forwarding:
             self.metrics.forward_target(target.id)
             if isinstance(target, WebhookTarget):
@@ -363,6 +386,8 @@ class Gateway:
                     loop.remove_signal_handler(sig)
             if runner is not None:
                 await runner.cleanup()
+            if self.gates is not None:
+                self.gates.close()
             await self.store.close()
             log.info("gateway stopped; store flushed")
 
@@ -483,6 +508,9 @@ class Gateway:
                        commands=self.commander.execute,
                        dead_letters=lambda limit: [d.to_json() for d in
                                                    self.store.outbox_dead(limit)])
+        if self.gates is not None:
+            add_gate_routes(app, self.gates, self.commander.execute, lambda: self.ingest,
+                            self.clock)
         host = self._http_host()
         port = self.overrides.http_port
         runner = await serve(app, host, http.port if port is None else port)

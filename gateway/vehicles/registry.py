@@ -152,6 +152,11 @@ class Registry:
         self._audit_now([(now, actor, "read", plate, {"found": vehicle is not None})])
         return vehicle
 
+    def log_access(self, *, actor: str, action: str, plate: str, now: float,
+                   detail: dict[str, Any] | None = None) -> None:
+        """Someone looked at plate data (a picture, a read) through the API."""
+        self._audit_now([(now, actor, action, plate, detail or {})])
+
     def audit(self, limit: int = 100, plate: str | None = None) -> list[AuditEntry]:
         sql = "SELECT at, actor, action, plate, detail FROM audit"
         args: tuple[Any, ...] = ()
