@@ -40,7 +40,7 @@ async def test_a_fuzzy_read_opens_only_for_the_classes_the_policy_names(tmp_path
         assert (await cam.read("湘AB8B8B")).opened is False  # two swaps from 湘A8B8B8
         assert (await cam.read("湘A8B8BB")).opened is True  # one: staff may open fuzzily
         [(_, _, _, detail)] = c.audit("decision.%")
-        assert "fuzzy: read 湘A8B8BB" in detail["why"]
+        assert "fuzzy: read p-" in detail["why"] and "湘" not in detail["why"]
         out = await c.cameras["gate-suv-lot"].read("湘A6G666")  # an SUV: not fuzzily
         assert out.opened is False
         [refused] = [a for a in c.active("gate.refused") if a.source == "gate-suv-lot"]

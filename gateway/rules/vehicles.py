@@ -183,9 +183,10 @@ class VehicleRules:
                 return Judgement(True, "leaving after a manual entry", match=m)
             return Judgement(False, "not registered", match=m)
         v = self._vehicles[m.plate]
-        shown = self._names.shown(v.plate)
+        # Reasons go to logs and the audit: a pseudonym, never the plate.
+        shown = self._names.ref(v.plate)
         fuzzy = "" if m.kind is MatchKind.EXACT else (
-            f" (fuzzy: read {self._names.shown(m.read)}, character {m.position} forgiven)")
+            f" (fuzzy: read {self._names.ref(m.read)}, character {m.position} forgiven)")
         if m.kind is MatchKind.FUZZY and v.vclass not in self.policy.fuzzy_open:
             allowed = ", ".join(sorted(c.value for c in self.policy.fuzzy_open)) or "no class"
             return Judgement(False, f"fuzzy match to {v.vclass.value} {shown}: fuzzy matches"
@@ -225,11 +226,12 @@ class VehicleRules:
         if key in self._active:
             out.append(self._clear(key, now, "another vehicle refused since"))
         gate.refused_plate = plate
-        shown = self._names.shown(plate) if plate else "no plate"
+        ref = self._names.ref(plate) if plate else "no plate"
         out.append(self._raise(
             REFUSED, gate.spec.id, gate.spec.zone, Severity.MAJOR, now,
-            f"{gate.spec.id}: {shown} not let in: {verdict.why}",
-            {"plate": shown, "plate_ref": self._names.ref(plate), "reason": verdict.why,
+            f"{gate.spec.id}: {ref} not let in: {verdict.why}",
+            {"plate": self._names.shown(plate), "plate_ref": self._names.ref(plate),
+             "reason": verdict.why,
              "event": event.id, "pictures": list(data.get("pictures", [])),
              "match": verdict.match.kind.value if verdict.match else "none",
              "vehicle_class": verdict.vehicle.vclass.value if verdict.vehicle else None},
@@ -393,7 +395,7 @@ class VehicleRules:
                              if g.spec.counts == area), "")
                 out.append(self._raise(
                     OVERSTAY, source, zone, Severity.MINOR, now,
-                    f"visitor {self._names.shown(plate)} still in {area},"
+                    f"visitor {self._names.ref(plate)} still in {area},"
                     f" {(now - v.valid_until) / 60:.0f} min after the pass ended",
                     {"plate": self._names.shown(plate), "area": area}))
         return out
