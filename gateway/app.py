@@ -79,6 +79,7 @@ class Overrides:
     data_dir: Path | None = None
     http_port: int | None = None
     http_host: str | None = None
+    push_port: int | None = None  # the gate cameras' push listener
 
 
 class Gateway:
@@ -149,7 +150,8 @@ class Gateway:
         if not devices:
             return None
         gates = Gates(devices, self.site.gates, data_dir, timezone=self.site.site.timezone,
-                      clock=self.clock, environ=self.environ)
+                      clock=self.clock, environ=self.environ,
+                      port=self.overrides.push_port)
         gates.register_metrics(self.metrics.registry)
         return gates
 

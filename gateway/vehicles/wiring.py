@@ -30,7 +30,9 @@ class Gates:
     def __init__(
         self, devices: list[HttpPushDevice], config: GatesConfig, data_dir: Path, *,
         timezone: str, clock: Clock, environ: Mapping[str, str] | None = None,
+        port: int | None = None,
     ) -> None:
+        self.port = config.listener.port if port is None else port
         self.devices = devices
         self.config = config
         self.clock = clock
@@ -71,7 +73,7 @@ class Gates:
             for d in self.devices
         ]
         self.listener = PlateListener(
-            specs, sink, host=listen.host, port=listen.port,
+            specs, sink, host=listen.host, port=self.port,
             limits=Limits(listen.max_body_kb * 1024, listen.max_picture_kb * 1024,
                           listen.decide_timeout_s, listen.verify_s),
             pictures=self.pictures, pseudonyms=self.names, clock=self.clock)
