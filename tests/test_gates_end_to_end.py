@@ -299,3 +299,40 @@ async def test_a_barrier_that_does_not_open_in_a_fire_is_retried_then_alerted(
         assert len(tries) == 3 and all(d["status"] == "failed" for d in tries)
         [failed] = c.active("gate.linkage_failed")
         assert failed.source == "gate-parking-b1" and failed.severity is Severity.CRITICAL
+
+
+async def test_the_desk_issues_a_visitor_pass_and_the_visitor_is_let_in(tmp_path: Path) -> None:
+    async with compound(tmp_path) as c:
+        cam = c.cameras["gate-main-in"]
+        assert not (await cam.read("粤B20000")).opened
+        status, body = await c.post("/api/vehicles/passes", {
+            "plate": "粤B 20000", "owner_unit": "市卫健委", "hours": 2,
+            "reason": "meeting in room 214", "operator": "wang"})
+        assert status == 201 and body["plate"] == "粤B20000"
+        assert (await cam.read("粤B20000")).opened  # the rules see the new pass at once
+        status, body = await c.post("/api/vehicles/passes", {
+            "plate": "湘A99999", "hours": 2, "reason": "r", "operator": "wang"})
+        assert status == 422 and "registered as barred" in body["error"]
+        assert (await c.post("/api/vehicles/passes", {"plate": "粤B20000"}))[0] == 400
+        # Reads of the registry through the API are logged, found or not.
+        status, data = await c.get("/api/vehicles/粤B20000?operator=wang")
+        assert status == 200 and b'"class": "visitor"' in data
+        assert (await c.get("/api/vehicles/鄂A00000?operator=wang"))[0] == 404
+        assert c.gateway.gates is not None
+        reads = [(e.actor, e.plate, e.detail) for e in c.gateway.gates.registry.audit(10)
+                 if e.action == "read"]
+        assert [(p, d["found"]) for _, p, d in reads] == [("鄂A00000", False),
+                                                          ("粤B20000", True)]
+        assert all(a.startswith("wang via api from 127.0.0.1") for a, _, _ in reads)
+
+
+async def test_occupancy_counts_entries_and_exits_on_the_metrics_page(tmp_path: Path) -> None:
+    async with compound(tmp_path) as c:
+        assert (await c.cameras["gate-main-in"].read("湘A12345")).opened
+        assert (await c.cameras["gate-main-in"].read("湘A8B8B8")).opened
+        assert (await c.cameras["gate-main-out"].read("湘A8B8B8")).opened
+        await c.cameras["gate-parking-b1"].read("湘A12345")
+        await until(lambda: c.barriers.barriers["gate-parking-b1"].state == "open")
+        text = await c.metrics()
+        assert 'gateway_zone_occupancy{zone="compound"} 1.0' in text
+        assert 'gateway_zone_occupancy{zone="main-parking-b1"} 1.0' in text
