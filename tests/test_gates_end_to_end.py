@@ -336,3 +336,23 @@ async def test_occupancy_counts_entries_and_exits_on_the_metrics_page(tmp_path: 
         text = await c.metrics()
         assert 'gateway_zone_occupancy{zone="compound"} 1.0' in text
         assert 'gateway_zone_occupancy{zone="main-parking-b1"} 1.0' in text
+
+
+@pytest.mark.parametrize("gate", ["gate-main-in", "gate-parking-b1"])
+async def test_a_read_the_store_cannot_commit_is_never_acknowledged_nor_opened(
+    tmp_path: Path, gate: str,
+) -> None:
+    import sqlite3
+
+    def disk_full() -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    async with compound(tmp_path) as c:
+        c.gateway.store.inject_fault(disk_full)
+        result = await c.cameras[gate].read("湘A12345")
+        assert result.status == 503 and not result.opened
+        assert "not committed" in result.json()["error"] or "not stored" in result.json()[
+            "error"]
+        assert c.barriers.barriers[gate].state == "closed"
+        c.gateway.store.inject_fault(None)
+        assert c.events("gate.plate") == []
