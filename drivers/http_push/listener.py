@@ -292,8 +292,11 @@ class PlateListener:
             result = await decide(gate, read, event)
         except BaseException as exc:
             seen.pop(read.plate_id, None)
-            answer.set_exception(exc)
-            answer.exception()  # retrieved: a duplicate waiting on it sees it too
+            if isinstance(exc, asyncio.CancelledError):
+                answer.cancel()
+            else:
+                answer.set_exception(exc)
+                answer.exception()  # retrieved: a duplicate waiting on it sees it too
             raise
         if result.status >= 500:
             seen.pop(read.plate_id, None)  # not stored: a resend is no duplicate
