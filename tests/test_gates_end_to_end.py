@@ -4,6 +4,7 @@ registry on disk; barriers are simulated HTTP controls that obey, jam or hold op
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,7 +35,10 @@ async def test_a_registered_car_is_let_in_by_the_reply(tmp_path: Path) -> None:
         assert status == 200 and b'"compound": 1' in body
 
 
-async def test_a_fuzzy_read_opens_only_for_the_classes_the_policy_names(tmp_path: Path) -> None:
+async def test_a_fuzzy_read_opens_only_for_the_classes_the_policy_names(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
     async with compound(tmp_path) as c:
         cam = c.cameras["gate-main-in"]
         assert (await cam.read("湘AB8B8B")).opened is False  # two swaps from 湘A8B8B8
@@ -48,6 +52,10 @@ async def test_a_fuzzy_read_opens_only_for_the_classes_the_policy_names(tmp_path
         # A low-confidence province character is forgiven; a sure one never.
         assert (await cam.read("鄂A8B8B8")).opened is False
         assert (await cam.read("鄂A8B8B8", province_confidence=40)).opened is True
+    # Fuzzy opens are logged, and no log line carries a plate.
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("fuzzy match opened" in m for m in messages)
+    assert not [m for m in messages if "A8B8B" in m or "A6G66" in m or "A66666" in m]
 
 
 async def test_an_unknown_car_stays_out_alerts_with_its_picture_and_the_desk_opens(

@@ -359,6 +359,10 @@ class PlateListener:
         return ok
 
     def _log_decision(self, gate: GateSpec, read: PlateRead, decision: Decision) -> None:
+        fuzzy = [c.why for c in decision.commands if "(fuzzy:" in c.why]
+        if fuzzy:
+            # A fuzzy open is worth a line; the reason names pseudonyms, never plates.
+            log.info("gate=%s fuzzy match opened why=%r", gate.id, fuzzy[0])
         if not decision.allow:
             log.info("gate=%s plate=%s not opened reason=%r", gate.id,
                      self._names.ref(read.plate), decision.reason or "refused by the rules")
