@@ -244,8 +244,11 @@ class PlateListener:
             raise _Refused(413, "too_large", f"push of {request.content_length} bytes is over"
                                              f" {cap}")
         try:
-            body = await request.content.read(cap + 1)
-        except (aiohttp.ClientError, asyncio.IncompleteReadError, ValueError) as exc:
+            # The whole body (a chunked one too), within the app's client_max_size.
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise _Refused(413, "too_large", f"push over {cap} bytes") from None
+        except (aiohttp.ClientError, ConnectionError, ValueError) as exc:
             raise _Refused(400, "bad_payload", f"body not read: {exc!r}") from None
         if len(body) > cap:
             raise _Refused(413, "too_large", f"push over {cap} bytes")

@@ -76,8 +76,11 @@ class _Bad(Exception):
 async def _body(request: web.Request) -> dict[str, Any]:
     if (request.content_length or 0) > MAX_BODY:
         raise _Bad("body too large")
+    raw = await request.read()
+    if len(raw) > MAX_BODY:
+        raise _Bad("body too large")
     try:
-        body = json.loads(await request.content.read(MAX_BODY + 1))
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise _Bad("body is not JSON") from None
     if not isinstance(body, dict):
