@@ -369,3 +369,18 @@ async def test_a_read_the_store_cannot_commit_is_never_acknowledged_nor_opened(
         assert c.barriers.barriers[gate].state == "closed"
         c.gateway.store.inject_fault(None)
         assert c.events("gate.plate") == []
+
+
+async def test_the_desk_page_shows_a_refused_vehicles_plate_and_picture(tmp_path: Path) -> None:
+    from tests.test_desk_page import desk_in_chromium
+
+    async with compound(tmp_path) as c:
+        await c.cameras["gate-main-in"].read("鄂B54321")
+        await until(lambda: c.active("gate.refused"))
+        [name] = c.active("gate.refused")[0].data["pictures"]
+        async with desk_in_chromium(f"{c.api}/", tmp_path / "profile") as page:
+            await page.until("document.querySelector('.plate') !== null")
+            assert await page.eval("document.querySelector('.plate').textContent") == "鄂B54321"
+            src = await page.eval("document.querySelector('.plate-picture').src")
+            assert src == f"{c.api}/api/gates/pictures/{name}"
+            assert "车辆未放行" in await page.eval("document.body.textContent")
