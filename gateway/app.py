@@ -24,6 +24,7 @@ from gateway import __version__
 from gateway.alerts import AlertBook
 from gateway.api.app import make_app, serve
 from gateway.api.bounds import HttpLimits
+from gateway.api.gates import add_gate_routes
 from gateway.api.lifts import LiftDesk, add_lift_routes
 from gateway.bus import Bus
 from gateway.clock import Clock, SystemClock
@@ -57,6 +58,7 @@ from gateway.sdnotify import notify
 from gateway.secrets import resolve_secret
 from gateway.store import AuditRow, OutboxRow, Retention, Store, WriteBatch
 from gateway.supervisor import Backoff, LinkState, Supervisor
+from gateway.vehicles.wiring import Gates
 
 log = logging.getLogger("gateway.app")
 
@@ -80,6 +82,7 @@ class Overrides:
     data_dir: Path | None = None
     http_port: int | None = None
     http_host: str | None = None
+    push_port: int | None = None  # the gate cameras' push listener
 
 
 class Gateway:
@@ -127,6 +130,7 @@ class Gateway:
         # The fire model, elevator rules and maintenance calendar of the running core.
         self.lifts: LiftModules | None = None
         self.metrics.registry.register(LiftCollector(lambda: self.lifts))
+        self.gates = self._gates(data_dir)
 
     # ---- building the parts -------------------------------------------------------------
     def _endpoint(self, name: str, broker: BrokerConfig, role: str) -> BrokerEndpoint:
@@ -142,7 +146,21 @@ class Gateway:
         """Every rule module, presence first: a device heard again is news before what
         its report says."""
         self.lifts = build_modules(self.site, self.db_path)
-        return RuleRegistry([self._presence_rules(), self._fire_rules(), *self.lifts.modules])
+        modules: list[Any] = [self._presence_rules(), self._fire_rules(), *self.lifts.modules]
+        if self.gates is not None:
+            modules.append(self.gates.rules())
+        return RuleRegistry(modules)
+
+    def _gates(self, data_dir: Path) -> Gates | None:
+        """The barrier gates' parts, when the site has enabled plate cameras."""
+        devices = self.site.devices_of("http_push")
+        if not devices:
+            return None
+        gates = Gates(devices, self.site.gates, data_dir, timezone=self.site.site.timezone,
+                      clock=self.clock, environ=self.environ,
+                      port=self.overrides.push_port)
+        gates.register_metrics(self.metrics.registry)
+        return gates
 
     def _fire_rules(self) -> FireRules:
         cfg = self.site.rules.fire
@@ -161,6 +179,8 @@ class Gateway:
             PresenceSpec(d.id, d.zone, d.heartbeat_s, "Heat detector", "heartbeat")
             for d in self._heat_detectors()
         ] + lift_presence(self.site)
+        if self.gates is not None:
+            specs += self.gates.presence_specs()
         return PresenceRules(specs, silence_factor=self.site.rules.fire.silence_factor)
 
     def _command_guard(self) -> CommandGuard:
@@ -215,6 +235,11 @@ class Gateway:
             )
             self.supervisors.append(self._supervise(driver, BROKER_BACKOFF_CAP_S))
         self.supervisors += self._modbus_supervisors()
+        if self.gates is not None:
+            listener = self.gates.build_listener(self.ingest)
+            for gate in listener.gates:
+                self.commander.attach(gate, listener)
+            self.supervisors.append(self._supervise(listener))
         for target in self.site.forwarding:
             self.metrics.forward_target(target.id)
             if isinstance(target, WebhookTarget):
@@ -370,6 +395,8 @@ class Gateway:
                     loop.remove_signal_handler(sig)
             if runner is not None:
                 await runner.cleanup()
+            if self.gates is not None:
+                self.gates.close()
             await self.store.close()
             log.info("gateway stopped; store flushed")
 
@@ -494,6 +521,9 @@ class Gateway:
             lambda: self.lifts, self.book.active,
             lambda firm, month: report(self.site, self.db_path, firm, month, self.clock.now()),
             self.clock.now, zone_names))
+        if self.gates is not None:
+            add_gate_routes(app, self.gates, self.commander.execute, lambda: self.ingest,
+                            self.clock)
         host = self._http_host()
         port = self.overrides.http_port
         runner = await serve(app, host, http.port if port is None else port)

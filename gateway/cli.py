@@ -129,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("simulate", help="run the simulated compound against a broker",
                    add_help=False)
 
+    from gateway.vehicles.cli import add_parser as add_vehicles_parser
+
+    add_vehicles_parser(sub)
+
     args, rest = parser.parse_known_args(argv)
     if args.command == "simulate":
         return _cmd_simulate(args, rest)

@@ -55,6 +55,7 @@ from gateway.config_parts import TlsConfig as TlsConfig
 from gateway.errors import ConfigError
 from gateway.lift_settings import ElevatorRulesConfig, lift_references
 from gateway.secrets import resolve_secret
+from gateway.vehicles.config import GatesConfig
 
 # --- the site -------------------------------------------------------------------------------
 
@@ -250,6 +251,7 @@ class Site(Model):
     forwarding: list[Target] = Field(default_factory=list)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    gates: GatesConfig = Field(default_factory=GatesConfig)
 
     @model_validator(mode="after")
     def _cross_references(self) -> Site:
@@ -305,6 +307,9 @@ class Site(Model):
             elif isinstance(device, HttpPushDevice):
                 gate = f"gate address {device.address}"
                 unique(addresses, device.address, (*at, "address"), gate)
+                if device.area is not None and device.area not in zones:
+                    found.append(((*at, "area"), f"zone {device.area!r} is not in buildings",
+                                  None))
 
         targets: dict[object, Loc] = {}
         for t, target in enumerate(self.forwarding):
@@ -481,6 +486,10 @@ def _secret_refs(site: Site) -> Iterator[tuple[Loc, SecretRef]]:
     for d, device in enumerate(site.devices):
         if isinstance(device, CameraDevice) and device.enabled and device.password is not None:
             yield ("devices", d, "password"), device.password
+        if isinstance(device, HttpPushDevice) and device.enabled and device.secret is not None:
+            yield ("devices", d, "secret"), device.secret
+    if site.gates.pseudonymise and site.gates.pseudonym_key is not None:
+        yield ("gates", "pseudonym_key"), site.gates.pseudonym_key
 
 
 def _tls_files(site: Site) -> Iterator[tuple[Loc, str, str]]:
