@@ -44,6 +44,8 @@ from gateway.forward.messages import Route
 from gateway.forward.mqtt import MqttForwarder, is_alarm_row
 from gateway.forward.webhook import WebhookForwarder
 from gateway.ingest import Ingest
+from gateway.metering import Metering
+from gateway.meters import counter_states, meter_specs, stored_totals
 from gateway.metrics import Metrics
 from gateway.mqtt_loop import Tls
 from gateway.pipeline import Pipeline, record_to_alert
@@ -95,6 +97,9 @@ class Gateway:
         self.clock = clock or SystemClock()
         self.environ = environ
         self.metrics = Metrics()
+        # The meters' energy, water and gas figures, kept across core rebuilds.
+        self.metering = Metering(meter_specs(site, site_path.parent / "profiles"))
+        self.metrics.registry.register(self.metering)
         self.bus = Bus()
         self.ingest = Ingest(self.bus, self.metrics)
         data_dir = self.overrides.data_dir or Path(site.gateway.data_dir)
@@ -260,11 +265,14 @@ class Gateway:
         for device in devices:
             profile = load_profile(profiles_dir / f"{device.profile}.yaml")
             by_link.setdefault(device.endpoint.link, []).append(MeterBinding(device, profile))
-        return [
-            self._supervise(ModbusDriver(f"modbus:{link}", bindings, self.ingest,
-                                         clock=self.clock))
-            for link, bindings in sorted(by_link.items())
-        ]
+        drivers = [ModbusDriver(f"modbus:{link}", bindings, self.ingest, clock=self.clock)
+                   for link, bindings in sorted(by_link.items())]
+        counters = [(b.device.id, [r.metric for r in b.profile.registers if r.kind == "counter"])
+                    for bindings in by_link.values() for b in bindings]
+        states = counter_states(self.store, counters)
+        for driver in drivers:
+            driver.restore_counters(states)  # consumption goes on across a restart
+        return [self._supervise(driver) for driver in drivers]
 
     def _binding(self, device: MqttDevice) -> DeviceBinding:
         known = detector_flags(a for a in self.book.active() if a.source == device.id)
@@ -331,6 +339,7 @@ class Gateway:
 
     async def _run_locked(self, loop: asyncio.AbstractEventLoop) -> None:
         self.store.open(loop)
+        self.metering.restore(stored_totals(self.store, self.metering.metrics))
         self.metrics.bind(
             alerts_active=lambda: {s.label: n for s, n in self.book.counts_by_severity().items()},
             outbox=self._outbox_ages,
@@ -384,6 +393,7 @@ class Gateway:
             on_committed=self._wake_forwarders,
             on_store_failed=lambda exc: self._core_failed.set(),
             on_command=self._linkage_command, decisions=self.ingest.decisions,
+            on_reading=self.metering.observe,
         )
         pipeline.restore_device_states(self.store.device_states())
         self._device_seqs = self.store.last_device_seq()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from drivers.modbus.adapter import ModbusLink
@@ -63,6 +63,17 @@ def plans_for(binding: MeterBinding) -> list[list[Block]]:
     if variant == "alternate":
         return [one(True)]
     return [one(False), one(True)]
+
+
+# A counter as the store holds it: (continuous total, last raw reading, its time).
+CounterState = tuple[float, float, float]
+
+
+def _new_counter(binding: MeterBinding, reg: Register) -> Counter:
+    rise = reg.max_rise_per_h or float("inf")
+    if binding.device.breaker_a is not None and reg.unit == "kWh":
+        rise = binding.device.breaker_a * _KW_PER_BREAKER_A
+    return Counter(rise)
 
 
 class ModbusDriver:
@@ -134,6 +145,24 @@ class ModbusDriver:
         binding = self._bindings[device_id]
         await self.scheduler.write(binding.device.endpoint.unit, address, values)
 
+    def restore_counters(self, states: Mapping[tuple[str, str], CounterState]) -> None:
+        """Counters as the store last holds them, (device, register metric) -> state, so
+        consumption stays continuous across a restart of the daemon: what the meter
+        counted while the gateway was down is added at its first reading, if plausible."""
+        for (source, metric), state in states.items():
+            binding = self._bindings.get(source)
+            if binding is None:
+                continue
+            try:
+                reg = binding.profile.register(metric)
+            except KeyError:
+                continue
+            if reg.kind != "counter":
+                continue
+            counter = _new_counter(binding, reg)
+            counter.total, counter.last_raw, counter.last_time = state
+            self._counters[(source, metric)] = counter
+
     async def _deliver(self) -> None:
         while True:
             await self._sink.event(await self._events.get())
@@ -162,10 +191,7 @@ class ModbusDriver:
         source = binding.device.id
         counter = self._counters.get((source, reg.metric))
         if counter is None:
-            rise = reg.max_rise_per_h or float("inf")
-            if binding.device.breaker_a is not None and reg.unit == "kWh":
-                rise = binding.device.breaker_a * _KW_PER_BREAKER_A
-            counter = self._counters[(source, reg.metric)] = Counter(rise)
+            counter = self._counters[(source, reg.metric)] = _new_counter(binding, reg)
         outcome = counter.update(value, now)
         if outcome.flag is not None:
             self._sink.rejected(DRIVER, outcome.flag.value, f"{reg.metric}={value!r}", source)

@@ -1,0 +1,88 @@
+"""The site's meters as the daemon wires them: their figures' specs from the site file
+and profiles, and their counters' state as the store last holds it (so consumption is
+continuous across a restart of the daemon)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gateway.metering import (
+    CONSUMED,
+    CounterRegister,
+    MeterSpec,
+    consumption_counters,
+    rate_gauges,
+)
+
+if TYPE_CHECKING:
+    from drivers.modbus.config import ModbusDevice
+    from drivers.modbus.profile import Profile
+    from gateway.config import Site
+    from gateway.store import Store
+
+METER_KINDS = ("energy_meter", "water_meter", "gas_meter")
+UNASSIGNED = "unassigned"
+
+
+def site_meters(site: Site, profiles_dir: Path) -> list[tuple[ModbusDevice, Profile]]:
+    """Every enabled meter of the site file with its profile."""
+    from drivers.modbus.profile import load_profile  # pydantic and YAML only, no pymodbus
+
+    profiles: dict[str, Profile] = {}
+    out = []
+    for device in site.devices_of("modbus"):
+        if device.kind not in METER_KINDS:
+            continue
+        if device.profile not in profiles:
+            profiles[device.profile] = load_profile(profiles_dir / f"{device.profile}.yaml")
+        out.append((device, profiles[device.profile]))
+    return out
+
+
+def building_of(site: Site, device: ModbusDevice) -> str:
+    if device.building is not None:
+        return device.building
+    try:
+        return site.building_of_zone(device.zone).id
+    except KeyError:
+        return UNASSIGNED
+
+
+def meter_spec(site: Site, device: ModbusDevice, profile: Profile) -> MeterSpec:
+    counters = [CounterRegister(r.metric, r.unit) for r in profile.registers
+                if r.kind == "counter"]
+    gauges = [(r.metric, r.unit) for r in profile.registers if r.kind == "gauge"]
+    return MeterSpec(device.id, building_of(site, device), device.system or UNASSIGNED,
+                     consumption_counters(counters), rate_gauges(gauges))
+
+
+def meter_specs(site: Site, profiles_dir: Path) -> list[MeterSpec]:
+    return [meter_spec(site, d, p) for d, p in site_meters(site, profiles_dir)]
+
+
+def stored_totals(store: Store, metrics: Iterable[str]) -> dict[tuple[str, str], float]:
+    """(meter, metric) -> the newest stored value of each total."""
+    return {key: last for key, (_, last) in store.latest_readings(set(metrics)).items()}
+
+
+def counter_states(store: Store, devices: Iterable[tuple[str, Iterable[str]]]
+                   ) -> Mapping[tuple[str, str], tuple[float, float, float]]:
+    """(device, counter metric) -> (continuous total, raw reading, time) from the newest
+    stored minute of its `_consumed` total, with the raw counter of that same minute."""
+    wanted = {(device, metric) for device, metrics in devices for metric in metrics}
+    if not wanted:
+        return {}
+    latest = store.latest_readings({metric + CONSUMED for _, metric in wanted})
+    out: dict[tuple[str, str], tuple[float, float, float]] = {}
+    for device, metric in sorted(wanted):
+        found = latest.get((device, metric + CONSUMED))
+        if found is None:
+            continue
+        minute, total = found
+        raw = store.reading_at(device, metric, minute)
+        if raw is not None:
+            # The minute's start: the rise allowed since then is never too small.
+            out[(device, metric)] = (total, raw, minute * 60.0)
+    return out
