@@ -45,7 +45,7 @@ from gateway.forward.mqtt import MqttForwarder, is_alarm_row
 from gateway.forward.webhook import WebhookForwarder
 from gateway.ingest import Ingest
 from gateway.metering import Metering
-from gateway.meters import counter_states, meter_specs, stored_totals
+from gateway.meters import counter_states, meter_specs, stored_totals, water_rules
 from gateway.metrics import Metrics
 from gateway.mqtt_loop import Tls
 from gateway.pipeline import Pipeline, record_to_alert
@@ -140,7 +140,8 @@ class Gateway:
     def _rules(self) -> RuleRegistry:
         """Every rule module, presence first: a device heard again is news before what
         its report says."""
-        return RuleRegistry([self._presence_rules(), self._fire_rules()])
+        return RuleRegistry([self._presence_rules(), self._fire_rules(),
+                             water_rules(self.site, self.store, self.clock.now())])
 
     def _fire_rules(self) -> FireRules:
         cfg = self.site.rules.fire

@@ -52,6 +52,7 @@ from gateway.config_parts import (
 )
 from gateway.config_parts import SecretRef as SecretRef
 from gateway.config_parts import TlsConfig as TlsConfig
+from gateway.energy_config import EnergyConfig, WaterRulesConfig
 from gateway.errors import ConfigError
 from gateway.secrets import resolve_secret
 
@@ -207,6 +208,7 @@ class FireRulesConfig(Model):
 
 class RulesConfig(Model):
     fire: FireRulesConfig = Field(default_factory=FireRulesConfig)
+    water: WaterRulesConfig = Field(default_factory=WaterRulesConfig)
 
 
 Device = Annotated[
@@ -244,6 +246,7 @@ class Site(Model):
     forwarding: list[Target] = Field(default_factory=list)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    energy: EnergyConfig = Field(default_factory=EnergyConfig)
 
     @model_validator(mode="after")
     def _cross_references(self) -> Site:
@@ -306,6 +309,11 @@ class Site(Model):
             if isinstance(target, MqttTarget) and target.broker not in self.brokers:
                 missing = f"broker {target.broker!r} is not in brokers"
                 found.append((("forwarding", t, "broker"), missing, None))
+        for m, measure in enumerate(self.energy.measures):
+            for i, meter in enumerate(measure.meters):
+                if meter not in ids:
+                    found.append((("energy", "measures", m, "meters", i),
+                                  f"meter {meter!r} is not in devices", None))
         if found:
             raise located(found)
         return self

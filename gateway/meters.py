@@ -15,6 +15,7 @@ from gateway.metering import (
     consumption_counters,
     rate_gauges,
 )
+from gateway.rules.water import WaterMeterSpec, WaterParams, WaterRules
 
 if TYPE_CHECKING:
     from drivers.modbus.config import ModbusDevice
@@ -86,3 +87,19 @@ def counter_states(store: Store, devices: Iterable[tuple[str, Iterable[str]]]
             # The minute's start: the rise allowed since then is never too small.
             out[(device, metric)] = (total, raw, minute * 60.0)
     return out
+
+
+def water_rules(site: Site, store: Store, now: float) -> WaterRules:
+    """The leak rule over the site's water meters (system `water_main`: leaks by night
+    flow; `water_sub`: never idles), with the night history the store holds."""
+    cfg = site.rules.water
+    params = WaterParams(cfg.factor, cfg.margin_m3h, cfg.nights, cfg.minimum_history,
+                         cfg.idle_m3h, cfg.idle_nights)
+    specs = [
+        WaterMeterSpec(d.id, d.zone, "main" if d.system == "water_main" else "sub")
+        for d in site.devices_of("modbus")
+        if d.kind == "water_meter" and d.system in ("water_main", "water_sub")
+    ]
+    since = int((now - cfg.history_nights * 86_400) // 60)
+    history = {s.id: store.minute_series(s.id, s.flow_metric, since) for s in specs}
+    return WaterRules(params, specs, timezone=site.site.timezone, history=history, now=now)
