@@ -24,6 +24,7 @@ from gateway import __version__
 from gateway.alerts import AlertBook
 from gateway.api.app import make_app, serve
 from gateway.api.bounds import HttpLimits
+from gateway.api.savings import add_savings_routes
 from gateway.bus import Bus
 from gateway.clock import Clock, SystemClock
 from gateway.commands import Command, Commander, CommandGuard, CommandResult, policy_of
@@ -45,7 +46,13 @@ from gateway.forward.mqtt import MqttForwarder, is_alarm_row
 from gateway.forward.webhook import WebhookForwarder
 from gateway.ingest import Ingest
 from gateway.metering import Metering
-from gateway.meters import counter_states, meter_specs, stored_totals, water_rules
+from gateway.meters import (
+    SavingsDesk,
+    counter_states,
+    meter_specs,
+    stored_totals,
+    water_rules,
+)
 from gateway.metrics import Metrics
 from gateway.mqtt_loop import Tls
 from gateway.pipeline import Pipeline, record_to_alert
@@ -494,6 +501,8 @@ class Gateway:
                        commands=self.commander.execute,
                        dead_letters=lambda limit: [d.to_json() for d in
                                                    self.store.outbox_dead(limit)])
+        savings = SavingsDesk(self.site, self.site_path, self.db_path, self.metering.specs)
+        add_savings_routes(app, savings.report_async, savings.measures)
         host = self._http_host()
         port = self.overrides.http_port
         runner = await serve(app, host, http.port if port is None else port)

@@ -66,7 +66,8 @@ class Measure(Model):
 
     id: Name
     name: str
-    quantity: Literal["energy", "water", "gas"]
+    # The meters that show it, of any quantity (the AC pumps save power, gas and water):
+    # each quantity is reported on its own, with its tariff, and the yuan added up.
     meters: list[Name] = Field(min_length=1)
     baseline: Period
     reporting: Period

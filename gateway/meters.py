@@ -4,10 +4,12 @@ continuous across a restart of the daemon)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from gateway.energy_config import Period
 from gateway.metering import (
     CONSUMED,
     CounterRegister,
@@ -16,6 +18,7 @@ from gateway.metering import (
     rate_gauges,
 )
 from gateway.rules.water import WaterMeterSpec, WaterParams, WaterRules
+from gateway.savings_report import SavingsError, report_from_db
 
 if TYPE_CHECKING:
     from drivers.modbus.config import ModbusDevice
@@ -103,3 +106,41 @@ def water_rules(site: Site, store: Store, now: float) -> WaterRules:
     since = int((now - cfg.history_nights * 86_400) // 60)
     history = {s.id: store.minute_series(s.id, s.flow_metric, since) for s in specs}
     return WaterRules(params, specs, timezone=site.site.timezone, history=history, now=now)
+
+
+class SavingsDesk:
+    """The site's savings reports, made from the store file on a worker thread so a year
+    of minutes never holds up the loop."""
+
+    def __init__(self, site: Site, site_path: Path, db_path: Path,
+                 specs: Mapping[str, MeterSpec]) -> None:
+        self.site = site
+        self.site_path = site_path
+        self.db_path = db_path
+        self.specs = specs
+
+    def measures(self) -> list[dict[str, Any]]:
+        return [{"id": m.id, "name": m.name, "meters": m.meters,
+                 "baseline": {"start": m.baseline.start.isoformat(),
+                              "end": m.baseline.end.isoformat()},
+                 "reporting": {"start": m.reporting.start.isoformat(),
+                               "end": m.reporting.end.isoformat()},
+                 "expected_yuan_per_year": m.expected_yuan_per_year}
+                for m in self.site.energy.measures]
+
+    def report(self, measure_id: str, baseline: Period | None = None,
+               reporting: Period | None = None, temperature_csv: Path | None = None
+               ) -> dict[str, Any]:
+        try:
+            measure = self.site.energy.measure(measure_id)
+        except KeyError:
+            known = ", ".join(m.id for m in self.site.energy.measures) or "none"
+            raise SavingsError(f"no measure {measure_id!r} (known: {known})") from None
+        return report_from_db(self.db_path, measure, self.specs, tariffs=self.site.energy.tariffs,
+                              timezone=self.site.site.timezone, site_dir=self.site_path.parent,
+                              baseline=baseline, reporting=reporting,
+                              temperature_csv=temperature_csv)
+
+    async def report_async(self, measure_id: str, baseline: Period | None,
+                           reporting: Period | None) -> dict[str, Any]:
+        return await asyncio.to_thread(self.report, measure_id, baseline, reporting)

@@ -204,3 +204,27 @@ def minute_series(conn: sqlite3.Connection, source: str, metric: str, since_minu
         f"SELECT minute, {column} FROM readings WHERE source = ? AND metric = ?"
         " AND minute >= ? ORDER BY minute", [source, metric, since_minute])
     return [(minute * 60.0, float(v)) for minute, v in rows]
+
+
+# Consumption per hour from a continuous total's minute rows: each row adds what the
+# total rose since the row before it. A total that fell (a gateway that restarted with no
+# stored state) starts again from 0, so its new value is what it counted since.
+_HOURLY = """
+WITH rows AS (
+    SELECT minute, last, lag(last) OVER (ORDER BY minute) AS prev
+    FROM readings WHERE source = ? AND metric = ? AND minute >= ? AND minute < ?
+)
+SELECT minute / 60,
+    sum(CASE WHEN prev IS NULL THEN 0.0 WHEN last >= prev THEN last - prev ELSE last END)
+FROM rows WHERE minute >= ? GROUP BY minute / 60 ORDER BY minute / 60
+"""
+# Rows before the first hour asked for, so its first row has one to rise from.
+_LEAD_IN_MINUTES = 7 * 1440
+
+
+def hourly_consumption(conn: sqlite3.Connection, source: str, metric: str, start_minute: int,
+                       end_minute: int) -> dict[int, float]:
+    """epoch hour -> what the total `metric` of `source` rose in it, [start, end)."""
+    rows = conn.execute(_HOURLY, [source, metric, start_minute - _LEAD_IN_MINUTES,
+                                  end_minute, start_minute])
+    return {int(hour): float(delta) for hour, delta in rows}
