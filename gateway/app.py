@@ -86,6 +86,9 @@ class Overrides:
     data_dir: Path | None = None
     http_port: int | None = None
     http_host: str | None = None
+    # Modbus links of the site file served elsewhere (the demo's simulated meters):
+    # link (e.g. "rtu:///dev/ttyUSB0") -> (host, port) of a TCP stand-in.
+    modbus: Mapping[str, tuple[str, int]] | None = None
 
 
 class Gateway:
@@ -265,12 +268,16 @@ class Gateway:
         devices = self.site.devices_of("modbus")
         if not devices:
             return []
+        from drivers.modbus.config import redirected
         from drivers.modbus.driver import MeterBinding, ModbusDriver  # pymodbus, only if used
         from drivers.modbus.profile import load_profile
 
         profiles_dir = self.site_path.parent / "profiles"
         by_link: dict[str, list[MeterBinding]] = {}
+        moved = self.overrides.modbus or {}
         for device in devices:
+            if device.endpoint.link in moved:
+                device = redirected(device, *moved[device.endpoint.link])
             profile = load_profile(profiles_dir / f"{device.profile}.yaml")
             by_link.setdefault(device.endpoint.link, []).append(MeterBinding(device, profile))
         drivers = [ModbusDriver(f"modbus:{link}", bindings, self.ingest, clock=self.clock)

@@ -172,7 +172,7 @@ def test_site_yaml_is_the_furong_compound() -> None:
     assert {"A2S", "BS"} <= set(classes)
 
     placeholders = [d for d in site.devices if not d.enabled]
-    assert len(site.devices) - len(placeholders) == 48
+    assert len(site.devices) - len(placeholders) == 48 + 28  # detectors and meters
     cameras = site.devices_of("rtsp", include_disabled=True)
     assert len(cameras) == 100
     assert len({c.address for c in cameras}) == 100
@@ -180,8 +180,10 @@ def test_site_yaml_is_the_furong_compound() -> None:
     assert len(lifts) == 12
     assert sorted(site.building_of_zone(d.zone).id for d in lifts) == ["health"] * 4 + ["main"] * 8
     assert {d.vendor for d in lifts} == {"sanling", "otis", "jianghong"}
-    meters = [d.kind for d in site.devices_of("modbus", include_disabled=True)]
-    assert (meters.count("energy_meter"), meters.count("water_meter")) == (4, 2)
+    meters = [d.kind for d in site.devices_of("modbus")]
+    assert (meters.count("energy_meter"), meters.count("water_meter"),
+            meters.count("gas_meter")) == (15, 10, 3)
+    assert [m.id for m in site.energy.measures] == ["led-lighting", "ac-pumps", "water-mains"]
     gates = site.devices_of("http_push", include_disabled=True)
     assert [g.vendor for g in gates] == ["vzenith"] * 4
 
@@ -214,7 +216,7 @@ def test_main_check_config_prints_a_summary_and_exits_0(
     assert main_check_config(str(SITE)) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1
-    summary = ": ok: site furong, 2 buildings, 13 zones, 170 devices (48 enabled)"
+    summary = ": ok: site furong, 2 buildings, 13 zones, 192 devices (76 enabled)"
     assert summary in out[0]
 
 

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
 from gateway.app import Gateway
+from gateway.config import load_site
 from gateway.events import Reading
 from gateway.metering import (
     CounterRegister,
@@ -26,6 +27,7 @@ from gateway.metering import (
     consumption_counters,
     rate_gauges,
 )
+from gateway.meters import meter_specs
 from simulators.modbus_meters import MeterServer, SimulatedMeter, meter
 from tests.harness import ROOT, running_gateway
 
@@ -127,6 +129,20 @@ def test_restored_totals_show_before_the_first_reading_and_never_go_back() -> No
     assert m.total("em-main", E) == 501.5
     # Every building and system with a meter is in the rollup, unread ones at 0.
     assert m.rollup()[(W, "main", "water_main")] == 0.0
+
+
+def test_the_shipped_site_meters_have_bounded_labels() -> None:
+    site_path = ROOT / "config" / "site.yaml"
+    site = load_site(site_path)
+    specs = meter_specs(site, site_path.parent / "profiles")
+    assert len(specs) == 28
+    assert {s.building for s in specs} == {b.id for b in site.buildings}
+    assert {s.system for s in specs} == {"main", "lighting", "ac_pumps", "water_main",
+                                         "water_sub", "gas", "power_room"}
+    assert all(len(s.totals) == 1 for s in specs)  # one consumption counter each
+    m = Metering(specs)
+    quantities = {q for q, _, _ in m.rollup()}
+    assert quantities == {E, W, G}
 
 
 # --- through the daemon ------------------------------------------------------------------

@@ -172,3 +172,11 @@ class ModbusDevice(Model):
     @property
     def endpoint(self) -> ModbusEndpoint:
         return parse_modbus_address(self.address)
+
+
+def redirected(device: ModbusDevice, host: str, port: int) -> ModbusDevice:
+    """The same unit served elsewhere on TCP (a simulator on loopback standing in for
+    its link): RTU framing stays RTU framing, now on a TCP socket."""
+    end = device.endpoint
+    scheme = "rtu+tcp" if end.line_is_serial else "tcp"
+    return device.model_copy(update={"address": f"{scheme}://{host}:{port}/{end.unit}"})
