@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import math
 import shutil
+import sqlite3
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -29,8 +30,9 @@ from gateway.savings_report import (
     render,
     report,
 )
-from gateway.store import Store, WriteBatch
+from gateway.store import Retention, Store, WriteBatch
 from gateway.store.downsample import MinuteAggregate
+from gateway.store.schema import migrate
 from simulators.modbus_meters import MeterServer, meter
 from tests.harness import ROOT, running_gateway
 
@@ -362,3 +364,63 @@ async def _through_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str],
         status, empty = await asyncio.to_thread(
             _get, f"{base}/led-lighting?baseline=2020-01-01:2021-01-01")
         assert status == 422 and "no energy consumption stored" in str(empty["error"])
+
+
+# --- the meters' hourly totals, kept for years -------------------------------------------
+
+
+def _row(metric: str, minute: int, last: float) -> MinuteAggregate:
+    return MinuteAggregate("em-light", metric, "kWh", minute, last, last, last, last, 1)
+
+
+async def test_hourly_totals_keep_the_newest_minute_of_each_hour(tmp_path: Path) -> None:
+    db = tmp_path / "gateway.db"
+    hour = 500_000
+    await _fill_store(db, [
+        _row("energy_import_kwh_consumed", hour * 60 + 50, 12.0),
+        _row("energy_import_kwh_consumed", hour * 60 + 10, 10.0),  # flushed late: older
+        _row("energy_import_kwh_consumed", hour * 60 + 70, 15.0),
+        _row("power_w", hour * 60 + 50, 900.0),  # not a total: minutes only
+    ])
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT metric, hour, minute, last FROM consumption_hours"
+                            " ORDER BY hour").fetchall()
+    assert rows == [("energy_import_kwh_consumed", hour, hour * 60 + 50, 12.0),
+                    ("energy_import_kwh_consumed", hour + 1, hour * 60 + 70, 15.0)]
+
+
+async def test_hourly_totals_outlive_the_minutes_and_the_size_bound(tmp_path: Path) -> None:
+    db = tmp_path / "gateway.db"
+    now = dt.datetime(2026, 12, 1, tzinfo=SHANGHAI).timestamp()
+    old = int((now - 500 * 86_400) // 60)  # beyond readings_days, inside ten years
+    ancient = int((now - 3700 * 86_400) // 60)
+    store = Store(db, retention=Retention(max_db_mb=0.001))
+    store.open(asyncio.get_running_loop())
+    try:
+        await store.submit(WriteBatch(minutes=[
+            _row("energy_import_kwh_consumed", old, 100.0),
+            _row("energy_import_kwh_consumed", ancient, 1.0),
+            _row("energy_import_kwh_consumed", int(now // 60) - 5, 200.0)]))
+        deleted = await store.run_retention(now)
+    finally:
+        await store.close()
+    assert deleted["consumption_hours"] == 1
+    assert deleted["readings"] >= 2
+    with sqlite3.connect(db) as conn:
+        hours = [r[0] for r in conn.execute("SELECT last FROM consumption_hours ORDER BY hour")]
+    assert hours == [100.0, 200.0]
+
+
+def test_an_upgraded_store_fills_the_hourly_totals_from_its_minutes(tmp_path: Path) -> None:
+    db = tmp_path / "gateway.db"
+    assert migrate(db, 0.0, upto=3) == [1, 2, 3]
+    with sqlite3.connect(db) as conn:
+        conn.executemany(
+            "INSERT INTO readings (source, metric, minute, min, max, avg, last, count, unit)"
+            " VALUES ('em-light', ?, ?, 0, 0, 0, ?, 1, 'kWh')",
+            [("energy_import_kwh_consumed", 600, 1.0), ("energy_import_kwh_consumed", 659, 2.0),
+             ("energy_import_kwh_consumed", 660, 3.0), ("energy_import_kwh", 600, 9.0)])
+    assert migrate(db, 0.0) == [4]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT hour, minute, last FROM consumption_hours ORDER BY hour"
+                            ).fetchall() == [(10, 659, 2.0), (11, 660, 3.0)]

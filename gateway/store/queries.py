@@ -206,25 +206,27 @@ def minute_series(conn: sqlite3.Connection, source: str, metric: str, since_minu
     return [(minute * 60.0, float(v)) for minute, v in rows]
 
 
-# Consumption per hour from a continuous total's minute rows: each row adds what the
-# total rose since the row before it. A total that fell (a gateway that restarted with no
-# stored state) starts again from 0, so its new value is what it counted since.
+# Consumption per hour from a meter's hourly totals (`consumption_hours`): each hour adds
+# what the total rose since the hour before it that has a row. A total that fell (a
+# gateway restarted with no stored state) starts again from 0, so its new value is what
+# it counted since.
 _HOURLY = """
 WITH rows AS (
-    SELECT minute, last, lag(last) OVER (ORDER BY minute) AS prev
-    FROM readings WHERE source = ? AND metric = ? AND minute >= ? AND minute < ?
+    SELECT hour, last, lag(last) OVER (ORDER BY hour) AS prev
+    FROM consumption_hours WHERE source = ? AND metric = ? AND hour >= ? AND hour < ?
 )
-SELECT minute / 60,
-    sum(CASE WHEN prev IS NULL THEN 0.0 WHEN last >= prev THEN last - prev ELSE last END)
-FROM rows WHERE minute >= ? GROUP BY minute / 60 ORDER BY minute / 60
+SELECT hour,
+    CASE WHEN prev IS NULL THEN 0.0 WHEN last >= prev THEN last - prev ELSE last END
+FROM rows WHERE hour >= ? ORDER BY hour
 """
-# Rows before the first hour asked for, so its first row has one to rise from.
-_LEAD_IN_MINUTES = 7 * 1440
+# Hours before the first one asked for, so that it has a row to rise from (a meter off
+# the line for days still counts in the hour it came back).
+_LEAD_IN_HOURS = 7 * 24
 
 
 def hourly_consumption(conn: sqlite3.Connection, source: str, metric: str, start_minute: int,
                        end_minute: int) -> dict[int, float]:
     """epoch hour -> what the total `metric` of `source` rose in it, [start, end)."""
-    rows = conn.execute(_HOURLY, [source, metric, start_minute - _LEAD_IN_MINUTES,
-                                  end_minute, start_minute])
+    start, end = start_minute // 60, -(-end_minute // 60)
+    rows = conn.execute(_HOURLY, [source, metric, start - _LEAD_IN_HOURS, end, start])
     return {int(hour): float(delta) for hour, delta in rows}
