@@ -173,8 +173,7 @@ class Gateway:
         return PresenceRules(specs, silence_factor=self.site.rules.fire.silence_factor)
 
     def _command_guard(self) -> CommandGuard:
-        # Modbus devices take no commands yet: their model (drivers/modbus/config.py) has
-        # no `commands:` of its own until the device models share one base module.
+        # Every device model with a `commands:` (gates, Modbus relay outputs) takes part.
         allowed = [(d.id, cmds) for d in self.site.devices
                    if d.enabled and (cmds := getattr(d, "commands", None)) is not None]
         return CommandGuard(policy_of(device, cmds) for device, cmds in allowed)
@@ -280,8 +279,13 @@ class Gateway:
                 device = redirected(device, *moved[device.endpoint.link])
             profile = load_profile(profiles_dir / f"{device.profile}.yaml")
             by_link.setdefault(device.endpoint.link, []).append(MeterBinding(device, profile))
-        drivers = [ModbusDriver(f"modbus:{link}", bindings, self.ingest, clock=self.clock)
-                   for link, bindings in sorted(by_link.items())]
+        drivers = []
+        for link, bindings in sorted(by_link.items()):
+            driver = ModbusDriver(f"modbus:{link}", bindings, self.ingest, clock=self.clock)
+            drivers.append(driver)
+            for b in bindings:
+                if b.device.commands is not None:  # a relay output, a set-point
+                    self.commander.attach(b.device.id, driver)
         counters = [(b.device.id, [r.metric for r in b.profile.registers if r.kind == "counter"])
                     for bindings in by_link.values() for b in bindings]
         states = counter_states(self.store, counters)

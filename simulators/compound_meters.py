@@ -181,7 +181,7 @@ class CompoundMeters:
         self._links: dict[str, tuple[bool, list[SimulatedMeter]]] = {}
         profiles = {}
         for device in site.devices_of("modbus"):
-            if device.kind not in ("energy_meter", "water_meter", "gas_meter"):
+            if device.kind not in ("energy_meter", "water_meter", "gas_meter", "io_module"):
                 continue
             if device.profile not in profiles:
                 profiles[device.profile] = load_profile(profiles_dir / f"{device.profile}.yaml")

@@ -55,9 +55,9 @@ def test_seasons_and_busy_hours() -> None:
 
 def test_the_shipped_compound_with_its_measures_and_the_leak() -> None:
     sim = CompoundMeters(load_site(SITE), SITE.parent / "profiles", clock=time.time)
-    assert len(sim.meters) == 28
+    assert len(sim.meters) == 29
     kinds = sorted({m.device.kind for m in sim.meters.values()})
-    assert kinds == ["energy_meter", "gas_meter", "water_meter"]
+    assert kinds == ["energy_meter", "gas_meter", "io_module", "water_meter"]
     light = sim.meters["em-main-lighting"]
     before = light.curve.at(dt.datetime(2025, 6, 4, 10, tzinfo=SHANGHAI))
     assert light.level(_at(2025, 6, 4, 10)) == pytest.approx(before, rel=0.035)
@@ -90,7 +90,7 @@ async def test_the_whole_compound_is_served_per_link() -> None:
             "tcp://198.51.100.41:502"]
         assert {s.rtu for s in sim.servers.values()} == {True, False}
         assert sim.servers["rtu:///dev/ttyUSB0"].rtu
-        assert len(sim.servers["rtu:///dev/ttyUSB0"].meters) == 11
+        assert len(sim.servers["rtu:///dev/ttyUSB0"].meters) == 12
     finally:
         await sim.stop()
 

@@ -172,7 +172,7 @@ def test_site_yaml_is_the_furong_compound() -> None:
     assert {"A2S", "BS"} <= set(classes)
 
     placeholders = [d for d in site.devices if not d.enabled]
-    assert len(site.devices) - len(placeholders) == 48 + 28  # detectors and meters
+    assert len(site.devices) - len(placeholders) == 48 + 29  # detectors, meters, a relay module
     cameras = site.devices_of("rtsp", include_disabled=True)
     assert len(cameras) == 100
     assert len({c.address for c in cameras}) == 100
@@ -216,7 +216,7 @@ def test_main_check_config_prints_a_summary_and_exits_0(
     assert main_check_config(str(SITE)) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1
-    summary = ": ok: site furong, 2 buildings, 13 zones, 192 devices (76 enabled)"
+    summary = ": ok: site furong, 2 buildings, 13 zones, 193 devices (77 enabled)"
     assert summary in out[0]
 
 

@@ -23,7 +23,7 @@ GOLDEN: list[dict[str, Any]] = yaml.safe_load(
 def test_every_profile_loads_and_is_sound() -> None:
     profiles = load_profiles(PROFILES)
     assert set(profiles) == {"eastron-sdm630", "chint-dtsu666", "acrel-adw300", "water-meter",
-                             "gas-meter"}
+                             "gas-meter", "relay-io"}
     for profile in profiles.values():
         for reg in profile.registers:
             assert reg.width == WIDTH[reg.type]

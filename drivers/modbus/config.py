@@ -142,7 +142,8 @@ class Workarounds(Model):
 class ModbusDevice(Model):
     driver: Literal["modbus"]
     id: Name
-    kind: Literal["energy_meter", "water_meter", "gas_meter", "elevator", "fire_panel"]
+    kind: Literal["energy_meter", "water_meter", "gas_meter", "elevator", "fire_panel",
+                  "io_module"]
     zone: str
     address: str
     profile: str = Field(min_length=1)

@@ -8,17 +8,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from drivers.modbus.adapter import ModbusLink
-from drivers.modbus.blocks import Block, Tag, plan
+from drivers.modbus.adapter import ModbusLink, Request
+from drivers.modbus.blocks import Block, Tag, decode, encode, plan
 from drivers.modbus.config import ModbusDevice, ModbusEndpoint
 from drivers.modbus.consumption import Change, Counter
 from drivers.modbus.plausibility import check
 from drivers.modbus.profile import Profile, Register
 from drivers.modbus.scheduler import LineScheduler, UnitPoll, UnitState, inter_frame_gap_s
 from gateway.clock import Clock, SystemClock
+from gateway.commands import Command, CommandResult, CommandStatus
 from gateway.contract import Link, Sink
 from gateway.events import Event, Reading, Severity
 
@@ -162,6 +164,43 @@ class ModbusDriver:
             counter = _new_counter(binding, reg)
             counter.total, counter.last_raw, counter.last_time = state
             self._counters[(source, metric)] = counter
+
+    async def execute(self, command: Command) -> CommandResult:
+        """Write one allow-listed register (the action names it: a relay coil, a holding
+        register) ahead of the line's polls, then read it back. The guard has checked the
+        action and value against the site file; this checks they fit the register."""
+        binding = self._bindings.get(command.device)
+        if binding is None or self.scheduler is None:
+            return CommandResult(CommandStatus.FAILED, f"{self.name} is not connected")
+        try:
+            reg = binding.profile.register(command.action)
+        except KeyError:
+            return CommandResult(CommandStatus.FAILED, f"{command.action} is not a register "
+                                 f"of {binding.profile.profile}")
+        value = command.value
+        if reg.function not in (1, 3):
+            return CommandResult(CommandStatus.FAILED, f"{command.action} is read-only "
+                                 f"(function {reg.function:02d})")
+        if isinstance(value, str) or value is None:
+            return CommandResult(CommandStatus.FAILED, f"{command.action} takes a number")
+        unit = binding.device.endpoint.unit
+        quirks = binding.device.workarounds
+        address = reg.address + quirks.address_offset
+        order = quirks.word_order or binding.profile.word_order_of(reg)
+        if reg.function == 1:
+            if value not in (0, 1):
+                return CommandResult(CommandStatus.FAILED, f"{command.action} is a coil: 0 or 1")
+            await self.scheduler.transact(
+                lambda link: link.write_coil(unit, address, bool(value)))
+        else:
+            await self.scheduler.write(unit, address, encode(reg, float(value), order))
+        words = await self.scheduler.transact(
+            lambda link: link.read(Request(reg.function, unit, address, reg.width)))
+        read_back = decode(reg, words, order)
+        if math.isclose(read_back, float(value), rel_tol=1e-6, abs_tol=abs(reg.scale) / 2):
+            return CommandResult(CommandStatus.VERIFIED, "read back", read_back)
+        return CommandResult(CommandStatus.FAILED, f"read back {read_back:g}, not {value}",
+                             read_back)
 
     async def _deliver(self) -> None:
         while True:
