@@ -445,6 +445,7 @@ def _driver_issues(path: Path, site: Site, lines: dict[Loc, int]) -> list[Config
 def _profile_issues(path: Path, site: Site, lines: dict[Loc, int]) -> list[ConfigIssue]:
     """Every enabled device's profile exists beside the file (profiles/) and is sound,
     checked by its driver's typed model."""
+    from drivers.modbus.commands import command_issues
     from drivers.modbus.profile import ProfileError as ModbusProfileError
     from drivers.modbus.profile import load_profile as load_modbus_profile
     from drivers.mqtt.profile import ProfileError as MqttProfileError
@@ -464,7 +465,9 @@ def _profile_issues(path: Path, site: Site, lines: dict[Loc, int]) -> list[Confi
             continue
         try:
             if isinstance(device, ModbusDevice):
-                load_modbus_profile(profile)
+                for i, why in command_issues(device, load_modbus_profile(profile)):
+                    found.append(_issue(str(path), lines,
+                                        ("devices", d, "commands", "allow", i, "action"), why))
             else:
                 read_mqtt_profile(profile)
         except (ModbusProfileError, MqttProfileError) as exc:
