@@ -50,6 +50,7 @@ from gateway.meters import (
     SavingsDesk,
     counter_states,
     meter_specs,
+    modbus_presence,
     stored_totals,
     water_rules,
 )
@@ -169,7 +170,7 @@ class Gateway:
         specs = [
             PresenceSpec(d.id, d.zone, d.heartbeat_s, "Heat detector", "heartbeat")
             for d in self._heat_detectors()
-        ]
+        ] + modbus_presence(self.site)
         return PresenceRules(specs, silence_factor=self.site.rules.fire.silence_factor)
 
     def _command_guard(self) -> CommandGuard:

@@ -140,7 +140,7 @@ class Metering:
         for key, value in totals.items():
             wanted = self._wanted.get(key)
             if wanted is not None and wanted[0]:
-                self._totals[key] = max(value, self._totals.get(key, value))
+                self._totals[key] = value
 
     def observe(self, reading: Reading) -> None:
         key = (reading.source, reading.metric)
@@ -149,9 +149,9 @@ class Metering:
             return
         is_total, scale = wanted
         if is_total:
-            # A total never goes back within one run: the driver's counter only adds.
-            if reading.value >= self._totals.get(key, 0.0):
-                self._totals[key] = reading.value
+            # The driver's total only grows within one run. It starts again from 0 only
+            # where the store held no state for it; Prometheus reads that as a reset.
+            self._totals[key] = reading.value
         else:
             self._rates[key] = reading.value * scale
 

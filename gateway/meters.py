@@ -17,6 +17,7 @@ from gateway.metering import (
     consumption_counters,
     rate_gauges,
 )
+from gateway.rules.presence import PresenceSpec
 from gateway.rules.water import WaterMeterSpec, WaterParams, WaterRules
 from gateway.savings_report import SavingsError, report_from_db
 
@@ -144,3 +145,15 @@ class SavingsDesk:
     async def report_async(self, measure_id: str, baseline: Period | None,
                            reporting: Period | None) -> dict[str, Any]:
         return await asyncio.to_thread(self.report, measure_id, baseline, reporting)
+
+
+_LABELS = {"energy_meter": "Energy meter", "water_meter": "Water meter",
+           "gas_meter": "Gas meter", "io_module": "I/O module", "elevator": "Elevator",
+           "fire_panel": "Fire panel"}
+
+
+def modbus_presence(site: Site) -> list[PresenceSpec]:
+    """Every polled Modbus unit goes stale after the silence factor x its poll interval
+    without a reading: a dead meter is a gap in the figures, and says so."""
+    return [PresenceSpec(d.id, d.zone, d.poll_s, _LABELS.get(d.kind, "Device"), "poll")
+            for d in site.devices_of("modbus")]
