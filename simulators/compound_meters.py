@@ -9,6 +9,7 @@ LED load, the AC pumps and their gas and make-up water drop, the water main's le
 mended. A leak can be injected on any water meter.
 
     python -m simulators.compound_meters --site config/site.yaml
+    python -m simulators.compound_meters --history 2025-01-01:2026-12-01 --data-dir data/demo
 """
 
 from __future__ import annotations
@@ -38,12 +39,29 @@ POWER_FACTOR = 0.95
 # The leak the compound found on its mains: "of the order of 4-5 m3/h continuous".
 SITE_LEAK_M3H = 4.5
 
-# AC load by month (Changsha: hot summers, cold damp winters, mild spring and autumn).
-AC_SEASON = {1: 0.7, 2: 0.65, 3: 0.35, 4: 0.3, 5: 0.55, 6: 0.9, 7: 1.0, 8: 1.0, 9: 0.8,
-             10: 0.4, 11: 0.35, 12: 0.65}
-# Gas for the boilers: heating in winter, little else.
-HEATING_SEASON = {1: 1.0, 2: 0.95, 3: 0.6, 4: 0.25, 5: 0.1, 6: 0.1, 7: 0.1, 8: 0.1, 9: 0.1,
-                  10: 0.2, 11: 0.55, 12: 0.9}
+# Changsha's monthly mean temperatures (climate normals, C): the simulated weather. The
+# AC plant (circulating pumps, its gas and make-up water) works to the degree-days from
+# 18 C, heating and cooling alike; `config/changsha-temperature.csv` holds the same
+# typical year, day by day, for the savings report's degree-day baseline.
+CHANGSHA_NORMALS_C = {1: 4.6, 2: 6.9, 3: 11.1, 4: 17.2, 5: 22.3, 6: 26.0, 7: 29.3, 8: 28.6,
+                      9: 24.4, 10: 18.8, 11: 12.6, 12: 7.0}
+DEGREE_DAY_BASE_C = 18.0
+_FULL_LOAD_K = 13.4  # the degree-days of a January day: the AC plant at full load
+
+
+def typical_day_mean(day: dt.date) -> float:
+    """The day's mean temperature in a typical year: the monthly normals, interpolated
+    between the middles of the months."""
+    mid = dt.date(day.year, day.month, 15)
+    other = mid + dt.timedelta(days=30 if day >= mid else -30)
+    here, there = CHANGSHA_NORMALS_C[mid.month], CHANGSHA_NORMALS_C[other.month]
+    return round(here + (there - here) * abs((day - mid).days) / 30.5, 1)
+
+
+def ac_plant_factor(mean_c: float) -> float:
+    """A quarter of the AC plant's load runs whatever the weather; the rest follows the
+    day's degree-days (heating below 18 C, cooling above)."""
+    return 0.25 + 0.75 * min(1.0, abs(mean_c - DEGREE_DAY_BASE_C) / _FULL_LOAD_K)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +74,7 @@ class LoadCurve:
     weekend_day: float | None = None
     weekend_night: float | None = None
     busy: tuple[tuple[int, int], ...] = ((7, 19),)  # [start hour, end hour)
-    season: dict[int, float] | None = None
+    weather: bool = False  # follows the AC plant's degree-days
 
     def at(self, local: dt.datetime) -> float:
         busy = any(a <= local.hour < b for a, b in self.busy)
@@ -66,27 +84,29 @@ class LoadCurve:
         else:
             day, night = self.day, self.night
         level = day if busy else night
-        return level * (self.season[local.month] if self.season else 1.0)
+        if self.weather:
+            level *= ac_plant_factor(typical_day_mean(local.date()))
+        return level
 
 
 # The compound's loads, by (kind, system); a device's id picks a variant where it says.
 CURVES: dict[str, LoadCurve] = {
     "main": LoadCurve(210.0, 45.0, 80.0, 40.0),
-    "lighting": LoadCurve(16.0, 1.5, 3.5, 1.5),
-    "lighting-outdoor": LoadCurve(0.4, 7.5, 0.4, 7.5, busy=((6, 18),)),
-    "lighting-parking": LoadCurve(6.0, 6.0),
-    "ac_pumps": LoadCurve(42.0, 9.0, 14.0, 7.0, season=AC_SEASON),
+    "lighting": LoadCurve(9.5, 0.9, 2.0, 0.9),
+    "lighting-outdoor": LoadCurve(0.3, 4.5, 0.3, 4.5, busy=((6, 18),)),
+    "lighting-parking": LoadCurve(3.5, 3.5),
+    "ac_pumps": LoadCurve(22.0, 5.0, 8.0, 4.0, weather=True),
     "power_room": LoadCurve(12.0, 6.0, 8.0, 6.0),
     "water_main": LoadCurve(13.0, 0.9, 5.0, 0.9, busy=((6, 22),)),
     "water_sub": LoadCurve(2.2, 0.0, 0.4, 0.0, busy=((7, 20),)),
     "water_sub-canteen": LoadCurve(4.0, 0.0, 1.0, 0.0, busy=((6, 8), (10, 13), (16, 19))),
     "water_sub-garden": LoadCurve(1.2, 0.0, busy=((6, 7),)),
-    "water_ac": LoadCurve(1.6, 0.3, 0.8, 0.3, season=AC_SEASON),
-    "gas": LoadCurve(55.0, 12.0, 25.0, 10.0, season=HEATING_SEASON),
+    "water_ac": LoadCurve(1.6, 0.3, 0.8, 0.3, weather=True),
+    "gas": LoadCurve(30.0, 6.0, 12.0, 5.0, weather=True),
     "gas-canteen": LoadCurve(14.0, 0.4, 4.0, 0.4, busy=((6, 8), (10, 13), (16, 19))),
 }
 # What a measure leaves of a load from its reporting start.
-AFTER_MEASURE = {"lighting": 0.55, "ac_pumps": 0.72, "gas": 0.8, "water_ac": 0.8}
+AFTER_MEASURE = {"lighting": 0.55, "ac_pumps": 0.72, "gas": 0.88, "water_ac": 0.8}
 
 
 def curve_for(device: ModbusDevice) -> tuple[str, LoadCurve]:
@@ -127,11 +147,11 @@ class CompoundMeter:
             level += self.leak_m3h
         return level
 
-    def step(self, start: float, end: float) -> None:
+    def step(self, start: float, end: float, step_s: float = STEP_S) -> None:
         """Move from `start` to `end`: counters grow by the load, gauges show its end."""
         t = start
         while t < end:
-            dt_s = min(STEP_S, end - t)
+            dt_s = min(step_s, end - t)
             self._show(self.level(t + dt_s / 2), dt_s / 3600.0)
             t += dt_s
         if end <= start:
@@ -177,6 +197,9 @@ class CompoundMeters:
             for meter_id in measure.meters:
                 measures.setdefault(meter_id, measure.reporting.start)
         rng = random.Random(seed)
+        # The site's leak (4-5 m3/h in all) is shared by the mains its measure mends.
+        leaking_mains = max(1, sum(1 for d in site.devices_of("modbus")
+                                   if d.system == "water_main" and d.id in measures))
         self.meters: dict[str, CompoundMeter] = {}
         self._links: dict[str, tuple[bool, list[SimulatedMeter]]] = {}
         profiles = {}
@@ -192,7 +215,7 @@ class CompoundMeters:
                                   noise=random.Random(rng.random()))
             start = measures.get(device.id)
             if start is not None and system == "water_main":
-                meter.leak_m3h, meter.mended_on = SITE_LEAK_M3H, start
+                meter.leak_m3h, meter.mended_on = SITE_LEAK_M3H / leaking_mains, start
             elif start is not None:
                 meter.measure_from = start
                 meter.after_measure = AFTER_MEASURE.get(system, 1.0)
@@ -210,11 +233,11 @@ class CompoundMeters:
         meter = self.meters[device]
         meter.leak_m3h, meter.mended_on = m3h, None
 
-    def step(self, now: float | None = None) -> None:
+    def step(self, now: float | None = None, step_s: float = STEP_S) -> None:
         now = self.clock() if now is None else now
         start = now if self._last is None else self._last
         for meter in self.meters.values():
-            meter.step(start, now)
+            meter.step(start, now, step_s)
         self._last = now
 
     async def start(self) -> CompoundMeters:
@@ -234,12 +257,74 @@ class CompoundMeters:
         self.servers = {}
 
 
+# A history is integrated hour by hour from midnight: the curves change on the hour.
+HISTORY_STEP_S = 3600.0
+_HISTORY_BATCH = 20_000
+
+
+async def write_history(site_path: Path, data_dir: Path, start: dt.date, end: dt.date, *,
+                        seed: int = 0) -> int:
+    """The meters' consumption totals from `start` to `end` (site dates), one row an hour,
+    written into the store of `data_dir` as the daemon would have written them: minute
+    rows and hourly totals of each meter's `<counter>_consumed`. For trying the savings
+    report on a store with a baseline year. Refused while a gateway holds the folder."""
+    from gateway.datalock import DataFolderLock
+    from gateway.metering import CONSUMED, CounterRegister, consumption_counters
+    from gateway.store import Store, WriteBatch
+    from gateway.store.downsample import MinuteAggregate
+
+    site = load_site(site_path)
+    sim = CompoundMeters(site, site_path.parent / "profiles", seed=seed)
+    tz = ZoneInfo(site.site.timezone)
+    t = dt.datetime.combine(start, dt.time(), tz).timestamp()
+    stop = dt.datetime.combine(end, dt.time(), tz).timestamp()
+    totals: list[tuple[str, str, str, float]] = []  # device, register metric, unit, first
+    for meter in sim.meters.values():
+        counters = [CounterRegister(r.metric, r.unit) for r in meter.sim.profile.registers
+                    if r.kind == "counter"]
+        for consumed in consumption_counters(counters):
+            metric = consumed.removesuffix(CONSUMED)
+            unit = meter.sim.profile.register(metric).unit
+            totals.append((meter.device.id, metric, unit, meter.sim.values[metric]))
+    await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
+    lock = DataFolderLock(data_dir)
+    lock.acquire()
+    store = Store(data_dir / "gateway.db")
+    store.open(asyncio.get_running_loop())
+    written = 0
+    try:
+        sim.step(t)
+        rows: list[MinuteAggregate] = []
+        while t < stop:
+            t += 3600.0
+            sim.step(t, HISTORY_STEP_S)
+            minute = int(t // 60) - 1  # the hour's last minute
+            for device, metric, unit, first in totals:
+                value = sim.meters[device].sim.values[metric] - first
+                rows.append(MinuteAggregate(device, metric + CONSUMED, unit, minute, value,
+                                            value, value, value, 1))
+            if len(rows) >= _HISTORY_BATCH or t >= stop:
+                await store.submit(WriteBatch(minutes=rows))
+                written += len(rows)
+                rows = []
+    finally:
+        await store.close()
+        lock.release()
+    return written
+
+
 async def start_meters(site_path: Path) -> CompoundMeters:
     """The site file's meters, started (for the demo)."""
     return await CompoundMeters(load_site(site_path), site_path.parent / "profiles").start()
 
 
 async def _serve(args: argparse.Namespace) -> None:
+    if args.history:
+        first, _, last = args.history.partition(":")
+        n = await write_history(Path(args.site), Path(args.data_dir),
+                                dt.date.fromisoformat(first), dt.date.fromisoformat(last))
+        print(f"wrote {n} hourly totals into {Path(args.data_dir) / 'gateway.db'}", flush=True)
+        return
     meters = await start_meters(Path(args.site))
     for device, m3h in args.leak:
         meters.inject_leak(device, m3h)
@@ -263,6 +348,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--site", default="config/site.yaml")
     parser.add_argument("--leak", type=_leak, action="append", default=[],
                         metavar="DEVICE[:M3H]", help="a leak on a water meter (repeatable)")
+    parser.add_argument("--history", metavar="START:END",
+                        help="write the meters' hourly totals for these site dates into the"
+                             " store of --data-dir, then stop")
+    parser.add_argument("--data-dir", default="data/demo")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(parser.parse_args(argv)))
 

@@ -18,10 +18,20 @@ from drivers.modbus.config import redirected
 from drivers.modbus.driver import MeterBinding, ModbusDriver
 from drivers.modbus.profile import load_profile
 from gateway.alerts import AlertSignal
+from gateway.api.savings import parse_period
 from gateway.config import load_site
 from gateway.errors import Unreachable
+from gateway.meters import SavingsDesk, meter_specs
 from gateway.rules.water import LEAK, WaterMeterSpec, WaterParams, WaterRules
-from simulators.compound_meters import CURVES, SITE_LEAK_M3H, CompoundMeters, LoadCurve
+from gateway.savings_report import read_temperatures
+from simulators.compound_meters import (
+    CURVES,
+    SITE_LEAK_M3H,
+    CompoundMeters,
+    LoadCurve,
+    typical_day_mean,
+    write_history,
+)
 from tests.harness import ROOT
 from tests.test_modbus_driver import Link, Sink
 
@@ -34,20 +44,29 @@ def _at(y: int, m: int, d: int, h: int, minute: int = 0) -> float:
 
 
 @pytest.mark.parametrize(("when", "level"), [
-    (dt.datetime(2026, 3, 4, 10), 16.0),  # Wednesday, office hours
-    (dt.datetime(2026, 3, 4, 6, 59), 1.5),  # before them
-    (dt.datetime(2026, 3, 4, 19), 1.5),  # after them
-    (dt.datetime(2026, 3, 7, 10), 3.5),  # Saturday
-    (dt.datetime(2026, 3, 8, 2), 1.5),  # Sunday night
+    (dt.datetime(2026, 3, 4, 10), 9.5),  # Wednesday, office hours
+    (dt.datetime(2026, 3, 4, 6, 59), 0.9),  # before them
+    (dt.datetime(2026, 3, 4, 19), 0.9),  # after them
+    (dt.datetime(2026, 3, 7, 10), 2.0),  # Saturday
+    (dt.datetime(2026, 3, 8, 2), 0.9),  # Sunday night
 ])
 def test_a_lighting_load_follows_site_time(when: dt.datetime, level: float) -> None:
     assert CURVES["lighting"].at(when.replace(tzinfo=SHANGHAI)) == level
 
 
-def test_seasons_and_busy_hours() -> None:
+def test_the_ac_plant_follows_the_degree_days_and_meals_their_hours() -> None:
     pumps = CURVES["ac_pumps"]
-    assert pumps.at(dt.datetime(2026, 7, 8, 10, tzinfo=SHANGHAI)) == 42.0
-    assert pumps.at(dt.datetime(2026, 4, 8, 10, tzinfo=SHANGHAI)) == pytest.approx(42.0 * 0.3)
+    # Mid-January (4.6 C, 13.4 degree-days) is full load; mid-October (18.8 C) a quarter.
+    assert typical_day_mean(dt.date(2026, 1, 15)) == 4.6
+    assert pumps.at(dt.datetime(2026, 1, 15, 10, tzinfo=SHANGHAI)) == pytest.approx(22.0)
+    assert pumps.at(dt.datetime(2026, 10, 15, 10, tzinfo=SHANGHAI)) == pytest.approx(
+        22.0 * (0.25 + 0.75 * 0.8 / 13.4))
+    assert pumps.at(dt.datetime(2026, 7, 15, 10, tzinfo=SHANGHAI)) == pytest.approx(
+        22.0 * (0.25 + 0.75 * 11.3 / 13.4))
+    # The shipped temperature file is the same typical year, day by day.
+    temps = read_temperatures(ROOT / "config" / "changsha-temperature.csv")
+    assert all(temps[d] == typical_day_mean(d) for d in temps)
+    assert min(temps) == dt.date(2025, 1, 1) and max(temps) == dt.date(2027, 12, 31)
     meals = LoadCurve(4.0, 0.0, busy=((6, 8), (10, 13)))
     assert [meals.at(dt.datetime(2026, 3, 4, h, tzinfo=SHANGHAI)) for h in (5, 7, 9, 12, 13)] \
         == [0.0, 4.0, 0.0, 4.0, 0.0]
@@ -63,8 +82,9 @@ def test_the_shipped_compound_with_its_measures_and_the_leak() -> None:
     assert light.level(_at(2025, 6, 4, 10)) == pytest.approx(before, rel=0.035)
     # The LEDs from the measure's reporting start: 55 % of the old load.
     assert light.level(_at(2026, 6, 3, 10)) == pytest.approx(before * 0.55, rel=0.035)
+    # The site's leak, shared by the two mains its measure mends.
     main = sim.meters["wm-main"]
-    assert main.level(_at(2025, 12, 31, 3)) == pytest.approx(0.9 + SITE_LEAK_M3H, rel=0.01)
+    assert main.level(_at(2025, 12, 31, 3)) == pytest.approx(0.9 + SITE_LEAK_M3H / 2, rel=0.01)
     assert main.level(_at(2026, 1, 1, 3)) == pytest.approx(0.9, rel=0.035)  # mended
     assert sim.meters["wm-main-office-a"].level(_at(2026, 3, 4, 3)) == 0.0  # idles at night
 
@@ -75,11 +95,11 @@ def test_counters_accumulate_along_the_curve() -> None:
     start = meter.sim.values["energy_import_kwh"]
     sim.step(_at(2025, 3, 5, 0))  # a Wednesday
     sim.step(_at(2025, 3, 6, 0))
-    # 12 h at 16 kW and 12 h at 1.5 kW, +/- 3 % noise.
-    assert meter.sim.values["energy_import_kwh"] - start == pytest.approx(210.0, rel=0.03)
-    assert meter.sim.values["power_w"] == pytest.approx(1500.0, rel=0.035)
+    # 12 h at 9.5 kW and 12 h at 0.9 kW, +/- 3 % noise.
+    assert meter.sim.values["energy_import_kwh"] - start == pytest.approx(124.8, rel=0.03)
+    assert meter.sim.values["power_w"] == pytest.approx(900.0, rel=0.035)
     water = sim.meters["wm-main"]
-    assert water.sim.values["flow_m3h"] == pytest.approx(0.9 + SITE_LEAK_M3H, rel=0.01)
+    assert water.sim.values["flow_m3h"] == pytest.approx(0.9 + SITE_LEAK_M3H / 2, rel=0.01)
 
 
 async def test_the_whole_compound_is_served_per_link() -> None:
@@ -175,3 +195,30 @@ async def test_a_leak_injected_on_the_simulated_main_is_found_on_the_third_night
     assert leak.data["mnf_m3h"] == pytest.approx(0.9 + SITE_LEAK_M3H, rel=0.04)
     assert leak.data["baseline_m3h"] == pytest.approx(0.9, rel=0.04)
     assert not sink.rejects
+
+
+async def test_the_simulated_compound_shows_the_savings_the_site_promised(
+    tmp_path: Path,
+) -> None:
+    """Fifteen months of the shipped site's meters written into a store as the daemon
+    writes them, then each measure's report: every baseline model meets Guideline 14 (the
+    AC plant's through its degree-days) and each saving is of the order the compound's
+    report promised (LED lighting and the AC pumps ~100k yuan a year, the mains ~150k)."""
+    await write_history(SITE, tmp_path, dt.date(2025, 1, 1), dt.date(2026, 4, 1))
+    site = load_site(SITE)
+    specs = {s.meter: s for s in meter_specs(site, SITE.parent / "profiles")}
+    desk = SavingsDesk(site, SITE, tmp_path / "gateway.db", specs)
+    reporting = parse_period("2026-01-01:2026-04-01")
+    yearly = {}
+    for measure in site.energy.measures:
+        data = await desk.report_async(measure.id, None, reporting)
+        for part in data["parts"]:
+            assert part["fit"]["acceptable"], (measure.id, part["quantity"], part["fit"])
+            assert part["saving"] > 0, (measure.id, part["quantity"])
+        yearly[measure.id] = (data["saving_yuan_per_year"], data["expected_yuan_per_year"])
+    for measure_id, (got, promised) in yearly.items():
+        assert 0.6 * promised < got < 1.6 * promised, (measure_id, got, promised)
+    # The AC pumps save power, gas and make-up water, each at its own tariff.
+    ac = await desk.report_async("ac-pumps", None, reporting)
+    assert [p["quantity"] for p in ac["parts"]] == ["energy", "water", "gas"]
+    assert ac["parts"][0]["model"]["driver"] == "degree_days"
