@@ -428,8 +428,8 @@ async def test_retention_by_age(tmp_path: Path) -> None:
         )
         deleted = await s.run_retention(now)
         assert deleted == {
-            "events": 1, "readings": 1, "alerts": 1, "outbox_dead": 0, "readings_for_size": 0,
-            "events_for_size": 0, "outbox_states_for_bound": 0,
+            "events": 1, "readings": 1, "alerts": 1, "outbox_dead": 0, "consumption_hours": 0,
+            "readings_for_size": 0, "events_for_size": 0, "outbox_states_for_bound": 0,
         }  # fmt: skip
         assert [e["seq"] for e in s.events_for()] == [2]
         assert sorted(a.id for a in s.recent_alerts()) == ["new-resolved", "old-firing"]
