@@ -70,6 +70,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(Path(args.site), Path(args.data_dir), args.http_port))
 
 
+def _cmd_savings(args: argparse.Namespace) -> int:
+    from gateway.savings_cli import main_savings
+
+    return main_savings(args)
+
+
 def _cmd_simulate(args: argparse.Namespace, rest: list[str]) -> int:
     from simulators.compound import main as simulate_main
 
@@ -128,6 +134,19 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("simulate", help="run the simulated compound against a broker",
                    add_help=False)
+
+    from gateway.vehicles.cli import add_parser as add_vehicles_parser
+
+    add_vehicles_parser(sub)
+    p_savings = sub.add_parser("savings", help="a measure's savings report from the store")
+    p_savings.add_argument("measure", nargs="?", help="the measure's id (none: list them)")
+    p_savings.add_argument("--site", default=DEFAULT_SITE)
+    p_savings.add_argument("--data-dir", help="override gateway.data_dir")
+    p_savings.add_argument("--baseline", metavar="START:END", help="ISO dates, END excluded")
+    p_savings.add_argument("--reporting", metavar="START:END", help="ISO dates, END excluded")
+    p_savings.add_argument("--temperature", metavar="CSV", help="daily mean temperatures")
+    p_savings.add_argument("--json", action="store_true", help="JSON, as the API answers")
+    p_savings.set_defaults(func=_cmd_savings)
 
     args, rest = parser.parse_known_args(argv)
     if args.command == "simulate":

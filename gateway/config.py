@@ -52,9 +52,11 @@ from gateway.config_parts import (
 )
 from gateway.config_parts import SecretRef as SecretRef
 from gateway.config_parts import TlsConfig as TlsConfig
+from gateway.energy_config import EnergyConfig, WaterRulesConfig
 from gateway.errors import ConfigError
 from gateway.lift_settings import ElevatorRulesConfig, lift_references
 from gateway.secrets import resolve_secret
+from gateway.vehicles.config import GatesConfig
 
 # --- the site -------------------------------------------------------------------------------
 
@@ -213,6 +215,7 @@ class FireRulesConfig(Model):
 class RulesConfig(Model):
     fire: FireRulesConfig = Field(default_factory=FireRulesConfig)
     elevator: ElevatorRulesConfig = Field(default_factory=ElevatorRulesConfig)
+    water: WaterRulesConfig = Field(default_factory=WaterRulesConfig)
 
 
 Device = Annotated[
@@ -250,6 +253,8 @@ class Site(Model):
     forwarding: list[Target] = Field(default_factory=list)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    gates: GatesConfig = Field(default_factory=GatesConfig)
+    energy: EnergyConfig = Field(default_factory=EnergyConfig)
 
     @model_validator(mode="after")
     def _cross_references(self) -> Site:
@@ -305,6 +310,9 @@ class Site(Model):
             elif isinstance(device, HttpPushDevice):
                 gate = f"gate address {device.address}"
                 unique(addresses, device.address, (*at, "address"), gate)
+                if device.area is not None and device.area not in zones:
+                    found.append(((*at, "area"), f"zone {device.area!r} is not in buildings",
+                                  None))
 
         targets: dict[object, Loc] = {}
         for t, target in enumerate(self.forwarding):
@@ -313,6 +321,11 @@ class Site(Model):
                 missing = f"broker {target.broker!r} is not in brokers"
                 found.append((("forwarding", t, "broker"), missing, None))
         found += lift_references(self)
+        for m, measure in enumerate(self.energy.measures):
+            for i, meter in enumerate(measure.meters):
+                if meter not in ids:
+                    found.append((("energy", "measures", m, "meters", i),
+                                  f"meter {meter!r} is not in devices", None))
         if found:
             raise located(found)
         return self
@@ -444,6 +457,7 @@ def _driver_issues(path: Path, site: Site, lines: dict[Loc, int]) -> list[Config
 def _profile_issues(path: Path, site: Site, lines: dict[Loc, int]) -> list[ConfigIssue]:
     """Every enabled device's profile exists beside the file (profiles/) and is sound,
     checked by its driver's typed model."""
+    from drivers.modbus.commands import command_issues
     from drivers.modbus.profile import ProfileError as ModbusProfileError
     from drivers.modbus.profile import load_profile as load_modbus_profile
     from drivers.mqtt.profile import ProfileError as MqttProfileError
@@ -463,7 +477,9 @@ def _profile_issues(path: Path, site: Site, lines: dict[Loc, int]) -> list[Confi
             continue
         try:
             if isinstance(device, ModbusDevice):
-                load_modbus_profile(profile)
+                for i, why in command_issues(device, load_modbus_profile(profile)):
+                    found.append(_issue(str(path), lines,
+                                        ("devices", d, "commands", "allow", i, "action"), why))
             else:
                 read_mqtt_profile(profile)
         except (ModbusProfileError, MqttProfileError) as exc:
@@ -481,6 +497,10 @@ def _secret_refs(site: Site) -> Iterator[tuple[Loc, SecretRef]]:
     for d, device in enumerate(site.devices):
         if isinstance(device, CameraDevice) and device.enabled and device.password is not None:
             yield ("devices", d, "password"), device.password
+        if isinstance(device, HttpPushDevice) and device.enabled and device.secret is not None:
+            yield ("devices", d, "secret"), device.secret
+    if site.gates.pseudonymise and site.gates.pseudonym_key is not None:
+        yield ("gates", "pseudonym_key"), site.gates.pseudonym_key
 
 
 def _tls_files(site: Site) -> Iterator[tuple[Loc, str, str]]:

@@ -144,7 +144,8 @@ class Workarounds(Model):
 class ModbusDevice(Model):
     driver: Literal["modbus"]
     id: Name
-    kind: Literal["energy_meter", "water_meter", "gas_meter", "elevator", "fire_panel"]
+    kind: Literal["energy_meter", "water_meter", "gas_meter", "elevator", "fire_panel",
+                  "io_module"]
     zone: str
     address: str
     profile: str = Field(min_length=1)
@@ -197,3 +198,11 @@ class ModbusDevice(Model):
     @property
     def endpoint(self) -> ModbusEndpoint:
         return parse_modbus_address(self.address)
+
+
+def redirected(device: ModbusDevice, host: str, port: int) -> ModbusDevice:
+    """The same unit served elsewhere on TCP (a simulator on loopback standing in for
+    its link): RTU framing stays RTU framing, now on a TCP socket."""
+    end = device.endpoint
+    scheme = "rtu+tcp" if end.line_is_serial else "tcp"
+    return device.model_copy(update={"address": f"{scheme}://{host}:{port}/{end.unit}"})
