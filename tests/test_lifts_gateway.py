@@ -272,6 +272,13 @@ async def test_a_skipped_visit_becomes_overdue_and_the_report_counts_the_visits(
         await _until(lambda: "elevator.maintenance_overdue:lift-2" in _firing(gw), "overdue")
         await asyncio.sleep(1.5)  # two more ticks: nothing else may fall due
         assert "elevator.maintenance_overdue:lift-1" not in _firing(gw)
+        async with aiohttp.ClientSession() as http:
+            for query, status in (("firm=nobody&month=2026-11", 404),
+                                  ("firm=otis&month=2026-13", 400), ("firm=otis", 400)):
+                async with http.get(f"http://127.0.0.1:{gw.http_port}/api/lifts/report?"
+                                    f"{query}") as response:
+                    assert response.status == status, query
+                    assert "error" in await response.json()
         sanling = await _get(gw, "/api/lifts/report?firm=sanling&month=2026-11")
         otis = await _get(gw, "/api/lifts/report?firm=otis&month=2026-11")
         db_dir = gw.db_path.parent
@@ -289,6 +296,10 @@ async def test_a_skipped_visit_becomes_overdue_and_the_report_counts_the_visits(
     assert code == 0
     printed = json.load(io.StringIO(capsys.readouterr().out))
     assert printed["totals"]["visits"] == 2 and printed["firm_name"] == "三凌 Sanling"
+    for firm, month in (("nobody", "2026-11"), ("otis", "November")):
+        assert cli_main(["lift-report", "--site", str(tmp_path / "site.yaml"), "--data-dir",
+                         str(db_dir), "--firm", firm, "--month", month]) == 2
+    assert "unknown firm 'nobody'" in capsys.readouterr().err
 
 
 def _on_site(gw: Gateway) -> set[str]:
