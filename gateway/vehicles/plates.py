@@ -73,9 +73,18 @@ _PATTERNS: tuple[tuple[PlateKind, re.Pattern[str]], ...] = tuple(
 
 
 def normalise(text: str) -> str:
-    """Full-width to half-width (NFKC), no spaces, dots or dashes, upper case."""
-    plain = unicodedata.normalize("NFKC", text).translate(_SEPARATORS)
-    return plain.upper()
+    """Full-width to half-width (NFKC), no spaces, dots or dashes, upper case.
+
+    Repeated until nothing changes (at most a few rounds): taking a separator out can
+    leave characters that NFKC joins anew (a spacing accent is a space and a combining
+    mark), so one round is not always the last."""
+    plain = text
+    for _ in range(4):
+        again = unicodedata.normalize("NFKC", plain).translate(_SEPARATORS).upper()
+        if again == plain:
+            break
+        plain = again
+    return plain
 
 
 def classify(plate: str) -> PlateKind:
