@@ -87,6 +87,11 @@ class _Lift:
     silent: bool = False
 
 
+def _floor(status: Mapping[str, Any]) -> str:
+    floor = status.get("floor")
+    return "an unknown floor" if floor is None else f"floor {floor}"
+
+
 def _homed(status: Mapping[str, Any], floor: int) -> bool:
     return (not status["moving"] and bool(status["door_open"]) and bool(status["door_zone"])
             and status.get("floor") == floor)
@@ -234,7 +239,7 @@ class ElevatorRules:
                 lift.trapped_since = None
                 out = self._add(out, self._signal(
                     lift, ENTRAPMENT, Severity.CRITICAL, False,
-                    f"Lift {spec.id}: doors open at floor {s.get('floor')}, passengers out",
+                    f"Lift {spec.id}: doors open at {_floor(s)}, passengers out",
                     {"floor": s.get("floor")}))
         elif trapped:
             if lift.trapped_since is None:
@@ -306,7 +311,7 @@ class ElevatorRules:
             lift.firing.add(ENTRAPMENT)
             out = self._add(out, self._signal(
                 lift, ENTRAPMENT, Severity.CRITICAL, True,
-                f"Lift {lift.spec.id}: passenger trapped near floor {s.get('floor')}, stopped"
+                f"Lift {lift.spec.id}: passenger trapped near {_floor(s)}, stopped"
                 f" outside the door zone with doors closed for {now - lift.trapped_since:.0f} s",
                 {"floor": s.get("floor"), "since": lift.trapped_since,
                  "fault": s.get("fault", ""), "power_loss": bool(s.get("power_loss"))}))
@@ -315,7 +320,7 @@ class ElevatorRules:
             lift.firing.add(STOPPED_OUTSIDE)
             out = self._add(out, self._signal(
                 lift, STOPPED_OUTSIDE, Severity.MAJOR, True,
-                f"Lift {lift.spec.id} stopped outside a landing near floor {s.get('floor')}"
+                f"Lift {lift.spec.id} stopped outside a landing near {_floor(s)}"
                 " (empty)", {"floor": s.get("floor"), "since": lift.empty_stop_since}))
         return out
 
@@ -373,7 +378,7 @@ class ElevatorRules:
         lift.firing.add(FIRE_RETURN_FAILED)
         s = lift.status or {}
         where = "state unknown" if not s else (
-            f"at floor {s.get('floor')}, mode {s.get('mode')},"
+            f"at {_floor(s)}, mode {s.get('mode')},"
             f" doors {'open' if s.get('door_open') else 'closed'}")
         # In a drill the alert sits in the drill's zone, so it is marked drill and stays
         # inside like everything else the drill causes.
