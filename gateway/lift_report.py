@@ -18,7 +18,8 @@ from zoneinfo import ZoneInfo
 # What counts as a fault of the lift in the report (an entrapment is listed on its own).
 FAULT_RULES = ("elevator.fault", "elevator.stopped_outside_landing", "elevator.power_loss",
                "elevator.overspeed", "elevator.door_opened_while_moving",
-               "elevator.moved_with_door_open", "elevator.out_of_service",
+               "elevator.moved_with_door_open", "elevator.door_stuck_open",
+               "elevator.out_of_service",
                "elevator.fire_return_failed")
 ENTRAPMENT = "elevator.entrapment"
 # A technician arriving later than this after a fault is not counted as its response.

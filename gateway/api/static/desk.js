@@ -26,6 +26,7 @@ const RULES = {
   "elevator.door_opened_while_moving": ["电梯运行中开门", "Lift door opened while running"],
   "elevator.moved_with_door_open": ["电梯开门走梯", "Lift moved with its door open"],
   "elevator.overspeed": ["电梯超速", "Lift overspeed"],
+  "elevator.door_stuck_open": ["电梯门无法关闭", "Lift door will not close"],
   "elevator.power_loss": ["电梯停电", "Lift power loss"],
   "elevator.out_of_service": ["电梯停用", "Lift out of service"],
   "elevator.inspection": ["电梯检修", "Lift in inspection"],
