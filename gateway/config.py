@@ -460,6 +460,7 @@ def _profile_issues(path: Path, site: Site, lines: dict[Loc, int]) -> list[Confi
     from drivers.modbus.commands import command_issues
     from drivers.modbus.profile import ProfileError as ModbusProfileError
     from drivers.modbus.profile import load_profile as load_modbus_profile
+    from drivers.modbus.status_config import status_issues
     from drivers.mqtt.profile import ProfileError as MqttProfileError
     from drivers.mqtt.profile import read_profile as read_mqtt_profile
 
@@ -477,9 +478,12 @@ def _profile_issues(path: Path, site: Site, lines: dict[Loc, int]) -> list[Confi
             continue
         try:
             if isinstance(device, ModbusDevice):
-                for i, why in command_issues(device, load_modbus_profile(profile)):
+                loaded = load_modbus_profile(profile)
+                for i, why in command_issues(device, loaded):
                     found.append(_issue(str(path), lines,
                                         ("devices", d, "commands", "allow", i, "action"), why))
+                for sub, why in status_issues(device, loaded):
+                    found.append(_issue(str(path), lines, ("devices", d, *sub), why))
             else:
                 read_mqtt_profile(profile)
         except (ModbusProfileError, MqttProfileError) as exc:

@@ -18,9 +18,12 @@ from zoneinfo import ZoneInfo
 # What counts as a fault of the lift in the report (an entrapment is listed on its own).
 FAULT_RULES = ("elevator.fault", "elevator.stopped_outside_landing", "elevator.power_loss",
                "elevator.overspeed", "elevator.door_opened_while_moving",
-               "elevator.moved_with_door_open", "elevator.out_of_service",
+               "elevator.moved_with_door_open", "elevator.door_stuck_open",
+               "elevator.out_of_service",
                "elevator.fire_return_failed")
 ENTRAPMENT = "elevator.entrapment"
+# A technician arriving later than this after a fault is not counted as its response.
+RESPONSE_WINDOW_S = 48 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,14 @@ def _visits(conn: sqlite3.Connection, lift: str, start: float, end: float,
     return out
 
 
+def _response_s(conn: sqlite3.Connection, lift: str, raised: float) -> float | None:
+    """From a fault to the firm's technician at the lift's box (its next visit)."""
+    row = conn.execute(
+        "SELECT min(time) FROM events WHERE source = ? AND kind = 'elevator.visit.started'"
+        " AND time >= ? AND time < ?", [lift, raised, raised + RESPONSE_WINDOW_S]).fetchone()
+    return None if row is None or row[0] is None else round(float(row[0]) - raised, 1)
+
+
 def _alerts(conn: sqlite3.Connection, lift: str, rules: tuple[str, ...], start: float,
             end: float) -> list[dict[str, Any]]:
     marks = ", ".join("?" for _ in rules)
@@ -99,7 +110,8 @@ def _alerts(conn: sqlite3.Connection, lift: str, rules: tuple[str, ...], start: 
         [lift, *rules, start, end])
     return [{"rule": rule, "raised_at": raised, "cleared_at": cleared, "summary": summary,
              "drill": bool(drill),
-             "time_to_restore_s": None if cleared is None else round(cleared - raised, 1)}
+             "time_to_restore_s": None if cleared is None else round(cleared - raised, 1),
+             "response_s": _response_s(conn, lift, raised)}
             for rule, raised, cleared, summary, drill in rows]
 
 
@@ -123,6 +135,7 @@ def monthly_report(conn: sqlite3.Connection, *, firm: str, firm_name: str,
     per_lift = []
     totals = {"visits": 0, "missed": 0, "faults": 0, "entrapments": 0}
     restore_times: list[float] = []
+    responses: list[float] = []
     for lift in lifts:
         visits = _visits(conn, lift.id, start, end, min_visit_s)
         counted = [v["ended_at"] for v in visits if v["counts"]]
@@ -137,6 +150,8 @@ def monthly_report(conn: sqlite3.Connection, *, firm: str, firm_name: str,
         entrapments = _alerts(conn, lift.id, (ENTRAPMENT,), start, end)
         restore_times += [a["time_to_restore_s"] for a in faults + entrapments
                           if a["time_to_restore_s"] is not None and not a["drill"]]
+        responses += [a["response_s"] for a in faults + entrapments
+                      if a["response_s"] is not None and not a["drill"]]
         totals["visits"] += len(counted)
         totals["missed"] += len(missed)
         totals["faults"] += len(faults)
@@ -150,5 +165,7 @@ def monthly_report(conn: sqlite3.Connection, *, firm: str, firm_name: str,
         "from": start, "to": end, "generated_at": now, "lifts": per_lift,
         "totals": totals | {
             "mean_time_to_restore_s": (round(sum(restore_times) / len(restore_times), 1)
-                                       if restore_times else None)},
+                                       if restore_times else None),
+            "mean_response_s": (round(sum(responses) / len(responses), 1)
+                                if responses else None)},
     }

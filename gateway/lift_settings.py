@@ -35,6 +35,8 @@ class ElevatorRulesConfig(Model):
     stopped_outside_s: float = Field(default=60.0, ge=5, le=3600)
     # The governor trips at 115 % of rated speed (GB 7588); the alarm comes at this factor.
     overspeed_factor: float = Field(default=1.15, ge=1.0, le=2.0)
+    # Open at a landing in normal service for this long: the door will not close.
+    door_stuck_s: float = Field(default=180.0, ge=30, le=3600)
     firms: dict[Name, Firm] = Field(default_factory=dict)
     maintenance: MaintenanceRules = Field(default_factory=MaintenanceRules)
 

@@ -87,7 +87,7 @@ def build_modules(site: Site, db: Path | None = None) -> LiftModules:
     return LiftModules(
         FireModel(zones, points, panels),
         ElevatorRules(ElevatorParams(cfg.entrapment_s, cfg.stopped_outside_s,
-                                     cfg.overspeed_factor), lifts),
+                                     cfg.overspeed_factor, cfg.door_stuck_s), lifts),
         LiftMaintenance(MaintenanceParams(m.half_monthly_days, m.site_monthly_days,
                                           m.min_visit_min),
                         [MaintenanceSpec(s.id, s.zone, s.firm) for s in lifts],

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.alerts import Alert, AlertBook, AlertSignal, AlertState
 from gateway.events import Event, Severity
@@ -170,3 +172,35 @@ def test_isolations_are_listed_by_zone_with_their_start() -> None:
     assert office_b["zone_name"] == "Office B"
     assert [(p["point"], p["since"]) for p in office_b["isolated"]] == [("sd-b1", 10.0),
                                                                        ("mcp-b1", 30.0)]
+
+
+TRIGGERS = [("sd-b1", "panel"), ("mcp-b1", "panel"), ("mcp-b2", "panel"),
+            ("hd-8", "detector"), ("hd-9", "detector")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(TRIGGERS), st.booleans()), max_size=40))
+def test_confirmation_follows_the_triggers_in_a_double_knock_zone(
+        steps: list[tuple[tuple[str, str], bool]]) -> None:
+    m = model()
+    burning: dict[str, str] = {}
+    confirmed = False
+    for (source, via), on in steps:
+        if via == "panel":
+            out = m.observe(point(source, *(["fire"] if on else [])), 0.0)
+        else:
+            out = m.follow(detector(source, "office-b", on), 0.0)
+        if on:
+            burning[source] = "mcp" if source.startswith("mcp") else "detector"
+        else:
+            burning.pop(source, None)
+        changes = [s.active for s in out if s.rule == "fire.confirmed"]
+        assert len(changes) <= 1
+        if changes:
+            assert changes[0] != confirmed  # it alternates: never raised or cleared twice
+            confirmed = changes[0]
+        if confirmed:
+            assert burning  # never confirmed without a trigger in fire
+        else:
+            # Not confirmed: never two triggers with a detector among them.
+            assert len(burning) < 2 or "detector" not in burning.values()

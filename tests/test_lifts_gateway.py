@@ -272,6 +272,13 @@ async def test_a_skipped_visit_becomes_overdue_and_the_report_counts_the_visits(
         await _until(lambda: "elevator.maintenance_overdue:lift-2" in _firing(gw), "overdue")
         await asyncio.sleep(1.5)  # two more ticks: nothing else may fall due
         assert "elevator.maintenance_overdue:lift-1" not in _firing(gw)
+        async with aiohttp.ClientSession() as http:
+            for query, status in (("firm=nobody&month=2026-11", 404),
+                                  ("firm=otis&month=2026-13", 400), ("firm=otis", 400)):
+                async with http.get(f"http://127.0.0.1:{gw.http_port}/api/lifts/report?"
+                                    f"{query}") as response:
+                    assert response.status == status, query
+                    assert "error" in await response.json()
         sanling = await _get(gw, "/api/lifts/report?firm=sanling&month=2026-11")
         otis = await _get(gw, "/api/lifts/report?firm=otis&month=2026-11")
         db_dir = gw.db_path.parent
@@ -289,9 +296,67 @@ async def test_a_skipped_visit_becomes_overdue_and_the_report_counts_the_visits(
     assert code == 0
     printed = json.load(io.StringIO(capsys.readouterr().out))
     assert printed["totals"]["visits"] == 2 and printed["firm_name"] == "三凌 Sanling"
+    for firm, month in (("nobody", "2026-11"), ("otis", "November")):
+        assert cli_main(["lift-report", "--site", str(tmp_path / "site.yaml"), "--data-dir",
+                         str(db_dir), "--firm", firm, "--month", month]) == 2
+    assert "unknown firm 'nobody'" in capsys.readouterr().err
 
 
 def _on_site(gw: Gateway) -> set[str]:
     assert gw.lifts is not None
     return {str(x["lift"]) for x in gw.lifts.elevator.snapshot()
             if x["status"] and x["status"]["technician"]}
+
+
+async def _start(site_path: Path) -> tuple[Gateway, asyncio.Task[None]]:
+    gw = Gateway(load_site(site_path), site_path, overrides=Overrides(http_port=0))
+    task = asyncio.create_task(gw.run())
+    async with asyncio.timeout(15):
+        await gw.ready.wait()
+        while gw.lifts is None or not all(x["known"] for x in gw.lifts.elevator.snapshot()):
+            await asyncio.sleep(0.05)
+    return gw, task
+
+
+async def _stop(gw: Gateway, task: asyncio.Task[None]) -> None:
+    gw.request_shutdown()
+    async with asyncio.timeout(10):
+        await task
+
+
+async def test_a_restart_rebuilds_the_fire_model_and_the_entrapment(tmp_path: Path) -> None:
+    lifts = [lift("lift-1", "elevator-sanling", 1), lift("lift-2", "elevator-otis", 2),
+             lift("lift-3", "elevator-jianghong", 3, highest=6)]
+    panel = SimulatedPanel()
+    async with MeterServer([x.meter for x in lifts]) as boxes, \
+            MeterServer([panel.meter]) as gateway_box:
+        site_path = _site(tmp_path, boxes.port, gateway_box.port, None)
+        gw, task = await _start(site_path)
+        try:
+            panel.alarm(3)  # the health building's single-knock zone
+            lifts[2].trap()
+            await _until(lambda: {"fire.confirmed:health-office",
+                                  "elevator.entrapment:lift-3"} <= _firing(gw), "raised")
+            first = {a.key: a.id for a in gw.book.active()}
+        finally:
+            await _stop(gw, task)
+        gw, task = await _start(site_path)
+        try:
+            # The same alerts go on (same ids): nothing raised twice after the restart.
+            await asyncio.sleep(1.0)
+            again = {a.key: a.id for a in gw.book.active()}
+            assert again["fire.confirmed:health-office"] == first["fire.confirmed:health-office"]
+            assert again["elevator.entrapment:lift-3"] == first["elevator.entrapment:lift-3"]
+            panel.alarm(3, False)
+            lifts[2].release()
+            await _until(lambda: not {"fire.confirmed:health-office", "fire.point.fire:sd-h-01",
+                                      "elevator.entrapment:lift-3"} & _firing(gw), "cleared")
+            db = gw.db_path
+        finally:
+            await _stop(gw, task)
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT key, state FROM alerts WHERE key IN"
+                            " ('fire.confirmed:health-office', 'elevator.entrapment:lift-3')"
+                            " ORDER BY key").fetchall()
+    assert rows == [("elevator.entrapment:lift-3", "resolved"),
+                    ("fire.confirmed:health-office", "resolved")]

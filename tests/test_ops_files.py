@@ -22,6 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.cli import main as cli_main
 from gateway.config import SecretRef, check_config, load_site
 from gateway.events import Reading, Severity
+from gateway.lift_metrics import LiftCollector
+from gateway.lifts import build_modules
 from gateway.metering import Metering
 from gateway.meters import meter_specs
 from gateway.metrics import Metrics
@@ -128,6 +130,12 @@ def exported() -> set[str]:
         for metric in (*spec.totals, *spec.rates):
             metering.observe(Reading(spec.meter, metric, 1.0, "", 0.0))
     m.registry.register(metering)
+    # The shipped site's lifts, each heard once, and its fire panel.
+    lifts = build_modules(load_site(ROOT / "config" / "site.yaml"))
+    for spec in lifts.elevator.snapshot():
+        for counter in ("trips", "running_hours", "door_cycles"):
+            lifts.elevator.observe(Reading(str(spec["lift"]), counter, 1.0, "", 0.0), 0.0)
+    m.registry.register(LiftCollector(lambda: lifts))
     m.render()
     page = m.render()[0].decode()
     return {s.name for family in text_string_to_metric_families(page) for s in family.samples}

@@ -4,11 +4,15 @@ panel's points (where each one is and what it is). Pure pydantic, no pymodbus.""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
-from gateway.config_parts import Found, Model, Name, Text, located
+from gateway.config_parts import Found, Loc, Model, Name, Text, located
+
+if TYPE_CHECKING:
+    from drivers.modbus.config import ModbusDevice
+    from drivers.modbus.profile import Profile
 
 
 class Floors(Model):
@@ -76,3 +80,39 @@ class PanelSettings(Model):
         if found:
             raise located(found)
         return self
+
+
+def status_issues(device: ModbusDevice, profile: Profile) -> list[tuple[Loc, str]]:
+    """What a lift or panel entry asks of its profile that the profile does not have:
+    a status section of its kind, the box's firmware table, the panel's point numbers."""
+    from drivers.modbus.status import ElevatorStatus, PanelStatus
+
+    status = profile.status
+    wanted = {"elevator": ElevatorStatus, "fire_panel": PanelStatus}.get(device.kind)
+    if wanted is None:
+        if status is not None:
+            return [(("profile",), f"profile {profile.profile!r} describes"
+                     f" {_a(status.kind)}, not {_a(device.kind)}")]
+        return []
+    if not isinstance(status, wanted):
+        return [(("profile",), f"profile {profile.profile!r} has no {device.kind.replace('_', ' ')}"
+                 " status section")]
+    found: list[tuple[Loc, str]] = []
+    if isinstance(status, ElevatorStatus) and device.lift is not None:
+        tables = status.faults.firmware
+        if device.lift.firmware not in tables:
+            found.append((("lift", "firmware"), f"firmware {device.lift.firmware!r} has no fault"
+                          f" table in {profile.profile} (known: {', '.join(sorted(tables))})"))
+    if isinstance(status, PanelStatus) and device.panel is not None:
+        prefix = status.points + "_"
+        count = sum(1 for r in profile.registers if r.metric.startswith(prefix))
+        for i, point in enumerate(device.panel.points):
+            if point.point > count:
+                found.append((("panel", "points", i, "point"), f"point {point.point}: the"
+                              f" profile {profile.profile} has points 1-{count}"))
+    return found
+
+
+def _a(kind: str) -> str:
+    words = kind.replace("_", " ")
+    return f"{'an' if words[0] in 'aeiou' else 'a'} {words}"

@@ -5,6 +5,8 @@
   T seconds; cleared only when the doors open at a landing, whatever happens before;
 - stopped outside a landing while empty (major, a fault, not an entrapment);
 - the door opening while moving, or the car moving off with its door open (critical);
+- a door that will not close: open at a landing in normal service for longer than a
+  passenger holds it (major);
 - overspeed (critical), power loss (major), a fault code (major), out of service (minor),
   inspection mode (info);
 - fire return: while `fire.confirmed` holds in a building, each lift there must reach its
@@ -27,6 +29,7 @@ STOPPED_OUTSIDE = "elevator.stopped_outside_landing"
 DOOR_OPENED_MOVING = "elevator.door_opened_while_moving"
 MOVED_DOOR_OPEN = "elevator.moved_with_door_open"
 OVERSPEED = "elevator.overspeed"
+DOOR_STUCK = "elevator.door_stuck_open"
 POWER_LOSS = "elevator.power_loss"
 FAULT = "elevator.fault"
 OUT_OF_SERVICE = "elevator.out_of_service"
@@ -35,7 +38,8 @@ FIRE_RETURN_FAILED = "elevator.fire_return_failed"
 CONFIRMED = "fire.confirmed"
 STALE = "device.stale"  # presence: the box has gone silent
 
-_FLAG_RULES = (ENTRAPMENT, STOPPED_OUTSIDE, DOOR_OPENED_MOVING, MOVED_DOOR_OPEN, OVERSPEED,
+_FLAG_RULES = (ENTRAPMENT, STOPPED_OUTSIDE, DOOR_OPENED_MOVING, MOVED_DOOR_OPEN, DOOR_STUCK,
+               OVERSPEED,
                POWER_LOSS, FAULT, OUT_OF_SERVICE, INSPECTION, FIRE_RETURN_FAILED)
 _COUNTERS = ("trips", "running_hours", "door_cycles")
 
@@ -63,6 +67,7 @@ class ElevatorParams:
     entrapment_s: float = 30.0
     stopped_outside_s: float = 60.0
     overspeed_factor: float = 1.15
+    door_stuck_s: float = 180.0
 
 
 @dataclass(slots=True)
@@ -80,11 +85,17 @@ class _Lift:
     status: dict[str, Any] | None = None
     trapped_since: float | None = None
     empty_stop_since: float | None = None
+    door_open_since: float | None = None
     firing: set[str] = field(default_factory=set)
     fault_code: int = 0
     counters: dict[str, float] = field(default_factory=dict)
     fire_return: _Return | None = None
     silent: bool = False
+
+
+def _floor(status: Mapping[str, Any]) -> str:
+    floor = status.get("floor")
+    return "an unknown floor" if floor is None else f"floor {floor}"
 
 
 def _homed(status: Mapping[str, Any], floor: int) -> bool:
@@ -141,7 +152,8 @@ class ElevatorRules:
             if item.metric in _COUNTERS:
                 lift.counters[item.metric] = item.value
             elif item.metric == "in_service" and (lift.trapped_since is not None
-                                                  or lift.empty_stop_since is not None):
+                                                  or lift.empty_stop_since is not None
+                                                  or lift.door_open_since is not None):
                 # Every poll brings one: the held-for-T timers are judged at the poll's
                 # pace, not only at the once-a-second tick.
                 return self._timers(lift, item.time, _NOTHING)
@@ -150,7 +162,8 @@ class ElevatorRules:
     def tick(self, now: float) -> Sequence[AlertSignal]:
         out = _NOTHING
         for lift in self._lifts.values():
-            if lift.trapped_since is not None or lift.empty_stop_since is not None:
+            if (lift.trapped_since is not None or lift.empty_stop_since is not None
+                    or lift.door_open_since is not None):
                 out = self._timers(lift, now, out)
             ret = lift.fire_return
             if (ret is not None and not ret.homed and FIRE_RETURN_FAILED not in lift.firing
@@ -213,7 +226,7 @@ class ElevatorRules:
         if s is None or lift.silent:
             return False
         blocked = lift.firing & {ENTRAPMENT, STOPPED_OUTSIDE, POWER_LOSS, FAULT, OUT_OF_SERVICE,
-                                 INSPECTION, OVERSPEED}
+                                 INSPECTION, OVERSPEED, DOOR_STUCK}
         return s.get("mode") == "normal" and not s.get("power_loss") and not blocked
 
     def _status(self, lift: _Lift, data: Mapping[str, Any], now: float) -> list[AlertSignal]:
@@ -234,7 +247,7 @@ class ElevatorRules:
                 lift.trapped_since = None
                 out = self._add(out, self._signal(
                     lift, ENTRAPMENT, Severity.CRITICAL, False,
-                    f"Lift {spec.id}: doors open at floor {s.get('floor')}, passengers out",
+                    f"Lift {spec.id}: doors open at {_floor(s)}, passengers out",
                     {"floor": s.get("floor")}))
         elif trapped:
             if lift.trapped_since is None:
@@ -255,6 +268,23 @@ class ElevatorRules:
                 lift.empty_stop_since = now
         else:
             lift.empty_stop_since = None
+
+        # Held open at a landing in normal service (fire return holds its doors open).
+        held_open = door_open and zone and not moving and mode == "normal"
+        if DOOR_STUCK in lift.firing:
+            if not door_open:
+                lift.firing.discard(DOOR_STUCK)
+                lift.door_open_since = None
+                out = self._add(out, self._signal(
+                    lift, DOOR_STUCK, Severity.MAJOR, False,
+                    f"Lift {spec.id}: the door closes again", {}))
+            elif not held_open:
+                lift.door_open_since = None
+        elif held_open:
+            if lift.door_open_since is None:
+                lift.door_open_since = now
+        else:
+            lift.door_open_since = None
         out = self._timers(lift, now, out)
 
         # The door and the car must never move together.
@@ -306,7 +336,7 @@ class ElevatorRules:
             lift.firing.add(ENTRAPMENT)
             out = self._add(out, self._signal(
                 lift, ENTRAPMENT, Severity.CRITICAL, True,
-                f"Lift {lift.spec.id}: passenger trapped near floor {s.get('floor')}, stopped"
+                f"Lift {lift.spec.id}: passenger trapped near {_floor(s)}, stopped"
                 f" outside the door zone with doors closed for {now - lift.trapped_since:.0f} s",
                 {"floor": s.get("floor"), "since": lift.trapped_since,
                  "fault": s.get("fault", ""), "power_loss": bool(s.get("power_loss"))}))
@@ -315,8 +345,16 @@ class ElevatorRules:
             lift.firing.add(STOPPED_OUTSIDE)
             out = self._add(out, self._signal(
                 lift, STOPPED_OUTSIDE, Severity.MAJOR, True,
-                f"Lift {lift.spec.id} stopped outside a landing near floor {s.get('floor')}"
+                f"Lift {lift.spec.id} stopped outside a landing near {_floor(s)}"
                 " (empty)", {"floor": s.get("floor"), "since": lift.empty_stop_since}))
+        if (lift.door_open_since is not None and DOOR_STUCK not in lift.firing
+                and now - lift.door_open_since >= self._params.door_stuck_s - _JITTER_S):
+            lift.firing.add(DOOR_STUCK)
+            out = self._add(out, self._signal(
+                lift, DOOR_STUCK, Severity.MAJOR, True,
+                f"Lift {lift.spec.id}: door open at {_floor(s)} for"
+                f" {now - lift.door_open_since:.0f} s, it will not close",
+                {"floor": s.get("floor"), "since": lift.door_open_since}))
         return out
 
     def _speed(self, lift: _Lift, speed: float) -> list[AlertSignal]:
@@ -373,7 +411,7 @@ class ElevatorRules:
         lift.firing.add(FIRE_RETURN_FAILED)
         s = lift.status or {}
         where = "state unknown" if not s else (
-            f"at floor {s.get('floor')}, mode {s.get('mode')},"
+            f"at {_floor(s)}, mode {s.get('mode')},"
             f" doors {'open' if s.get('door_open') else 'closed'}")
         # In a drill the alert sits in the drill's zone, so it is marked drill and stays
         # inside like everything else the drill causes.
