@@ -281,9 +281,12 @@ async def test_a_fire_opens_every_barrier_until_the_desk_releases_them(tmp_path:
         await _fire(c, active=False)
         assert (await c.cameras["gate-main-in"].read("鄂B54321")).opened
         assert all(barriers[g].state == "open" for g in api_gates)
-        results = {t: d["status"] for _, _, t, d in c.audit("command.hold_open")
-                   if d["stage"] == "result"}
-        assert results == {"gate-main-in": "verified", "gate-main-out": "verified",
+        def results() -> dict[str, str]:
+            return {t: d["status"] for _, _, t, d in c.audit("command.hold_open")
+                    if d["stage"] == "result"}
+
+        await until(lambda: len(results()) == 4)
+        assert results() == {"gate-main-in": "verified", "gate-main-out": "verified",
                            "gate-parking-b1": "verified", "gate-suv-lot": "unverified"}
         status, body = await c.post("/api/gates/release", {"operator": "zhao"})
         assert status == 400
@@ -292,9 +295,20 @@ async def test_a_fire_opens_every_barrier_until_the_desk_releases_them(tmp_path:
         assert status == 202 and sorted(body["released"]) == sorted(
             [*api_gates, "gate-suv-lot"])
         await until(lambda: all(barriers[g].state == "closed" for g in api_gates))
-        released = [(w, t) for w, _, t, d in c.audit("command.release")
-                    if d["stage"] == "result"]
-        assert len(released) == 3 and all(w.startswith("zhao via api") for w, _ in released)
+        suv = c.cameras["gate-suv-lot"]
+        while len(suv.told) < 2:  # the Vzenith camera hears it with its next heartbeat
+            await suv.heartbeat()
+        assert suv.told[-1] == {"action": "normal"}
+
+        def released() -> dict[str, tuple[str, str]]:
+            return {t: (w, d["status"]) for w, _, t, d in c.audit("command.release")
+                    if d["stage"] == "result"}
+
+        await until(lambda: len(released()) == 4)
+        assert all(w.startswith("zhao via api") for w, _ in released().values())
+        assert {t: s for t, (_, s) in released().items()} == {
+            "gate-main-in": "verified", "gate-main-out": "verified",
+            "gate-parking-b1": "verified", "gate-suv-lot": "unverified"}
         await until(lambda: not c.active("gate.fire_hold"))
         assert (await c.post("/api/gates/release", {"reason": "again", "operator": "zhao"})
                 )[0] == 409
