@@ -74,8 +74,15 @@ _PATTERNS: tuple[tuple[PlateKind, re.Pattern[str]], ...] = tuple(
 
 def normalise(text: str) -> str:
     """Full-width to half-width (NFKC), no spaces, dots or dashes, upper case."""
-    plain = unicodedata.normalize("NFKC", text).translate(_SEPARATORS)
-    return plain.upper()
+    out = unicodedata.normalize("NFKC", text).translate(_SEPARATORS).upper()
+    # Upper-casing can leave text NFKC would compose again (u + combining diaeresis):
+    # settle on a fixed point, so normalising twice changes nothing.
+    for _ in range(4):
+        again = unicodedata.normalize("NFKC", out).translate(_SEPARATORS).upper()
+        if again == out:
+            break
+        out = again
+    return out
 
 
 def classify(plate: str) -> PlateKind:
