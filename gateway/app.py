@@ -25,6 +25,8 @@ from gateway.alerts import AlertBook
 from gateway.api.app import make_app, serve
 from gateway.api.bounds import HttpLimits
 from gateway.api.gates import add_gate_routes
+from gateway.api.lifts import LiftDesk, add_lift_routes
+from gateway.api.savings import add_savings_routes
 from gateway.bus import Bus
 from gateway.clock import Clock, SystemClock
 from gateway.commands import Command, Commander, CommandGuard, CommandResult, policy_of
@@ -45,6 +47,17 @@ from gateway.forward.messages import Route
 from gateway.forward.mqtt import MqttForwarder, is_alarm_row
 from gateway.forward.webhook import WebhookForwarder
 from gateway.ingest import Ingest
+from gateway.lift_metrics import LiftCollector
+from gateway.lifts import LiftModules, build_modules, lift_presence, report
+from gateway.metering import Metering
+from gateway.meters import (
+    SavingsDesk,
+    counter_states,
+    meter_specs,
+    modbus_presence,
+    stored_totals,
+    water_rules,
+)
 from gateway.metrics import Metrics
 from gateway.mqtt_loop import Tls
 from gateway.pipeline import Pipeline, record_to_alert
@@ -80,6 +93,9 @@ class Overrides:
     http_port: int | None = None
     http_host: str | None = None
     push_port: int | None = None  # the gate cameras' push listener
+    # Modbus links of the site file served elsewhere (the demo's simulated meters):
+    # link (e.g. "rtu:///dev/ttyUSB0") -> (host, port) of a TCP stand-in.
+    modbus: Mapping[str, tuple[str, int]] | None = None
 
 
 class Gateway:
@@ -98,6 +114,9 @@ class Gateway:
         self.clock = clock or SystemClock()
         self.environ = environ
         self.metrics = Metrics()
+        # The meters' energy, water and gas figures, kept across core rebuilds.
+        self.metering = Metering(meter_specs(site, site_path.parent / "profiles"))
+        self.metrics.registry.register(self.metering)
         self.bus = Bus()
         self.ingest = Ingest(self.bus, self.metrics)
         data_dir = self.overrides.data_dir or Path(site.gateway.data_dir)
@@ -124,6 +143,9 @@ class Gateway:
         self.core_generation = 0
         self.store_recovering = False
         self._device_seqs: dict[str, int] = {}
+        # The fire model, elevator rules and maintenance calendar of the running core.
+        self.lifts: LiftModules | None = None
+        self.metrics.registry.register(LiftCollector(lambda: self.lifts))
         self.gates = self._gates(data_dir)
 
     # ---- building the parts -------------------------------------------------------------
@@ -139,7 +161,9 @@ class Gateway:
     def _rules(self) -> RuleRegistry:
         """Every rule module, presence first: a device heard again is news before what
         its report says."""
-        modules: list[Any] = [self._presence_rules(), self._fire_rules()]
+        self.lifts = build_modules(self.site, self.db_path)
+        modules: list[Any] = [self._presence_rules(), self._fire_rules(), *self.lifts.modules,
+                              water_rules(self.site, self.store, self.clock.now())]
         if self.gates is not None:
             modules.append(self.gates.rules())
         return RuleRegistry(modules)
@@ -171,14 +195,16 @@ class Gateway:
         specs = [
             PresenceSpec(d.id, d.zone, d.heartbeat_s, "Heat detector", "heartbeat")
             for d in self._heat_detectors()
-        ]
+        ] + lift_presence(self.site)
+        # Lift boxes and the panel gateway have theirs above; every other Modbus unit too.
+        watched = {s.id for s in specs}
+        specs += [s for s in modbus_presence(self.site) if s.id not in watched]
         if self.gates is not None:
             specs += self.gates.presence_specs()
         return PresenceRules(specs, silence_factor=self.site.rules.fire.silence_factor)
 
     def _command_guard(self) -> CommandGuard:
-        # Modbus devices take no commands yet: their model (drivers/modbus/config.py) has
-        # no `commands:` of its own until the device models share one base module.
+        # Every device model with a `commands:` (gates, Modbus relay outputs) takes part.
         allowed = [(d.id, cmds) for d in self.site.devices
                    if d.enabled and (cmds := getattr(d, "commands", None)) is not None]
         return CommandGuard(policy_of(device, cmds) for device, cmds in allowed)
@@ -277,19 +303,31 @@ class Gateway:
         devices = self.site.devices_of("modbus")
         if not devices:
             return []
+        from drivers.modbus.config import redirected
         from drivers.modbus.driver import MeterBinding, ModbusDriver  # pymodbus, only if used
         from drivers.modbus.profile import load_profile
 
         profiles_dir = self.site_path.parent / "profiles"
         by_link: dict[str, list[MeterBinding]] = {}
+        moved = self.overrides.modbus or {}
         for device in devices:
+            if device.endpoint.link in moved:
+                device = redirected(device, *moved[device.endpoint.link])
             profile = load_profile(profiles_dir / f"{device.profile}.yaml")
             by_link.setdefault(device.endpoint.link, []).append(MeterBinding(device, profile))
-        return [
-            self._supervise(ModbusDriver(f"modbus:{link}", bindings, self.ingest,
-                                         clock=self.clock))
-            for link, bindings in sorted(by_link.items())
-        ]
+        drivers = []
+        for link, bindings in sorted(by_link.items()):
+            driver = ModbusDriver(f"modbus:{link}", bindings, self.ingest, clock=self.clock)
+            drivers.append(driver)
+            for b in bindings:
+                if b.device.commands is not None:  # a relay output, a set-point
+                    self.commander.attach(b.device.id, driver)
+        counters = [(b.device.id, [r.metric for r in b.profile.registers if r.kind == "counter"])
+                    for bindings in by_link.values() for b in bindings]
+        states = counter_states(self.store, counters)
+        for driver in drivers:
+            driver.restore_counters(states)  # consumption goes on across a restart
+        return [self._supervise(driver) for driver in drivers]
 
     def _binding(self, device: MqttDevice) -> DeviceBinding:
         known = detector_flags(a for a in self.book.active() if a.source == device.id)
@@ -356,6 +394,7 @@ class Gateway:
 
     async def _run_locked(self, loop: asyncio.AbstractEventLoop) -> None:
         self.store.open(loop)
+        self.metering.restore(stored_totals(self.store, self.metering.metrics))
         self.metrics.bind(
             alerts_active=lambda: {s.label: n for s, n in self.book.counts_by_severity().items()},
             outbox=self._outbox_ages,
@@ -411,6 +450,7 @@ class Gateway:
             on_committed=self._wake_forwarders,
             on_store_failed=lambda exc: self._core_failed.set(),
             on_command=self._linkage_command, decisions=self.ingest.decisions,
+            on_reading=self.metering.observe,
         )
         pipeline.restore_device_states(self.store.device_states())
         self._device_seqs = self.store.last_device_seq()
@@ -510,9 +550,15 @@ class Gateway:
                        commands=self.commander.execute,
                        dead_letters=lambda limit: [d.to_json() for d in
                                                    self.store.outbox_dead(limit)])
+        add_lift_routes(app, LiftDesk(
+            lambda: self.lifts, self.book.active,
+            lambda firm, month: report(self.site, self.db_path, firm, month, self.clock.now()),
+            self.clock.now, zone_names))
         if self.gates is not None:
             add_gate_routes(app, self.gates, self.commander.execute, lambda: self.ingest,
                             self.clock)
+        savings = SavingsDesk(self.site, self.site_path, self.db_path, self.metering.specs)
+        add_savings_routes(app, savings.report_async, savings.measures)
         host = self._http_host()
         port = self.overrides.http_port
         runner = await serve(app, host, http.port if port is None else port)

@@ -52,7 +52,9 @@ from gateway.config_parts import (
 )
 from gateway.config_parts import SecretRef as SecretRef
 from gateway.config_parts import TlsConfig as TlsConfig
+from gateway.energy_config import EnergyConfig, WaterRulesConfig
 from gateway.errors import ConfigError
+from gateway.lift_settings import ElevatorRulesConfig, lift_references
 from gateway.secrets import resolve_secret
 from gateway.vehicles.config import GatesConfig
 
@@ -70,6 +72,10 @@ class Zone(Model):
     name: Text
     # Drills and linkage tests: everything is recorded, alerts are marked drill and stay inside.
     test_mode: bool = False
+    # Independent triggers that confirm a fire here (`fire.confirmed`): 2 where linkage
+    # starts equipment (GB 50116 §4.1.6: two detectors, or a detector and a manual call
+    # point), else 1. A site with no fire panel and no zone saying this has no fire model.
+    fire_triggers: int | None = Field(default=None, ge=1, le=2)
 
 
 class Building(Model):
@@ -208,6 +214,8 @@ class FireRulesConfig(Model):
 
 class RulesConfig(Model):
     fire: FireRulesConfig = Field(default_factory=FireRulesConfig)
+    elevator: ElevatorRulesConfig = Field(default_factory=ElevatorRulesConfig)
+    water: WaterRulesConfig = Field(default_factory=WaterRulesConfig)
 
 
 Device = Annotated[
@@ -246,6 +254,7 @@ class Site(Model):
     rules: RulesConfig = Field(default_factory=RulesConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     gates: GatesConfig = Field(default_factory=GatesConfig)
+    energy: EnergyConfig = Field(default_factory=EnergyConfig)
 
     @model_validator(mode="after")
     def _cross_references(self) -> Site:
@@ -311,6 +320,12 @@ class Site(Model):
             if isinstance(target, MqttTarget) and target.broker not in self.brokers:
                 missing = f"broker {target.broker!r} is not in brokers"
                 found.append((("forwarding", t, "broker"), missing, None))
+        found += lift_references(self)
+        for m, measure in enumerate(self.energy.measures):
+            for i, meter in enumerate(measure.meters):
+                if meter not in ids:
+                    found.append((("energy", "measures", m, "meters", i),
+                                  f"meter {meter!r} is not in devices", None))
         if found:
             raise located(found)
         return self
@@ -442,6 +457,7 @@ def _driver_issues(path: Path, site: Site, lines: dict[Loc, int]) -> list[Config
 def _profile_issues(path: Path, site: Site, lines: dict[Loc, int]) -> list[ConfigIssue]:
     """Every enabled device's profile exists beside the file (profiles/) and is sound,
     checked by its driver's typed model."""
+    from drivers.modbus.commands import command_issues
     from drivers.modbus.profile import ProfileError as ModbusProfileError
     from drivers.modbus.profile import load_profile as load_modbus_profile
     from drivers.mqtt.profile import ProfileError as MqttProfileError
@@ -461,7 +477,9 @@ def _profile_issues(path: Path, site: Site, lines: dict[Loc, int]) -> list[Confi
             continue
         try:
             if isinstance(device, ModbusDevice):
-                load_modbus_profile(profile)
+                for i, why in command_issues(device, load_modbus_profile(profile)):
+                    found.append(_issue(str(path), lines,
+                                        ("devices", d, "commands", "allow", i, "action"), why))
             else:
                 read_mqtt_profile(profile)
         except (ModbusProfileError, MqttProfileError) as exc:

@@ -80,6 +80,7 @@ class Pipeline:
         on_store_failed: Callable[[BaseException], None] | None = None,
         on_command: Callable[[Command], None] | None = None,
         decisions: Decisions | None = None,
+        on_reading: Callable[[Reading], None] | None = None,
     ) -> None:
         self._bus = bus
         self._store = store
@@ -92,6 +93,7 @@ class Pipeline:
         self._on_store_failed = on_store_failed
         self._on_command = on_command
         self._decisions = decisions if decisions is not None else Decisions()
+        self._on_reading = on_reading  # the meters' figures (gateway.metering)
         self._last_submitted: asyncio.Future[None] | None = None
         self.failed: BaseException | None = None
         self._downsampler = Downsampler()
@@ -126,12 +128,15 @@ class Pipeline:
         pending = _Pending()
         observe = self._rules.observe
         decisions = self._decisions
+        on_reading = self._on_reading
         readings = 0
         for item in items:
             decided = None
             kind = type(item)
             if kind is Reading:
                 self._downsampler.add(item)  # type: ignore[arg-type]
+                if on_reading is not None:
+                    on_reading(item)  # type: ignore[arg-type]
                 readings += 1
             elif kind is Heartbeat:
                 source = item.source  # type: ignore[union-attr]

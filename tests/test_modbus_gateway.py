@@ -60,3 +60,31 @@ async def test_meter_readings_reach_the_store(tmp_path: Path) -> None:
         metrics = {row[0] for row in conn.execute(
             "SELECT DISTINCT metric FROM readings WHERE source = 'wm-main'")}
     assert {"flow_m3h", "water_total_m3", "water_total_m3_consumed", "status"} <= metrics
+
+
+async def test_a_dead_meter_goes_stale_and_comes_back(tmp_path: Path) -> None:
+    """A meter that stops answering is a gap in the figures: `device.stale` after 3 x its
+    poll interval, cleared when it answers again; the others on its line stay up."""
+    pumps = meter("chint-dtsu666", 2)
+    async with (
+        MeterServer([meter("eastron-sdm630", 1), pumps]) as tcp,
+        MeterServer([meter("water-meter", 3)], rtu=True) as rtu,
+    ):
+        site = _site(tmp_path, tcp.port, rtu.port)
+        async with running_gateway(site) as gateway:
+
+            def stale() -> set[str]:
+                return {a.source for a in gateway.book.active() if a.rule == "device.stale"}
+
+            pumps.faults.dead = True
+            async with asyncio.timeout(20):
+                while stale() != {"em-pumps"}:
+                    await asyncio.sleep(0.05)
+            [alert] = [a for a in gateway.book.active() if a.source == "em-pumps"]
+            assert "Energy meter em-pumps silent" in alert.summary
+            pumps.faults.dead = False
+            # Backed off while dead: found again within the back-off cap (60 s), here
+            # within a few polls of 0.2 s.
+            async with asyncio.timeout(30):
+                while stale():
+                    await asyncio.sleep(0.05)

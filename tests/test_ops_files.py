@@ -20,8 +20,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.cli import main as cli_main
-from gateway.config import SecretRef, check_config
-from gateway.events import Severity
+from gateway.config import SecretRef, check_config, load_site
+from gateway.events import Reading, Severity
+from gateway.metering import Metering
+from gateway.meters import meter_specs
 from gateway.metrics import Metrics
 from gateway.secrets import resolve_secret
 from tests.brokers import free_port, mosquitto_binary, wait_port
@@ -119,6 +121,13 @@ def exported() -> set[str]:
         store=lambda: {"writer_queue_depth": 0, "commits_total": 812,
                        "last_commit_seconds": 0.003},
     )
+    # The shipped site's meters, each read once.
+    metering = Metering(meter_specs(load_site(ROOT / "config" / "site.yaml"),
+                                    ROOT / "config" / "profiles"))
+    for spec in metering.specs.values():
+        for metric in (*spec.totals, *spec.rates):
+            metering.observe(Reading(spec.meter, metric, 1.0, "", 0.0))
+    m.registry.register(metering)
     m.render()
     page = m.render()[0].decode()
     return {s.name for family in text_string_to_metric_families(page) for s in family.samples}
@@ -184,6 +193,20 @@ def test_the_dashboard_shows_what_the_facilities_manager_needs() -> None:
         "gateway_alarm_to_forward_seconds_bucket", "gateway_bus_queue_depth",
         "gateway_bus_dropped_total", "gateway_store_commits_total",
     } <= used
+
+
+def test_the_dashboard_shows_energy_and_water_per_building_and_system() -> None:
+    used = {name for query in dashboard_queries() for name in METRIC_NAME.findall(query)}
+    assert {
+        "gateway_consumption_energy_kwh_total", "gateway_consumption_water_m3_total",
+        "gateway_consumption_gas_nm3_total", "gateway_meter_power_kw",
+        "gateway_meter_water_flow_m3h", "gateway_meter_gas_flow_nm3h",
+        "gateway_meter_energy_kwh_total",
+    } <= used
+    # Counters are read as increases, never as raw totals summed across restarts.
+    for expr in dashboard_exprs():
+        if "gateway_consumption_" in expr:
+            assert "increase(" in expr, expr
 
 
 def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from gateway.config_parts import DeviceCommands, Model, Name
+from drivers.modbus.status_config import LiftSettings, PanelSettings
+from gateway.config_parts import DeviceCommands, Found, Model, Name, located
 
 _BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 _UNIT = re.compile(r"[0-9]{1,3}")
@@ -22,6 +23,7 @@ _MODBUS_FORMS = (
 )
 
 Transport = Literal["tcp", "rtu", "rtu+tcp"]
+_A = {"elevator": "an elevator", "fire_panel": "a fire panel"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +144,8 @@ class Workarounds(Model):
 class ModbusDevice(Model):
     driver: Literal["modbus"]
     id: Name
-    kind: Literal["energy_meter", "water_meter", "gas_meter", "elevator", "fire_panel"]
+    kind: Literal["energy_meter", "water_meter", "gas_meter", "elevator", "fire_panel",
+                  "io_module"]
     zone: str
     address: str
     profile: str = Field(min_length=1)
@@ -162,6 +165,29 @@ class ModbusDevice(Model):
     system: str | None = None  # lighting, ac_pumps, water_main, gas, ...
     # What the unit may be told (a relay coil, a set-point): allow-listed, audited.
     commands: DeviceCommands | None = None
+    # Elevators (kind: elevator) and fire panels (kind: fire_panel): drivers.modbus.status_config.
+    lift: LiftSettings | None = None
+    panel: PanelSettings | None = None
+
+    @model_validator(mode="after")
+    def _observed_only(self) -> ModbusDevice:
+        found: list[Found] = []
+        if self.kind in ("elevator", "fire_panel") and self.commands is not None:
+            # GB/T 42616: the monitoring terminal never controls the lift; fire recall is
+            # wired in the panel. Both are observed, never written.
+            found.append((("commands",), f"{_A[self.kind]} is observed, never"
+                          " commanded: remove commands", None))
+        if self.lift is not None and self.kind != "elevator":
+            found.append((("lift",), "lift settings belong to kind: elevator", None))
+        if self.panel is not None and self.kind != "fire_panel":
+            found.append((("panel",), "panel settings belong to kind: fire_panel", None))
+        if self.kind == "elevator" and self.enabled and self.lift is None:
+            found.append((("lift",), "an elevator needs its lift settings (firm, floors)", None))
+        if self.kind == "fire_panel" and self.enabled and self.panel is None:
+            found.append((("panel",), "a fire panel needs its points", None))
+        if found:
+            raise located(found)
+        return self
 
     @field_validator("address")
     @classmethod
@@ -172,3 +198,11 @@ class ModbusDevice(Model):
     @property
     def endpoint(self) -> ModbusEndpoint:
         return parse_modbus_address(self.address)
+
+
+def redirected(device: ModbusDevice, host: str, port: int) -> ModbusDevice:
+    """The same unit served elsewhere on TCP (a simulator on loopback standing in for
+    its link): RTU framing stays RTU framing, now on a TCP socket."""
+    end = device.endpoint
+    scheme = "rtu+tcp" if end.line_is_serial else "tcp"
+    return device.model_copy(update={"address": f"{scheme}://{host}:{port}/{end.unit}"})

@@ -8,17 +8,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from drivers.modbus.adapter import ModbusLink
-from drivers.modbus.blocks import Block, Tag, plan
+from drivers.modbus.adapter import ModbusLink, Request
+from drivers.modbus.blocks import Block, Tag, decode, encode, plan
 from drivers.modbus.config import ModbusDevice, ModbusEndpoint
 from drivers.modbus.consumption import Change, Counter
 from drivers.modbus.plausibility import check
 from drivers.modbus.profile import Profile, Register
 from drivers.modbus.scheduler import LineScheduler, UnitPoll, UnitState, inter_frame_gap_s
+from drivers.modbus.status_events import StatusEvents
 from gateway.clock import Clock, SystemClock
+from gateway.commands import Command, CommandResult, CommandStatus
 from gateway.contract import Link, Sink
 from gateway.events import Event, Reading, Severity
 
@@ -65,6 +68,17 @@ def plans_for(binding: MeterBinding) -> list[list[Block]]:
     return [one(False), one(True)]
 
 
+# A counter as the store holds it: (continuous total, last raw reading, its time).
+CounterState = tuple[float, float, float]
+
+
+def _new_counter(binding: MeterBinding, reg: Register) -> Counter:
+    rise = reg.max_rise_per_h or float("inf")
+    if binding.device.breaker_a is not None and reg.unit == "kWh":
+        rise = binding.device.breaker_a * _KW_PER_BREAKER_A
+    return Counter(rise)
+
+
 class ModbusDriver:
     def __init__(
         self,
@@ -85,6 +99,8 @@ class ModbusDriver:
         self._on_late = on_late
         # Kept across restarts of the link: consumption stays continuous through them.
         self._counters: dict[tuple[str, str], Counter] = {}
+        # Elevators and fire panels: what each said last, so only changes become events.
+        self._status = StatusEvents(sink)
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._link: Link | None = None
         self._answered = False
@@ -134,6 +150,61 @@ class ModbusDriver:
         binding = self._bindings[device_id]
         await self.scheduler.write(binding.device.endpoint.unit, address, values)
 
+    def restore_counters(self, states: Mapping[tuple[str, str], CounterState]) -> None:
+        """Counters as the store last holds them, (device, register metric) -> state, so
+        consumption stays continuous across a restart of the daemon: what the meter
+        counted while the gateway was down is added at its first reading, if plausible."""
+        for (source, metric), state in states.items():
+            binding = self._bindings.get(source)
+            if binding is None:
+                continue
+            try:
+                reg = binding.profile.register(metric)
+            except KeyError:
+                continue
+            if reg.kind != "counter":
+                continue
+            counter = _new_counter(binding, reg)
+            counter.total, counter.last_raw, counter.last_time = state
+            self._counters[(source, metric)] = counter
+
+    async def execute(self, command: Command) -> CommandResult:
+        """Write one allow-listed register (the action names it: a relay coil, a holding
+        register) ahead of the line's polls, then read it back. The guard has checked the
+        action and value against the site file; this checks they fit the register."""
+        binding = self._bindings.get(command.device)
+        if binding is None or self.scheduler is None:
+            return CommandResult(CommandStatus.FAILED, f"{self.name} is not connected")
+        try:
+            reg = binding.profile.register(command.action)
+        except KeyError:
+            return CommandResult(CommandStatus.FAILED, f"{command.action} is not a register "
+                                 f"of {binding.profile.profile}")
+        value = command.value
+        if reg.function not in (1, 3):
+            return CommandResult(CommandStatus.FAILED, f"{command.action} is read-only "
+                                 f"(function {reg.function:02d})")
+        if isinstance(value, str) or value is None:
+            return CommandResult(CommandStatus.FAILED, f"{command.action} takes a number")
+        unit = binding.device.endpoint.unit
+        quirks = binding.device.workarounds
+        address = reg.address + quirks.address_offset
+        order = quirks.word_order or binding.profile.word_order_of(reg)
+        if reg.function == 1:
+            if value not in (0, 1):
+                return CommandResult(CommandStatus.FAILED, f"{command.action} is a coil: 0 or 1")
+            await self.scheduler.transact(
+                lambda link: link.write_coil(unit, address, bool(value)))
+        else:
+            await self.scheduler.write(unit, address, encode(reg, float(value), order))
+        words = await self.scheduler.transact(
+            lambda link: link.read(Request(reg.function, unit, address, reg.width)))
+        read_back = decode(reg, words, order)
+        if math.isclose(read_back, float(value), rel_tol=1e-6, abs_tol=abs(reg.scale) / 2):
+            return CommandResult(CommandStatus.VERIFIED, "read back", read_back)
+        return CommandResult(CommandStatus.FAILED, f"read back {read_back:g}, not {value}",
+                             read_back)
+
     async def _deliver(self) -> None:
         while True:
             await self._sink.event(await self._events.get())
@@ -148,8 +219,11 @@ class ModbusDriver:
             self._answered = True
             self._link.up()
         binding = self._bindings[source]
+        status = binding.profile.status
         for metric, value in values.items():
             reg = binding.profile.register(metric)
+            if status is not None and reg.type == "bits":
+                continue  # status words become events on change (status_events), not readings
             flag = check(reg, value)
             if flag is not None:
                 self._sink.rejected(DRIVER, flag.value, f"{metric}={value!r}", source)
@@ -157,15 +231,15 @@ class ModbusDriver:
             self._sink.telemetry(Reading(source, metric, value, reg.unit, now))
             if reg.kind == "counter":
                 self._count(binding, reg, value, now)
+        if status is not None:
+            for event in self._status.update(binding.device, status, values, now):
+                self._events.put_nowait(event)
 
     def _count(self, binding: MeterBinding, reg: Register, value: float, now: float) -> None:
         source = binding.device.id
         counter = self._counters.get((source, reg.metric))
         if counter is None:
-            rise = reg.max_rise_per_h or float("inf")
-            if binding.device.breaker_a is not None and reg.unit == "kWh":
-                rise = binding.device.breaker_a * _KW_PER_BREAKER_A
-            counter = self._counters[(source, reg.metric)] = Counter(rise)
+            counter = self._counters[(source, reg.metric)] = _new_counter(binding, reg)
         outcome = counter.update(value, now)
         if outcome.flag is not None:
             self._sink.rejected(DRIVER, outcome.flag.value, f"{reg.metric}={value!r}", source)

@@ -19,9 +19,9 @@ import enum
 import heapq
 import itertools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from drivers.modbus.adapter import ILLEGAL_ADDRESS, BadAnswer, ExceptionAnswer, NoAnswer, Request
 from drivers.modbus.blocks import Block, split
@@ -29,6 +29,7 @@ from gateway.clock import Clock, SystemClock
 from gateway.errors import Unreachable
 
 log = logging.getLogger("drivers.modbus.scheduler")
+_R = TypeVar("_R")
 
 # A silent unit is tried again after interval x 2**n, capped here: a dead meter costs the
 # line one timeout a minute at most, and is found again within a minute of coming back.
@@ -55,6 +56,8 @@ class Transactions(Protocol):
 
     async def write(self, unit: int, address: int, values: Sequence[int], *,
                     single: bool = False) -> None: ...
+
+    async def write_coil(self, unit: int, address: int, value: bool) -> None: ...
 
 
 class UnitState(enum.StrEnum):
@@ -97,7 +100,9 @@ class _Command:
     address: int = field(compare=False)
     values: tuple[int, ...] = field(compare=False)
     single: bool = field(compare=False)
-    done: asyncio.Future[None] = field(compare=False)
+    done: asyncio.Future[Any] = field(compare=False)
+    # Any other transaction to run ahead of the polls (a coil write, a read-back).
+    op: Callable[[Transactions], Awaitable[Any]] | None = field(default=None, compare=False)
 
 
 Values = Callable[[str, dict[str, float], float], None]
@@ -155,6 +160,17 @@ class LineScheduler:
         self._wake.set()
         await done
 
+    async def transact(self, op: Callable[[Transactions], Awaitable[_R]], *,
+                       priority: int = 0) -> _R:
+        """Run one transaction of the caller's (a coil write, a read-back) ahead of every
+        queued poll, serialised with the rest of the line; returns its result."""
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._commands, _Command(priority, next(self._seq), 0, 0, (), False,
+                                                done, op))
+        self._wake.set()
+        result: _R = await done
+        return result
+
     async def run(self) -> None:
         if not self._units:
             await asyncio.Event().wait()
@@ -180,16 +196,20 @@ class LineScheduler:
             await asyncio.sleep(self._gap_s)
 
     async def _command(self, command: _Command) -> None:
+        result: Any = None
         try:
-            await self._link.write(command.unit, command.address, command.values,
-                                   single=command.single)
+            if command.op is not None:
+                result = await command.op(self._link)
+            else:
+                await self._link.write(command.unit, command.address, command.values,
+                                       single=command.single)
         except Unreachable as exc:
             command.done.set_exception(exc)
             raise
         except Exception as exc:  # the caller gets its own failure; the line goes on
             command.done.set_exception(exc)
         else:
-            command.done.set_result(None)
+            command.done.set_result(result)
         finally:
             await self._transaction()
 

@@ -203,6 +203,17 @@ class Store:
     def device_states(self) -> list[DeviceStateRow]:
         return queries.device_states(self._read())
 
+    def latest_readings(self, metrics: Collection[str]
+                        ) -> dict[tuple[str, str], tuple[int, float]]:
+        return queries.latest_readings(self._read(), metrics)
+
+    def reading_at(self, source: str, metric: str, minute: int) -> float | None:
+        return queries.reading_at(self._read(), source, metric, minute)
+
+    def minute_series(self, source: str, metric: str, since_minute: int,
+                      *, value: str = "avg") -> list[tuple[float, float]]:
+        return queries.minute_series(self._read(), source, metric, since_minute, value=value)
+
     # For metrics.
 
     @property

@@ -171,3 +171,62 @@ def device_states(conn: sqlite3.Connection) -> list[DeviceStateRow]:
         "SELECT source, state, since, detail, last_seen FROM device_state ORDER BY source"
     )
     return [DeviceStateRow(*row) for row in rows]
+
+
+def latest_readings(conn: sqlite3.Connection, metrics: Collection[str]
+                    ) -> dict[tuple[str, str], tuple[int, float]]:
+    """(source, metric) -> (minute, last value) of the newest stored minute, for these
+    metrics (a meter's counters at start-up)."""
+    if not metrics:
+        return {}
+    # SQLite takes the bare `last` from the row that holds max(minute).
+    rows = conn.execute(
+        "SELECT source, metric, max(minute), last FROM readings"
+        " WHERE metric IN (SELECT value FROM json_each(?)) GROUP BY source, metric",
+        [json.dumps(sorted(metrics))])
+    return {(str(s), str(m)): (int(minute), float(last)) for s, m, minute, last in rows}
+
+
+def reading_at(conn: sqlite3.Connection, source: str, metric: str, minute: int
+               ) -> float | None:
+    """The last value of one stored minute, or None."""
+    row = conn.execute(
+        "SELECT last FROM readings WHERE source = ? AND metric = ? AND minute = ?",
+        [source, metric, minute]).fetchone()
+    return None if row is None else float(row[0])
+
+
+def minute_series(conn: sqlite3.Connection, source: str, metric: str, since_minute: int,
+                  *, value: str = "avg") -> list[tuple[float, float]]:
+    """(minute start in epoch seconds, avg or last) of one series from a minute on."""
+    column = {"avg": "avg", "last": "last"}[value]
+    rows = conn.execute(
+        f"SELECT minute, {column} FROM readings WHERE source = ? AND metric = ?"
+        " AND minute >= ? ORDER BY minute", [source, metric, since_minute])
+    return [(minute * 60.0, float(v)) for minute, v in rows]
+
+
+# Consumption per hour from a meter's hourly totals (`consumption_hours`): each hour adds
+# what the total rose since the hour before it that has a row. A total that fell (a
+# gateway restarted with no stored state) starts again from 0, so its new value is what
+# it counted since.
+_HOURLY = """
+WITH rows AS (
+    SELECT hour, last, lag(last) OVER (ORDER BY hour) AS prev
+    FROM consumption_hours WHERE source = ? AND metric = ? AND hour >= ? AND hour < ?
+)
+SELECT hour,
+    CASE WHEN prev IS NULL THEN 0.0 WHEN last >= prev THEN last - prev ELSE last END
+FROM rows WHERE hour >= ? ORDER BY hour
+"""
+# Hours before the first one asked for, so that it has a row to rise from (a meter off
+# the line for days still counts in the hour it came back).
+_LEAD_IN_HOURS = 7 * 24
+
+
+def hourly_consumption(conn: sqlite3.Connection, source: str, metric: str, start_minute: int,
+                       end_minute: int) -> dict[int, float]:
+    """epoch hour -> what the total `metric` of `source` rose in it, [start, end)."""
+    start, end = start_minute // 60, -(-end_minute // 60)
+    rows = conn.execute(_HOURLY, [source, metric, start - _LEAD_IN_HOURS, end, start])
+    return {int(hour): float(delta) for hour, delta in rows}

@@ -224,10 +224,34 @@ def _v3_dead_letters_and_outbox_indexes(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX idx_outbox_states ON outbox (id) WHERE retain = 1 AND lane != 0")
 
 
+def _v4_consumption_hours(db: sqlite_utils.Database) -> None:
+    # The meters' continuous totals (`<counter>_consumed`) once an hour, kept for years:
+    # a savings report compares a baseline year with the years after it, while minute
+    # rows are cut by age (`readings_days`) and, first of all, by the size bound. The
+    # newest minute of each hour wins. Filled from the minute rows already stored.
+    db.execute(
+        """CREATE TABLE consumption_hours (
+            source TEXT NOT NULL,
+            metric TEXT NOT NULL,
+            hour INTEGER NOT NULL,
+            minute INTEGER NOT NULL,
+            last REAL NOT NULL,
+            PRIMARY KEY (source, metric, hour)
+        ) STRICT"""
+    )
+    db.table("consumption_hours").create_index(["hour"])
+    db.execute(
+        "INSERT INTO consumption_hours (source, metric, hour, minute, last)"
+        " SELECT source, metric, minute / 60, max(minute), last FROM readings"
+        " WHERE metric GLOB '*_consumed' GROUP BY source, metric, minute / 60"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_tables,
     _v2_retention_indexes,
     _v3_dead_letters_and_outbox_indexes,
+    _v4_consumption_hours,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -73,16 +73,18 @@ _PATTERNS: tuple[tuple[PlateKind, re.Pattern[str]], ...] = tuple(
 
 
 def normalise(text: str) -> str:
-    """Full-width to half-width (NFKC), no spaces, dots or dashes, upper case."""
-    out = unicodedata.normalize("NFKC", text).translate(_SEPARATORS).upper()
-    # Upper-casing can leave text NFKC would compose again (u + combining diaeresis):
-    # settle on a fixed point, so normalising twice changes nothing.
+    """Full-width to half-width (NFKC), no spaces, dots or dashes, upper case.
+
+    Repeated until nothing changes (at most a few rounds): taking a separator out can
+    leave characters that NFKC joins anew (a spacing accent is a space and a combining
+    mark), so one round is not always the last."""
+    plain = text
     for _ in range(4):
-        again = unicodedata.normalize("NFKC", out).translate(_SEPARATORS).upper()
-        if again == out:
+        again = unicodedata.normalize("NFKC", plain).translate(_SEPARATORS).upper()
+        if again == plain:
             break
-        out = again
-    return out
+        plain = again
+    return plain
 
 
 def classify(plate: str) -> PlateKind:

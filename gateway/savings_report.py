@@ -1,0 +1,282 @@
+"""The savings report of one measure (LED lighting, the AC pumps, the mended water mains):
+consumption per month (or hour) of its meters from the store, in the baseline period and
+the reporting period; a baseline model fitted on the first (degree-days where a daily
+temperature file is given), judged by ASHRAE Guideline 14; and what the reporting period
+would have used without the measure, against what it did use, in kWh, m3, Nm3 and yuan.
+
+`report` builds it as JSON (the desk API serves that); `render` prints it as the month
+table the compound's report carries. The statistics are `gateway.savings`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import datetime as dt
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from gateway.energy_config import DegreeDays, Measure, Period, Tariffs
+from gateway.errors import ConfigError
+from gateway.metering import MeterSpec, Quantity
+from gateway.savings import LIMITS, cv_rmse, fit, nmbe
+from gateway.store.queries import hourly_consumption
+
+UNITS: dict[Quantity, str] = {Quantity.ENERGY: "kWh", Quantity.WATER: "m3",
+                              Quantity.GAS: "Nm3"}
+
+# (source, metric, start minute, end minute) -> epoch hour -> consumption
+Hourly = Callable[[str, str, int, int], Mapping[int, float]]
+
+
+class SavingsError(ConfigError):
+    """The report cannot be made: an unknown measure, no data, a bad temperature file."""
+
+
+def tariff(tariffs: Tariffs, quantity: Quantity) -> float:
+    return {Quantity.ENERGY: tariffs.electricity_yuan_kwh, Quantity.WATER: tariffs.water_yuan_m3,
+            Quantity.GAS: tariffs.gas_yuan_nm3}[quantity]
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    label: str  # "2026-03" or "2026-03-01T14"
+    start: float  # epoch seconds
+    end: float
+
+
+def buckets(period: Period, granularity: str, tz: ZoneInfo) -> list[Bucket]:
+    """Calendar months (or hours) of site time from start to end; a month cut by the
+    period's edge is cut there too."""
+    out: list[Bucket] = []
+    start = dt.datetime.combine(period.start, dt.time(), tz)
+    end = dt.datetime.combine(period.end, dt.time(), tz)
+    at = start
+    while at < end:
+        if granularity == "hourly":
+            # Wall-clock hours: Asia/Shanghai has no daylight saving.
+            nxt = at + dt.timedelta(hours=1)
+            label = at.strftime("%Y-%m-%dT%H")
+        else:
+            month = at.replace(day=1)
+            nxt = (month + dt.timedelta(days=32)).replace(day=1)
+            label = at.strftime("%Y-%m")
+        nxt = min(nxt, end)
+        out.append(Bucket(label, at.timestamp(), nxt.timestamp()))
+        at = nxt
+    return out
+
+
+def read_temperatures(path: Path) -> dict[dt.date, float]:
+    """Daily mean temperatures, `date,mean_c` per line (a header and `#` lines allowed)."""
+    out: dict[dt.date, float] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SavingsError(f"{path}: cannot read the temperature file: {exc}") from None
+    for n, row in enumerate(csv.reader(text.splitlines()), 1):
+        if not row or row[0].startswith("#") or row[0].strip() == "date":
+            continue
+        try:
+            day, mean = dt.date.fromisoformat(row[0].strip()), float(row[1])
+        except (IndexError, ValueError):
+            raise SavingsError(f"{path}:{n}: expected date,mean_c, not {','.join(row)!r}"
+                               ) from None
+        if not -60 <= mean <= 60:
+            raise SavingsError(f"{path}:{n}: {mean:g} C is not a daily mean temperature")
+        out[day] = mean
+    return out
+
+
+def degree_days(day_means: Mapping[dt.date, float], cfg: DegreeDays, bucket: Bucket,
+                tz: ZoneInfo) -> float:
+    """The bucket's degree-days (cooling above the base, heating below, or both), each
+    day weighted by the share of it inside the bucket. A day missing from the file is an
+    error: a guessed temperature would bias the baseline."""
+    total = 0.0
+    day = dt.datetime.fromtimestamp(bucket.start, tz).date()
+    while True:
+        day_start = dt.datetime.combine(day, dt.time(), tz).timestamp()
+        if day_start >= bucket.end:
+            break
+        share = (min(bucket.end, day_start + 86_400) - max(bucket.start, day_start)) / 86_400
+        if day not in day_means:
+            raise SavingsError(f"no mean temperature for {day} in {cfg.temperature_csv}")
+        mean = day_means[day]
+        cooling, heating = max(0.0, mean - cfg.base_c), max(0.0, cfg.base_c - mean)
+        dd = {"cooling": cooling, "heating": heating, "both": cooling + heating}[cfg.kind]
+        total += dd * share
+        day += dt.timedelta(days=1)
+    return total
+
+
+def consumption(hourly: Hourly, meters: Sequence[tuple[str, str]], chosen: Sequence[Bucket]
+                ) -> list[float]:
+    """Per bucket: what the meters' totals rose in it, added up."""
+    if not chosen:
+        return []
+    first, last = int(chosen[0].start // 60), int(chosen[-1].end // 60)
+    starts = [b.start for b in chosen]
+    out = [0.0] * len(chosen)
+    for source, metric in meters:
+        for hour, delta in hourly(source, metric, first, last).items():
+            t = hour * 3600.0
+            i = bisect.bisect_right(starts, t) - 1
+            if i >= 0 and t < chosen[i].end:
+                out[i] += delta
+    return out
+
+
+def _part(quantity: Quantity, meters: Sequence[tuple[str, str]], measure: Measure,
+          baseline: Period, reporting: Period, hourly: Hourly, tz: ZoneInfo,
+          tariffs: Tariffs, temperatures: Mapping[dt.date, float] | None) -> dict[str, Any]:
+    base_b = buckets(baseline, measure.granularity, tz)
+    rep_b = buckets(reporting, measure.granularity, tz)
+    base_y = consumption(hourly, meters, base_b)
+    rep_y = consumption(hourly, meters, rep_b)
+    unit = UNITS[quantity]
+    if len(base_y) < 2 or sum(base_y) <= 0:
+        raise SavingsError(f"{measure.id}: no {quantity.value} consumption stored for the "
+                           f"baseline {baseline.start} to {baseline.end}")
+    base_x: list[float] | None = None
+    rep_x: list[float] | None = None
+    if measure.degree_days is not None and temperatures is not None:
+        base_x = [degree_days(temperatures, measure.degree_days, b, tz) for b in base_b]
+        rep_x = [degree_days(temperatures, measure.degree_days, b, tz) for b in rep_b]
+    model = fit(base_y, base_x)
+    fitted = [model.predict(x) for x in (base_x or [0.0] * len(base_y))]
+    adjusted = [model.predict(x) for x in (rep_x or [0.0] * len(rep_y))]
+    cv, bias = cv_rmse(base_y, fitted, model.parameters), nmbe(base_y, fitted, model.parameters)
+    cv_limit, bias_limit = LIMITS[measure.granularity]
+    price = tariff(tariffs, quantity)
+    saved = sum(adjusted) - sum(rep_y)
+    return {
+        "quantity": quantity.value,
+        "unit": unit,
+        "meters": [source for source, _ in meters],
+        "tariff_yuan": price,
+        "baseline": [
+            {"period": b.label, "consumption": y, "degree_days": None if base_x is None
+             else base_x[i], "fitted": fitted[i]}
+            for i, (b, y) in enumerate(zip(base_b, base_y, strict=True))],
+        "reporting": [
+            {"period": b.label, "consumption": y, "degree_days": None if rep_x is None
+             else rep_x[i], "adjusted_baseline": adjusted[i], "saving": adjusted[i] - y}
+            for i, (b, y) in enumerate(zip(rep_b, rep_y, strict=True))],
+        "model": {"intercept": model.intercept, "slope": model.slope,
+                  "driver": "degree_days" if model.parameters == 2 else None},
+        "fit": {"cv_rmse": cv, "nmbe": bias, "cv_rmse_limit": cv_limit,
+                "nmbe_limit": bias_limit,
+                "acceptable": cv <= cv_limit and abs(bias) <= bias_limit},
+        "adjusted_baseline": sum(adjusted),
+        "reported": sum(rep_y),
+        "saving": saved,
+        "saving_yuan": saved * price,
+    }
+
+
+def report(measure: Measure, specs: Mapping[str, MeterSpec], hourly: Hourly, *,
+           tariffs: Tariffs, timezone: str, baseline: Period | None = None,
+           reporting: Period | None = None,
+           temperatures: Mapping[dt.date, float] | None = None) -> dict[str, Any]:
+    """The report as JSON-ready data. `specs`: the site's meters (which total of each
+    is its consumption); `hourly`: the store's hourly consumption."""
+    tz = ZoneInfo(timezone)
+    baseline = baseline or measure.baseline
+    reporting = reporting or measure.reporting
+    by_quantity: dict[Quantity, list[tuple[str, str]]] = {}
+    for meter in measure.meters:
+        spec = specs.get(meter)
+        if spec is None:
+            raise SavingsError(f"{measure.id}: meter {meter!r} is not an enabled meter")
+        for metric, quantity in spec.totals.items():
+            by_quantity.setdefault(quantity, []).append((meter, metric))
+    if measure.degree_days is not None and temperatures is None:
+        raise SavingsError(f"{measure.id}: degree-days need {measure.degree_days.temperature_csv}")
+    parts = [_part(q, by_quantity[q], measure, baseline, reporting, hourly, tz, tariffs,
+                   temperatures) for q in Quantity if q in by_quantity]
+    total = sum(p["saving_yuan"] for p in parts)
+    days = (reporting.end - reporting.start).days
+    return {
+        "measure": measure.id,
+        "name": measure.name,
+        "granularity": measure.granularity,
+        "baseline": {"start": baseline.start.isoformat(), "end": baseline.end.isoformat()},
+        "reporting": {"start": reporting.start.isoformat(), "end": reporting.end.isoformat()},
+        "parts": parts,
+        "saving_yuan": total,
+        "saving_yuan_per_year": total * 365.0 / days if days else None,
+        "expected_yuan_per_year": measure.expected_yuan_per_year,
+    }
+
+
+def hourly_from(conn: sqlite3.Connection) -> Hourly:
+    def hourly(source: str, metric: str, start: int, end: int) -> Mapping[int, float]:
+        return hourly_consumption(conn, source, metric, start, end)
+    return hourly
+
+
+def report_from_db(db_path: Path, measure: Measure, specs: Mapping[str, MeterSpec], *,
+                   tariffs: Tariffs, timezone: str, site_dir: Path,
+                   baseline: Period | None = None, reporting: Period | None = None,
+                   temperature_csv: Path | None = None) -> dict[str, Any]:
+    """The report from the store file, on a read-only connection of its own (the daemon
+    may be writing; WAL lets both go on)."""
+    if not db_path.exists():
+        raise SavingsError(f"no store at {db_path}")
+    temperatures = None
+    if temperature_csv is None and measure.degree_days is not None:
+        temperature_csv = site_dir / measure.degree_days.temperature_csv
+    if temperature_csv is not None:
+        temperatures = read_temperatures(temperature_csv)
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        return report(measure, specs, hourly_from(conn), tariffs=tariffs, timezone=timezone,
+                      baseline=baseline, reporting=reporting, temperatures=temperatures)
+    finally:
+        conn.close()
+
+
+def _n(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.2f}"
+
+
+def render(data: Mapping[str, Any]) -> str:
+    """The report as text: per quantity a table of the reporting months, the baseline
+    model's fit against Guideline 14, and the saving."""
+    lines = [
+        f"{data['name']} ({data['measure']})",
+        f"baseline {data['baseline']['start']} to {data['baseline']['end']}, reporting "
+        f"{data['reporting']['start']} to {data['reporting']['end']}, {data['granularity']}",
+    ]
+    for part in data["parts"]:
+        unit = part["unit"]
+        lines += ["", f"{part['quantity']} ({unit}), meters: {', '.join(part['meters'])}",
+                  f"  {'period':<14}{'adjusted baseline':>18}{'used':>12}{'saving':>12}"]
+        for row in part["reporting"]:
+            lines.append(f"  {row['period']:<14}{_n(row['adjusted_baseline']):>18}"
+                         f"{_n(row['consumption']):>12}{_n(row['saving']):>12}")
+        lines.append(f"  {'total':<14}{_n(part['adjusted_baseline']):>18}"
+                     f"{_n(part['reported']):>12}{_n(part['saving']):>12}")
+        model, fitq = part["model"], part["fit"]
+        driver = (f" + {model['slope']:,.2f} {unit} per degree-day"
+                  if model["driver"] else "")
+        verdict = "meets" if fitq["acceptable"] else "does NOT meet"
+        lines += [
+            f"  baseline model: {_n(model['intercept'])} {unit} per period{driver}",
+            f"  CV(RMSE) {fitq['cv_rmse']:.1%} (limit {fitq['cv_rmse_limit']:.0%}), "
+            f"NMBE {fitq['nmbe']:+.1%} (limit ±{fitq['nmbe_limit']:.0%}): {verdict} "
+            "ASHRAE Guideline 14",
+            f"  saving: {_n(part['saving'])} {unit} = {_n(part['saving_yuan'])} yuan at "
+            f"{part['tariff_yuan']:g} yuan/{unit}",
+        ]
+    lines += ["", f"saving: {_n(data['saving_yuan'])} yuan"
+              + (f" ({_n(data['saving_yuan_per_year'])} yuan a year)"
+                 if data["saving_yuan_per_year"] is not None else "")
+              + (f"; expected {_n(data['expected_yuan_per_year'])} yuan a year"
+                 if data["expected_yuan_per_year"] is not None else "")]
+    return "\n".join(lines) + "\n"
