@@ -14,7 +14,9 @@ from gateway.alerts import Alert, AlertSignal
 from gateway.events import Event, Heartbeat, Reading, Severity
 from gateway.rules import Verdict
 from simulators.gates import MALFORMED, hikvision_body, picture, vzenith_body
+from tests.brokers import Mosquitto
 from tests.gates_site import SECRET, Compound, compound, until
+from tests.harness import detectors
 
 
 async def test_a_registered_car_is_let_in_by_the_reply(tmp_path: Path) -> None:
@@ -398,3 +400,22 @@ async def test_the_desk_page_shows_a_refused_vehicles_plate_and_picture(tmp_path
             src = await page.eval("document.querySelector('.plate-picture').src")
             assert src == f"{c.api}/api/gates/pictures/{name}"
             assert "车辆未放行" in await page.eval("document.body.textContent")
+
+
+async def test_two_detectors_in_alarm_confirm_a_fire_and_every_barrier_opens(
+    tmp_path: Path, mosquitto: Mosquitto,
+) -> None:
+    """The whole path: MQTT heat detectors -> fire rules -> the fire model's double knock
+    -> `fire.confirmed` -> the vehicle rules -> the commander -> the barriers."""
+    async with compound(tmp_path, broker=(mosquitto.host, mosquitto.port)) as c, \
+            detectors(mosquitto.host, mosquitto.port) as fleet:
+        await until(lambda: all(s.state.value == "up" for s in c.gateway.supervisors))
+        barriers = c.barriers.barriers
+        await fleet.send("hd-01", 80.0, alarm=True)
+        await until(lambda: any(a.rule == "fire.alarm" for a in c.gateway.book.active()))
+        assert not c.active("gate.fire_hold")  # one trigger of two
+        await fleet.send("hd-02", 80.0, alarm=True)
+        api_gates = ("gate-main-in", "gate-main-out", "gate-parking-b1")
+        await until(lambda: all(barriers[g].held for g in api_gates))
+        assert c.active("gate.fire_hold")
+        assert any(a.rule == "fire.confirmed" for a in c.gateway.book.active())

@@ -332,3 +332,26 @@ def test_the_registry_follows_the_fire_model_through_the_rule_registry() -> None
     registry = RuleRegistry([FireModel(), rules()])
     out = registry.observe(event("test.fire", "panel"), T0)
     assert sorted(v.device for v in out if isinstance(v, Command)) == ALL
+
+
+def test_a_heat_detector_fire_confirmed_by_the_real_fire_model_holds_the_barriers() -> None:
+    from gateway.events import Reading
+    from gateway.rules.fire import DetectorSpec, FireParams, FireRules
+    from gateway.rules.fire_model import FireModel, ZoneSpec
+
+    thresholds = {"A1": 56.0, "A2": 60.0, "B": 75.0, "C": 90.0}
+    registry = RuleRegistry([
+        FireRules(FireParams(static_threshold_c=thresholds),
+                  [DetectorSpec("hd-1", "main-office-a", "A1R", 30.0),
+                   DetectorSpec("hd-2", "main-drill", "A1R", 30.0)]),
+        FireModel([ZoneSpec("main-office-a", "main"),
+                   ZoneSpec("main-drill", "main", test_mode=True)]),
+        rules(),
+    ])
+    drill = registry.observe(Reading("hd-2", "temperature", 80.0, "celsius", T0), T0)
+    assert "fire.confirmed" in [v.rule for v in drill if isinstance(v, AlertSignal)]
+    assert [v for v in drill if isinstance(v, Command)] == []  # a drill opens nothing
+    out = registry.observe(Reading("hd-1", "temperature", 80.0, "celsius", T0), T0)
+    assert sorted(v.device for v in out if isinstance(v, Command)) == ALL
+    assert [v.rule for v in out if isinstance(v, AlertSignal)] == [
+        "fire.static", "fire.confirmed", FIRE_HOLD]
