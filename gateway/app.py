@@ -125,7 +125,8 @@ class Gateway:
         self.store = Store(
             self.db_path,
             retention=Retention(r.events_days, r.readings_days, r.alerts_days, r.max_db_mb,
-                                r.outbox_max_rows),
+                                r.outbox_max_rows,
+                                gate_events_days=site.gates.events_days),
             clock=self.clock,
         )
         test_zones = [z.id for b in site.buildings for z in b.zones if z.test_mode]
