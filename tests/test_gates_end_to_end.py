@@ -210,6 +210,13 @@ async def test_a_jammed_barrier_raises_an_alert(tmp_path: Path) -> None:
                                  {"reason": "freed", "operator": "li"})
         assert status == 200
         await until(lambda: not c.active("gate.jammed"))
+        # A barrier without power answers nothing useful: failed, said, and audited.
+        c.barriers.barriers["gate-main-out"].powerless = True
+        status, body = await c.post("/api/gates/gate-main-out/open",
+                                    {"reason": "again", "operator": "li"})
+        assert (status, body["status"]) == (502, "failed")
+        assert "the barrier answered 503" in body["detail"]
+        assert c.audit("command.open")[-1][3]["status"] == "failed"
 
 
 async def test_a_passage_without_a_read_is_tailgating(tmp_path: Path) -> None:
