@@ -22,6 +22,7 @@ from gateway.vehicles.registry import Registry
 from simulators.gates import BarrierServer, PlateCamera
 
 ROOT = Path(__file__).resolve().parent.parent
+CONTROLLER_TOPIC = "furong/gates/gate-health-in"
 SECRET = "s3cret-main-in"
 # id, vendor, source address, extra keys
 GATES: tuple[tuple[str, str, str, str], ...] = (
@@ -67,6 +68,10 @@ def write_site(folder: Path, barriers: BarrierServer, *, heartbeat_s: float = 30
         lines += [f"  - {{id: hd-{n:02d}, kind: heat_detector, driver: mqtt, zone: main-office-a,"
                   f" broker: devices, topic: furong/fire/heat/hd-{n:02d}, detector_class: A1R}}"
                   for n in (1, 2)]
+        # A gate controller on the site broker (a site-side MQTT bridge).
+        lines.append("  - {driver: mqtt_gate, id: gate-health-in, kind: barrier_gate,"
+                     f" zone: main-gatehouse, broker: devices, topic: {CONTROLLER_TOPIC},"
+                     f" heartbeat_s: {heartbeat_s}, {COMMANDS}}}")
     for gate, vendor, source, keys in GATES:
         zone = "main-parking-b1" if "b1" in gate else (
             "suv-lot-north" if "suv" in gate else "main-gatehouse")

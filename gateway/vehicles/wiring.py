@@ -7,12 +7,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from drivers.http_push.config import HttpPushDevice
 from drivers.http_push.listener import GateSpec, Limits, PlateListener
+from drivers.mqtt.config import BrokerEndpoint, MqttGateDevice
 from gateway.clock import Clock
 from gateway.contract import Sink
 from gateway.rules.presence import PresenceSpec
@@ -23,6 +25,9 @@ from gateway.vehicles.pictures import PictureStore
 from gateway.vehicles.privacy import Pseudonyms
 from gateway.vehicles.registry import DB_NAME, Registry, Vehicle
 
+if TYPE_CHECKING:
+    from drivers.mqtt.gate_controller import GateControllerDriver
+
 log = logging.getLogger("gateway.vehicles")
 
 
@@ -30,10 +35,11 @@ class Gates:
     def __init__(
         self, devices: list[HttpPushDevice], config: GatesConfig, data_dir: Path, *,
         timezone: str, clock: Clock, environ: Mapping[str, str] | None = None,
-        port: int | None = None,
+        port: int | None = None, controllers: list[MqttGateDevice] | None = None,
     ) -> None:
         self.port = config.listener.port if port is None else port
         self.devices = devices
+        self.controllers = controllers or []
         self.config = config
         self.clock = clock
         self.environ = environ
@@ -56,13 +62,31 @@ class Gates:
                             c.refused_clear_s, c.overstay_grace_s, c.linkage_retry_s,
                             c.linkage_attempts, c.open_on_drill)
         specs = [GateRuleSpec(d.id, d.zone, d.direction, d.area, d.reports_loop)
-                 for d in self.devices]
+                 for d in self.all_gates]
         self.rule_module = VehicleRules(specs, policy, self.registry.vehicles(), self.names)
         return self.rule_module
 
     def presence_specs(self) -> list[PresenceSpec]:
-        return [PresenceSpec(d.id, d.zone, d.heartbeat_s, "Gate camera", "heartbeat")
-                for d in self.devices]
+        return [PresenceSpec(d.id, d.zone, d.heartbeat_s,
+                             "Gate camera" if isinstance(d, HttpPushDevice) else "Gate controller",
+                             "heartbeat")
+                for d in self.all_gates]
+
+    @property
+    def all_gates(self) -> list[HttpPushDevice | MqttGateDevice]:
+        return [*self.devices, *self.controllers]
+
+    def build_controllers(self, sink: Sink, endpoint: Callable[[str], BrokerEndpoint]
+                          ) -> list[GateControllerDriver]:
+        """One driver per broker for the gate controllers on it."""
+        from drivers.mqtt.gate_controller import ControllerSpec, GateControllerDriver
+
+        by_broker: dict[str, list[ControllerSpec]] = {}
+        for d in self.controllers:
+            by_broker.setdefault(d.broker, []).append(ControllerSpec(d.id, d.zone, d.topic))
+        return [GateControllerDriver(f"mqtt-gates:{broker}", endpoint(broker), specs, sink,
+                                     clock=self.clock)
+                for broker, specs in sorted(by_broker.items())]
 
     def build_listener(self, sink: Sink) -> PlateListener:
         listen = self.config.listener
