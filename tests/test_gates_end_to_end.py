@@ -4,7 +4,6 @@ registry on disk; barriers are simulated HTTP controls that obey, jam or hold op
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -432,57 +431,41 @@ async def test_two_detectors_in_alarm_confirm_a_fire_and_every_barrier_opens(
 async def test_a_gate_controller_over_mqtt_reads_plates_and_takes_commands(
     tmp_path: Path, mosquitto: Mosquitto,
 ) -> None:
-    """A site-side MQTT bridge: reads in on `<topic>/event`, the rules' open out on
-    `<topic>/command` through the commander; offline replays, repeats and bad payloads
-    never open."""
-    import json as _json
-
+    """A site-side MQTT bridge (the simulated controller): reads in on `<topic>/event`, the
+    rules' open out on `<topic>/command` through the commander; offline replays, repeats
+    and bad payloads never open."""
+    from simulators.gates import MqttGateController
     from tests.gates_site import CONTROLLER_TOPIC
-    from tests.mqtt_client import mqtt_client
 
     async with compound(tmp_path, broker=(mosquitto.host, mosquitto.port)) as c, \
-            mqtt_client(mosquitto.host, mosquitto.port, "controller") as ctl:
+            MqttGateController("gate-health-in", CONTROLLER_TOPIC, mosquitto.host,
+                               mosquitto.port) as ctl:
         await until(lambda: all(s.state.value == "up" for s in c.gateway.supervisors))
-        await ctl.subscribe([(f"{CONTROLLER_TOPIC}/command", 1)])
-        told: list[dict[str, str]] = []
-
-        async def listen() -> None:
-            while True:
-                told.extend(_json.loads(m.payload) for m in await ctl.next_batch())
-
-        listener = asyncio.get_running_loop().create_task(listen())
-
-        async def send(doc: dict[str, object] | bytes) -> None:
-            body = doc if isinstance(doc, bytes) else _json.dumps(doc).encode()
-            await ctl.publish(f"{CONTROLLER_TOPIC}/event", body, qos=1)
-
-        try:
-            await send({"type": "plate", "plate": "湘A12345", "plate_id": "c-1"})
-            await until(lambda: told)
-            assert told[0]["action"] == "open" and "official" in told[0]["why"]
-            for doc in ({"type": "plate", "plate": "湘A12345", "plate_id": "c-1"},  # repeat
-                        {"type": "plate", "plate": "湘A12345", "plate_id": "c-2",
-                         "offline": True},
-                        b"{not json", {"type": "nonsense"},
-                        {"type": "plate", "plate": "鄂B54321", "plate_id": "c-3"}):
-                await send(doc)
-            await until(lambda: [a for a in c.active("gate.refused")
-                                 if a.source == "gate-health-in"])
-            await send({"type": "heartbeat"})
-            await send({"type": "state", "state": "open"})
-            await until(lambda: len(c.events("gate.state")) >= 1)
-            assert len(told) == 1  # nothing else opened
-            plates = [(e["plate_id"], e["offline"]) for e in c.events("gate.plate")]
-            assert plates == [("c-1", False), ("c-2", True), ("c-3", False)]
-            text = await c.metrics()
-            assert 'gateway_payloads_rejected_total{driver="mqtt_gate",reason="malformed_json"}' \
-                in text
-            assert 'reason="bad_payload"' in text
-            # The desk opens by hand: the command goes out to the controller, audited.
-            status, body = await c.post("/api/gates/gate-health-in/open",
-                                        {"reason": "visitor", "operator": "wang"})
-            assert (status, body["status"]) == (200, "unverified")
-            await until(lambda: len(told) == 2)
-            assert told[1]["action"] == "open"
-        finally:
-            listener.cancel()
+        await ctl.read("湘A12345", plate_id="c-1")
+        await until(lambda: ctl.told)
+        assert ctl.told[0]["action"] == "open" and "official" in ctl.told[0]["why"]
+        assert ctl.barrier.state == "open"
+        await ctl.loop_passed()
+        await ctl.read("湘A12345", plate_id="c-1")  # a repeat
+        await ctl.read("湘A12345", plate_id="c-2", offline=True)
+        await ctl.raw(b"{not json")
+        await ctl.raw(b'{"type": "nonsense"}')
+        await ctl.read("鄂B54321", plate_id="c-3")
+        await until(lambda: [a for a in c.active("gate.refused")
+                             if a.source == "gate-health-in"])
+        await ctl.heartbeat()
+        await ctl.report_state()
+        await until(lambda: len(c.events("gate.state")) >= 1)
+        assert len(ctl.told) == 1  # nothing else opened
+        plates = [(e["plate_id"], e["offline"]) for e in c.events("gate.plate")]
+        assert plates == [("c-1", False), ("c-2", True), ("c-3", False)]
+        text = await c.metrics()
+        assert 'gateway_payloads_rejected_total{driver="mqtt_gate",reason="malformed_json"}' \
+            in text
+        assert 'reason="bad_payload"' in text
+        # The desk opens by hand: the command goes out to the controller, audited.
+        status, body = await c.post("/api/gates/gate-health-in/open",
+                                    {"reason": "visitor", "operator": "wang"})
+        assert (status, body["status"]) == (200, "unverified")
+        await until(lambda: len(ctl.told) == 2)
+        assert ctl.told[1]["action"] == "open" and ctl.barrier.state == "open"
