@@ -426,6 +426,11 @@ async def test_two_detectors_in_alarm_confirm_a_fire_and_every_barrier_opens(
         await until(lambda: all(barriers[g].held for g in api_gates))
         assert c.active("gate.fire_hold")
         assert any(a.rule == "fire.confirmed" for a in c.gateway.book.active())
+        # The controller on MQTT was told too; its published command confirms the hold.
+        await until(lambda: c.db(
+            "SELECT 1 FROM events WHERE kind = 'gate.state' AND source = 'gate-health-in'"
+            " AND json_extract(data, '$.commanded') = 'hold_open'"
+            " AND json_extract(data, '$.status') = 'unverified'"))
 
 
 async def test_a_gate_controller_over_mqtt_reads_plates_and_takes_commands(

@@ -133,5 +133,12 @@ class GateControllerDriver:
             async with asyncio.timeout(PUBACK_TIMEOUT_S):
                 await mqtt.publish(f"{gate.topic}/command", body, qos=1)
         except (TimeoutError, Unreachable) as exc:
-            return CommandResult(CommandStatus.FAILED, f"not published: {exc!r}"[:200])
-        return CommandResult(CommandStatus.UNVERIFIED, "published to the controller")
+            result = CommandResult(CommandStatus.FAILED, f"not published: {exc!r}"[:200])
+        else:
+            result = CommandResult(CommandStatus.UNVERIFIED, "published to the controller")
+        # The result is an event too, so the rules see it (the fire hold's confirmation).
+        await self._sink.event(Event(
+            "gate.state", gate.id, seq=self._sink.next_seq(gate.id), time=self._clock.now(),
+            zone=gate.zone, data={"state": "unknown", "commanded": command.action,
+                                  "status": result.status.value, "detail": result.detail}))
+        return result
