@@ -277,6 +277,7 @@ class MqttGateController:
                 command = json.loads(message.payload)
                 self.told.append(command)
                 self.barrier.command(str(command.get("action", "")))
+                await self.report_state()  # a controller reports every move (or none)
 
     async def _send(self, doc: dict[str, Any] | bytes) -> None:
         body = doc if isinstance(doc, bytes) else json.dumps(doc, ensure_ascii=False).encode()
@@ -299,6 +300,7 @@ class MqttGateController:
     async def loop_passed(self) -> None:
         self.barrier.passed()
         await self._send({"type": "loop"})
+        await self.report_state()
 
     async def raw(self, payload: bytes) -> None:
         await self._send(payload)

@@ -474,3 +474,20 @@ async def test_a_gate_controller_over_mqtt_reads_plates_and_takes_commands(
         assert (status, body["status"]) == (200, "unverified")
         await until(lambda: len(ctl.told) == 2)
         assert ctl.told[1]["action"] == "open" and ctl.barrier.state == "open"
+        # Jammed: it takes the command, stays shut and says so in its next report.
+        await ctl.loop_passed()
+        assert not c.active("gate.jammed")  # every move so far was the one commanded
+        ctl.barrier.jammed = True
+        status, _ = await c.post("/api/gates/gate-health-in/open",
+                                 {"reason": "visitor", "operator": "wang"})
+        assert status == 200
+        await until(lambda: len(ctl.told) == 3)
+
+        def told_events() -> int:
+            return len(c.db("SELECT 1 FROM events WHERE kind = 'gate.state' AND source ="
+                            " 'gate-health-in' AND json_extract(data, '$.commanded') = 'open'"))
+
+        await until(lambda: told_events() == 6)  # "sent" and the result, three times
+        await ctl.report_state()  # still closed
+        await until(lambda: [a for a in c.active("gate.jammed")
+                             if a.source == "gate-health-in"])

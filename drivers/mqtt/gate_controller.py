@@ -129,6 +129,9 @@ class GateControllerDriver:
             return CommandResult(CommandStatus.FAILED, "no link to the broker")
         body = json.dumps({"action": ACTIONS[command.action], "why": command.why[:200]},
                           ensure_ascii=False).encode()
+        # Queued before the publish: the controller's report of this move can only come
+        # after it, so the rules judge that report against this command.
+        await self._told(gate, command.action, "sent", "")
         try:
             async with asyncio.timeout(PUBACK_TIMEOUT_S):
                 await mqtt.publish(f"{gate.topic}/command", body, qos=1)
@@ -137,8 +140,11 @@ class GateControllerDriver:
         else:
             result = CommandResult(CommandStatus.UNVERIFIED, "published to the controller")
         # The result is an event too, so the rules see it (the fire hold's confirmation).
+        await self._told(gate, command.action, result.status.value, result.detail)
+        return result
+
+    async def _told(self, gate: ControllerSpec, action: str, status: str, detail: str) -> None:
         await self._sink.event(Event(
             "gate.state", gate.id, seq=self._sink.next_seq(gate.id), time=self._clock.now(),
-            zone=gate.zone, data={"state": "unknown", "commanded": command.action,
-                                  "status": result.status.value, "detail": result.detail}))
-        return result
+            zone=gate.zone, data={"state": "unknown", "commanded": action, "status": status,
+                                  "detail": detail}))
