@@ -35,6 +35,7 @@ async def test_a_registered_car_is_let_in_by_the_reply(tmp_path: Path) -> None:
         assert detail["why"].startswith("staff ")
         status, body = await c.get("/api/gates")
         assert status == 200 and b'"compound": 1' in body
+        assert 'gateway_gate_answer_seconds_count{vendor="vzenith"} 1.0' in await c.metrics()
 
 
 async def test_a_fuzzy_read_opens_only_for_the_classes_the_policy_names(

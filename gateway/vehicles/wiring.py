@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from drivers.http_push.config import HttpPushDevice
@@ -50,6 +50,7 @@ class Gates:
         self.pictures = PictureStore(data_dir / "plates", days=config.pictures_days)
         self.rule_module: VehicleRules | None = None
         self.listener: PlateListener | None = None
+        self._answer_seconds: Histogram | None = None
         self.registry.on_change(self._registry_changed)
 
     def close(self) -> None:
@@ -100,8 +101,13 @@ class Gates:
             specs, sink, host=listen.host, port=self.port,
             limits=Limits(listen.max_body_kb * 1024, listen.max_picture_kb * 1024,
                           listen.decide_timeout_s, listen.verify_s),
-            pictures=self.pictures, pseudonyms=self.names, clock=self.clock)
+            pictures=self.pictures, pseudonyms=self.names, clock=self.clock,
+            on_answered=self._answered)
         return self.listener
+
+    def _answered(self, vendor: str, seconds: float) -> None:
+        if self._answer_seconds is not None:
+            self._answer_seconds.labels(vendor).observe(seconds)
 
     @property
     def push_port(self) -> int | None:
@@ -111,7 +117,14 @@ class Gates:
         return {} if self.rule_module is None else self.rule_module.occupancy()
 
     def register_metrics(self, registry: CollectorRegistry) -> None:
+        from gateway.metrics import LATENCY_BUCKETS
+
         registry.register(_Occupancy(self.occupancy))
+        self._answer_seconds = Histogram(
+            "gateway_gate_answer_seconds",
+            "From a plate camera's push received to its answer (the reply that opens the"
+            " gate, or the 200 after the commit), by camera style.",
+            ["vendor"], buckets=LATENCY_BUCKETS, registry=registry)
 
     def _registry_changed(self, vehicles: list[Vehicle]) -> None:
         if self.rule_module is not None:
