@@ -33,6 +33,7 @@ from gateway.commands import Command, Commander, CommandGuard, CommandResult, po
 from gateway.config import (
     BrokerConfig,
     MqttDevice,
+    MqttGateDevice,
     MqttTarget,
     Site,
     TlsConfig,
@@ -125,7 +126,8 @@ class Gateway:
         self.store = Store(
             self.db_path,
             retention=Retention(r.events_days, r.readings_days, r.alerts_days, r.max_db_mb,
-                                r.outbox_max_rows),
+                                r.outbox_max_rows,
+                                gate_events_days=site.gates.events_days),
             clock=self.clock,
         )
         test_zones = [z.id for b in site.buildings for z in b.zones if z.test_mode]
@@ -168,14 +170,28 @@ class Gateway:
             modules.append(self.gates.rules())
         return RuleRegistry(modules)
 
+    def _gate_drivers(self, gates: Gates) -> None:
+        """The plate push listener and the gate controllers' MQTT links, taking commands."""
+        drivers: list[Any] = []
+        if gates.devices:
+            drivers.append(gates.build_listener(self.ingest))
+        drivers += gates.build_controllers(self.ingest, lambda name: self._endpoint(
+            name, self.site.brokers[name], "gates"))
+        for driver in drivers:
+            for gate in driver.gates:
+                self.commander.attach(gate, driver)
+            self.supervisors.append(self._supervise(driver, BROKER_BACKOFF_CAP_S))
+
     def _gates(self, data_dir: Path) -> Gates | None:
         """The barrier gates' parts, when the site has enabled plate cameras."""
         devices = self.site.devices_of("http_push")
-        if not devices:
+        controllers = [d for d in self.site.devices
+                       if isinstance(d, MqttGateDevice) and d.enabled]
+        if not devices and not controllers:
             return None
         gates = Gates(devices, self.site.gates, data_dir, timezone=self.site.site.timezone,
                       clock=self.clock, environ=self.environ,
-                      port=self.overrides.push_port)
+                      port=self.overrides.push_port, controllers=controllers)
         gates.register_metrics(self.metrics.registry)
         return gates
 
@@ -255,10 +271,7 @@ class Gateway:
             self.supervisors.append(self._supervise(driver, BROKER_BACKOFF_CAP_S))
         self.supervisors += self._modbus_supervisors()
         if self.gates is not None:
-            listener = self.gates.build_listener(self.ingest)
-            for gate in listener.gates:
-                self.commander.attach(gate, listener)
-            self.supervisors.append(self._supervise(listener))
+            self._gate_drivers(self.gates)
         for target in self.site.forwarding:
             self.metrics.forward_target(target.id)
             if isinstance(target, WebhookTarget):
