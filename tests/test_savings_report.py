@@ -11,6 +11,7 @@ import json
 import math
 import shutil
 import sqlite3
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -18,6 +19,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.cli import main as cli_main
 from gateway.energy_config import DegreeDays, Measure, Period, Tariffs
@@ -32,6 +35,7 @@ from gateway.savings_report import (
 )
 from gateway.store import Retention, Store, WriteBatch
 from gateway.store.downsample import MinuteAggregate
+from gateway.store.queries import hourly_consumption
 from gateway.store.schema import migrate
 from simulators.modbus_meters import MeterServer, meter
 from tests.harness import ROOT, running_gateway
@@ -424,3 +428,30 @@ def test_an_upgraded_store_fills_the_hourly_totals_from_its_minutes(tmp_path: Pa
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT hour, minute, last FROM consumption_hours ORDER BY hour"
                             ).fetchall() == [(10, 659, 2.0), (11, 660, 3.0)]
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.integers(1, 5), st.floats(0, 50), st.booleans()),
+                min_size=2, max_size=40))
+def test_property_hourly_consumption_is_what_the_meter_counted(
+    steps: list[tuple[int, float, bool]],
+) -> None:
+    """A meter's stored total, rising by what it counted, sometimes starting again from
+    0 (a gateway restarted without state; its new total is then below the old one, which
+    is how the store tells a restart): the hours' consumption adds up to what was counted
+    after the first row, whatever the gaps between rows."""
+    with tempfile.TemporaryDirectory() as folder:
+        db = Path(folder) / "gateway.db"
+        migrate(db, 0.0)
+        hour, total, counted, rows = 1_000_000, 100.0, 0.0, []
+        for n, (gap, used, restart) in enumerate(steps):
+            hour += gap
+            restart = restart and used < total
+            total = used if restart else total + used
+            counted += used if n else 0.0
+            rows.append(("em-light", "energy_import_kwh_consumed", hour, hour * 60, total))
+        with sqlite3.connect(db) as conn:
+            conn.executemany("INSERT INTO consumption_hours VALUES (?, ?, ?, ?, ?)", rows)
+            got = hourly_consumption(conn, "em-light", "energy_import_kwh_consumed",
+                                     rows[0][2] * 60, (hour + 1) * 60)
+    assert sum(got.values()) == pytest.approx(counted)
