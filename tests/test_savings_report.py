@@ -54,6 +54,8 @@ SPECS = {
 TARIFFS = Tariffs(electricity_yuan_kwh=0.85, water_yuan_m3=4.6, gas_yuan_nm3=3.9)
 YEAR_2025 = Period(start=dt.date(2025, 1, 1), end=dt.date(2026, 1, 1))
 YEAR_2026 = Period(start=dt.date(2026, 1, 1), end=dt.date(2027, 1, 1))
+# The reports of the tables are made after their periods are over.
+NOW = dt.datetime(2027, 2, 1, tzinfo=SHANGHAI).timestamp()
 
 
 def _mid_month_hour(year: int, month: int) -> int:
@@ -101,7 +103,7 @@ def test_led_lighting_saving_with_a_known_cv_rmse() -> None:
         table["em-light"][(2026, m)] = 4_500.0
         table["em-light-2"][(2026, m)] = 1_500.0
     data = report(_measure(["em-light", "em-light-2"], expected_yuan_per_year=100_000),
-                  SPECS, _monthly(table), tariffs=TARIFFS, timezone=TZ)
+                  SPECS, _monthly(table), tariffs=TARIFFS, timezone=TZ, now=NOW)
     [part] = data["parts"]
     assert part["quantity"] == "energy" and part["unit"] == "kWh"
     assert [row["consumption"] for row in part["baseline"]] == pytest.approx(
@@ -127,7 +129,7 @@ def test_a_measure_of_several_quantities_adds_its_yuan() -> None:
         table["em-pumps"][(2026, m)] = 17_000.0
         table["gm-plant"][(2026, m)] = 2_800.0
     data = report(_measure(["em-pumps", "gm-plant"]), SPECS, _monthly(table),
-                  tariffs=TARIFFS, timezone=TZ)
+                  tariffs=TARIFFS, timezone=TZ, now=NOW)
     energy, gas = data["parts"]
     assert (energy["quantity"], gas["quantity"], gas["unit"]) == ("energy", "gas", "Nm3")
     assert energy["saving"] == pytest.approx(12 * 3_000.0)
@@ -135,11 +137,35 @@ def test_a_measure_of_several_quantities_adds_its_yuan() -> None:
     assert data["saving_yuan"] == pytest.approx(36_000 * 0.85 + 2_400 * 3.9)
 
 
+def test_months_not_over_cut_or_without_data_are_not_counted() -> None:
+    """A saving is never made of a month without its data: the month still running, a
+    month cut by the period's edge, a month a meter was silent all through."""
+    table = {"em-light": {(2025, m): 1_000.0 for m in range(1, 13)}
+             | {(2026, m): 600.0 for m in range(1, 13)},
+             "em-light-2": {(2025, m): 500.0 for m in range(1, 13) if m != 4}
+             | {(2026, m): 300.0 for m in range(1, 13) if m != 2}}
+    now = dt.datetime(2026, 6, 20, tzinfo=SHANGHAI).timestamp()
+    data = report(_measure(["em-light", "em-light-2"]), SPECS, _monthly(table),
+                  tariffs=TARIFFS, timezone=TZ, now=now,
+                  reporting=Period(start=dt.date(2026, 1, 10), end=dt.date(2027, 1, 1)))
+    [part] = data["parts"]
+    assert [r["period"] for r in part["reporting"]] == ["2026-03", "2026-04", "2026-05"]
+    assert part["excluded"]["baseline"] == [{"period": "2025-04",
+                                             "reason": "no data from em-light-2"}]
+    reporting_out = {e["period"]: e["reason"] for e in part["excluded"]["reporting"]}
+    assert reporting_out["2026-01"] == "part of a month"
+    assert reporting_out["2026-02"] == "no data from em-light-2"
+    assert reporting_out["2026-06"] == reporting_out["2026-12"] == "not over yet"
+    assert part["saving"] == pytest.approx(3 * 600.0)
+    assert data["saving_yuan_per_year"] == pytest.approx(1_800 * 0.85 * 365 / 92)
+    assert "not counted (reporting): 2026-01 (part of a month)" in render(data)
+
+
 def test_a_poor_baseline_is_said_to_fail_guideline_14() -> None:
     table = {"wm-main": {(2025, m): 1_000.0 * (1.5 if m % 2 else 0.5) for m in range(1, 13)}
              | {(2026, m): 700.0 for m in range(1, 13)}}
     data = report(_measure(["wm-main"]), SPECS, _monthly(table), tariffs=TARIFFS,
-                  timezone=TZ)
+                  timezone=TZ, now=NOW)
     [part] = data["parts"]
     assert part["fit"]["acceptable"] is False
     assert part["saving"] == pytest.approx(12 * 300.0)
@@ -178,7 +204,7 @@ def test_the_baseline_is_adjusted_by_degree_days(tmp_path: Path) -> None:
         used = 1_000.0 + 5.0 * dd
         table["em-pumps"][(year, month)] = used if year == 2025 else used * 0.8
     data = report(_measure(["em-pumps"], degree_days=cfg), SPECS, _monthly(table),
-                  tariffs=TARIFFS, timezone=TZ, temperatures=temps)
+                  tariffs=TARIFFS, timezone=TZ, temperatures=temps, now=NOW)
     [part] = data["parts"]
     assert part["model"]["slope"] == pytest.approx(5.0)
     assert part["model"]["intercept"] == pytest.approx(1_000.0)
@@ -210,9 +236,11 @@ def test_a_missing_day_and_missing_data_are_errors_not_guesses(tmp_path: Path) -
     with pytest.raises(SavingsError, match="no mean temperature for 2025-01-31"):
         degree_days({dt.date(2025, 1, d): 10.0 for d in range(1, 31)}, cfg, january, SHANGHAI)
     with pytest.raises(SavingsError, match="no energy consumption stored"):
-        report(_measure(["em-light"]), SPECS, _monthly({}), tariffs=TARIFFS, timezone=TZ)
+        report(_measure(["em-light"]), SPECS, _monthly({}), tariffs=TARIFFS, timezone=TZ,
+               now=NOW)
     with pytest.raises(SavingsError, match="'em-nowhere' is not an enabled meter"):
-        report(_measure(["em-nowhere"]), SPECS, _monthly({}), tariffs=TARIFFS, timezone=TZ)
+        report(_measure(["em-nowhere"]), SPECS, _monthly({}), tariffs=TARIFFS, timezone=TZ,
+               now=NOW)
 
 
 # --- through the store ----------------------------------------------------------------
