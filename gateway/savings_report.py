@@ -30,8 +30,14 @@ from gateway.store.queries import hourly_consumption
 UNITS: dict[Quantity, str] = {Quantity.ENERGY: "kWh", Quantity.WATER: "m3",
                               Quantity.GAS: "Nm3"}
 
-# (source, metric, start minute, end minute) -> epoch hour -> consumption
-Hourly = Callable[[str, str, int, int], Mapping[int, float]]
+# (source, metric, start minute, end minute) -> epoch hour -> (consumption, the hour of
+# the row before it)
+Hourly = Callable[[str, str, int, int], Mapping[int, tuple[float, int | None]]]
+
+
+# A meter off the line longer than this across a month's edge leaves both months out:
+# what it used then cannot be split between them. A few hours are under 1 % of a month.
+SPLIT_GAP_HOURS = 6
 
 
 class SavingsError(ConfigError):
@@ -116,23 +122,36 @@ def degree_days(day_means: Mapping[dt.date, float], cfg: DegreeDays, bucket: Buc
 
 
 def consumption(hourly: Hourly, meters: Sequence[tuple[str, str]], chosen: Sequence[Bucket]
-                ) -> tuple[list[float], list[set[str]]]:
-    """Per bucket: what the meters' totals rose in it, added up, and the meters with no
-    row in it (off the line, or not installed yet)."""
+                ) -> tuple[list[float], list[set[str]], list[set[str]]]:
+    """Per bucket: what the meters' totals rose in it, added up; the meters with no row
+    in it (off the line, or not installed yet); and the meters off the line across its
+    start or its end (what they used then cannot be split between the two)."""
     if not chosen:
-        return [], []
+        return [], [], []
     first, last = int(chosen[0].start // 60), int(chosen[-1].end // 60)
     starts = [b.start for b in chosen]
+
+    def index(hour: int) -> int:
+        t = hour * 3600.0
+        i = bisect.bisect_right(starts, t) - 1
+        return i if i >= 0 and t < chosen[i].end else -1
+
     out = [0.0] * len(chosen)
     silent = [{source for source, _ in meters} for _ in chosen]
+    split = [set[str]() for _ in chosen]
     for source, metric in meters:
-        for hour, delta in hourly(source, metric, first, last).items():
-            t = hour * 3600.0
-            i = bisect.bisect_right(starts, t) - 1
-            if i >= 0 and t < chosen[i].end:
-                out[i] += delta
-                silent[i].discard(source)
-    return out, silent
+        for hour, (delta, previous) in hourly(source, metric, first, last).items():
+            i = index(hour)
+            if i < 0:
+                continue
+            out[i] += delta
+            silent[i].discard(source)
+            if previous is not None and hour - previous > SPLIT_GAP_HOURS:
+                j = index(previous)
+                if j != i:
+                    for k in range(max(0, j), i + 1):
+                        split[k].add(source)
+    return out, silent, split
 
 
 def _whole_month(b: Bucket, tz: ZoneInfo) -> bool:
@@ -142,20 +161,23 @@ def _whole_month(b: Bucket, tz: ZoneInfo) -> bool:
 
 
 def _usable(chosen: Sequence[Bucket], values: Sequence[float], silent: Sequence[set[str]],
-            granularity: str, tz: ZoneInfo, now: float
+            split: Sequence[set[str]], granularity: str, tz: ZoneInfo, now: float
             ) -> tuple[list[tuple[Bucket, float]], list[dict[str, str]]]:
     """The buckets a model may be fitted on or judged by, and why the others are not: a
     month not over yet, part of a month (the model is per whole month), a meter silent
-    all through it (its use would land in the month it came back)."""
+    all through it or off the line across its edge (its use would land in the month it
+    came back)."""
     kept: list[tuple[Bucket, float]] = []
     excluded: list[dict[str, str]] = []
-    for b, y, quiet in zip(chosen, values, silent, strict=True):
+    for b, y, quiet, cut in zip(chosen, values, silent, split, strict=True):
         if b.end > now:
             reason = "not over yet"
         elif granularity == "monthly" and not _whole_month(b, tz):
             reason = "part of a month"
         elif quiet:
             reason = f"no data from {', '.join(sorted(quiet))}"
+        elif cut:
+            reason = f"{', '.join(sorted(cut))} off the line across its edge"
         else:
             kept.append((b, y))
             continue
@@ -257,7 +279,8 @@ def report(measure: Measure, specs: Mapping[str, MeterSpec], hourly: Hourly, *,
 
 
 def hourly_from(conn: sqlite3.Connection) -> Hourly:
-    def hourly(source: str, metric: str, start: int, end: int) -> Mapping[int, float]:
+    def hourly(source: str, metric: str, start: int, end: int
+               ) -> Mapping[int, tuple[float, int | None]]:
         return hourly_consumption(conn, source, metric, start, end)
     return hourly
 

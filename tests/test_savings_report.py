@@ -29,6 +29,7 @@ from gateway.savings_report import (
     SavingsError,
     buckets,
     degree_days,
+    hourly_from,
     read_temperatures,
     render,
     report,
@@ -65,12 +66,13 @@ def _mid_month_hour(year: int, month: int) -> int:
 def _monthly(table: Mapping[str, Mapping[tuple[int, int], float]]):  # type: ignore[no-untyped-def]
     """An `Hourly` seam from a table: meter -> (year, month) -> consumption in that month,
     all of it in one hour mid-month."""
-    def hourly(source: str, metric: str, start: int, end: int) -> dict[int, float]:
-        out = {}
+    def hourly(source: str, metric: str, start: int, end: int
+               ) -> dict[int, tuple[float, int | None]]:
+        out: dict[int, tuple[float, int | None]] = {}
         for (year, month), value in table.get(source, {}).items():
             hour = _mid_month_hour(year, month)
             if start <= hour * 60 < end:
-                out[hour] = value
+                out[hour] = (value, hour - 1)  # read every hour
         return out
     return hourly
 
@@ -246,22 +248,26 @@ def test_a_missing_day_and_missing_data_are_errors_not_guesses(tmp_path: Path) -
 # --- through the store ----------------------------------------------------------------
 
 
-def _minute(day: dt.date, hour: int = 12) -> int:
-    return int(dt.datetime(day.year, day.month, day.day, hour, tzinfo=SHANGHAI).timestamp()
-               // 60)
-
-
-def _daily_rows(source: str, metric: str, first: dt.date, last: dt.date,
-                per_day: object, restart_on: dt.date | None = None) -> list[MinuteAggregate]:
-    """One minute row a day (noon) of a continuous total; on `restart_on` the total
-    starts again from 0 (a gateway restarted without its stored state)."""
+def _hourly_rows(source: str, metric: str, first: dt.date, last: dt.date,
+                 per_day: object, restart_on: dt.date | None = None,
+                 silent: tuple[dt.datetime, dt.datetime] | None = None
+                 ) -> list[MinuteAggregate]:
+    """A continuous total's last minute of every hour, as the daemon stores a meter read
+    all the time, each day's use spread over its hours. On `restart_on` the total starts
+    again from 0 (a gateway restarted without its stored state); while `silent`, the
+    meter is off the line (no rows; its total goes on)."""
     rows, total, day = [], 5_000.0, first
     while day < last:
-        total += per_day(day)  # type: ignore[operator]
-        if day == restart_on:
-            total = per_day(day)  # type: ignore[operator]
-        rows.append(MinuteAggregate(source, metric, "kWh", _minute(day), total, total, total,
-                                    total, 1))
+        for hour in range(24):
+            total += per_day(day) / 24  # type: ignore[operator]
+            if day == restart_on and hour == 0:
+                total = per_day(day) / 24  # type: ignore[operator]
+            at = dt.datetime(day.year, day.month, day.day, hour, 59, tzinfo=SHANGHAI)
+            if silent is not None and silent[0] <= at < silent[1]:
+                continue
+            minute = int(at.timestamp() // 60)
+            rows.append(MinuteAggregate(source, metric, "kWh", minute, total, total, total,
+                                        total, 1))
         day += dt.timedelta(days=1)
     return rows
 
@@ -349,9 +355,9 @@ async def _through_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                              site: Path) -> None:
     db = tmp_path / "data" / "gateway.db"
     # Rows from 2024-12 on (the lead-in), a restart without state in May 2025.
-    await _fill_store(db, _daily_rows("em-lighting", "energy_import_kwh_consumed",
-                                      dt.date(2024, 12, 1), dt.date(2026, 7, 1), _lighting,
-                                      restart_on=dt.date(2025, 5, 10)))
+    await _fill_store(db, _hourly_rows("em-lighting", "energy_import_kwh_consumed",
+                                       dt.date(2024, 12, 1), dt.date(2026, 7, 1), _lighting,
+                                       restart_on=dt.date(2025, 5, 10)))
     want = _expected_saving()
 
     assert await asyncio.to_thread(cli_main, ["savings", "led-lighting", "--site", str(site),
@@ -396,6 +402,44 @@ async def _through_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str],
         status, empty = await asyncio.to_thread(
             _get, f"{base}/led-lighting?baseline=2020-01-01:2021-01-01")
         assert status == 422 and "no energy consumption stored" in str(empty["error"])
+
+
+@pytest.mark.parametrize(("silent", "excluded"), [
+    # Five days off the line across the end of March: neither month can be split.
+    ((dt.datetime(2026, 3, 29, tzinfo=SHANGHAI), dt.datetime(2026, 4, 3, tzinfo=SHANGHAI)),
+     {"2026-03": "em-lighting off the line across its edge",
+      "2026-04": "em-lighting off the line across its edge"}),
+    # Three hours across midnight: a rounding error of a month, both counted.
+    ((dt.datetime(2026, 3, 31, 22, tzinfo=SHANGHAI), dt.datetime(2026, 4, 1, 1, tzinfo=SHANGHAI)),
+     {}),
+    # All of May: no data; June carries May's use and has May's gap at its edge.
+    ((dt.datetime(2026, 4, 30, 23, tzinfo=SHANGHAI), dt.datetime(2026, 6, 1, tzinfo=SHANGHAI)),
+     {"2026-05": "no data from em-lighting",
+      "2026-04": "em-lighting off the line across its edge",
+      "2026-06": "em-lighting off the line across its edge"}),
+])
+async def test_a_meter_off_the_line_across_a_months_edge(
+    tmp_path: Path, silent: tuple[dt.datetime, dt.datetime], excluded: dict[str, str],
+) -> None:
+    db = tmp_path / "gateway.db"
+    await _fill_store(db, _hourly_rows("em-lighting", "energy_import_kwh_consumed",
+                                       dt.date(2024, 12, 25), dt.date(2026, 7, 1), _lighting,
+                                       silent=silent))
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        data = report(_measure(["em-light"]).model_copy(update={"meters": ["em-lighting"]}),
+                      {"em-lighting": SPECS["em-light"]}, hourly_from(conn),
+                      tariffs=TARIFFS, timezone=TZ, now=NOW,
+                      reporting=Period(start=dt.date(2026, 1, 1), end=dt.date(2026, 7, 1)))
+    [part] = data["parts"]
+    got = {e["period"]: e["reason"] for e in part["excluded"]["reporting"]}
+    assert got == excluded
+    counted = {r["period"] for r in part["reporting"]}
+    assert counted == {f"2026-0{m}" for m in range(1, 7)} - set(excluded)
+    for row in part["reporting"]:  # what the meter used, to the hour
+        month = dt.date(2026, int(row["period"][5:]), 1)
+        days = [month + dt.timedelta(days=i) for i in range(31)
+                if (month + dt.timedelta(days=i)).month == month.month]
+        assert row["consumption"] == pytest.approx(sum(_lighting(d) for d in days), rel=0.01)
 
 
 # --- the meters' hourly totals, kept for years -------------------------------------------
@@ -482,4 +526,5 @@ def test_property_hourly_consumption_is_what_the_meter_counted(
             conn.executemany("INSERT INTO consumption_hours VALUES (?, ?, ?, ?, ?)", rows)
             got = hourly_consumption(conn, "em-light", "energy_import_kwh_consumed",
                                      rows[0][2] * 60, (hour + 1) * 60)
-    assert sum(got.values()) == pytest.approx(counted)
+    assert sum(delta for delta, _ in got.values()) == pytest.approx(counted)
+    assert [previous for _, previous in got.values()][1:] == [r[2] for r in rows][:-1]
