@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.mqtt_ingest import read_once  # noqa: E402
 from gateway.mqtt_loop import MqttLink  # noqa: E402
 from tests.brokers import Mosquitto, free_port  # noqa: E402
 from tests.harness import PREFIX, report, write_site  # noqa: E402
@@ -122,6 +123,18 @@ def stored_reports(db: Path) -> dict[str, int]:
     return {str(source): int(n) for source, n in rows}
 
 
+def histogram_quantile(values: dict[str, float], name: str, q: float) -> float:
+    """The bucket bound under which a fraction q of the histogram's samples fell."""
+    buckets = sorted(
+        (float(key.split('le="')[1].split('"')[0]), count)
+        for key, count in values.items() if key.startswith(name + "_bucket")
+    )
+    if not buckets or buckets[-1][1] == 0:
+        return float("nan")
+    total = buckets[-1][1]
+    return next(le for le, count in buckets if count >= q * total)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -132,7 +145,17 @@ async def main() -> None:
     parser.add_argument("--rate", type=float, default=10_000, help="telemetry reports/s")
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--alarm-every", type=float, default=0.25)
+    parser.add_argument("--reference-seconds", type=float, default=10,
+                        help="first, plain paho reading the same load (0: skip)")
     args = parser.parse_args()
+    reference = None
+    if args.reference_seconds:
+        # The machine's speed varies from day to day: the issue's CPU target (0.025 s per
+        # 1,000 when plain paho took 0.018) is judged as a ratio to plain paho, now.
+        with Mosquitto() as broker:
+            _, read, cpu = await read_once(broker.host, broker.port, args.rate,
+                                           args.reference_seconds, buffered=False)
+        reference = cpu / read * 1000
 
     with Mosquitto() as broker, tempfile.TemporaryDirectory() as tmp:
         site = write_site(Path(tmp), devices=(broker.host, broker.port), detectors=48)
@@ -176,6 +199,9 @@ async def main() -> None:
             async with asyncio.timeout(30):
                 await gateway.wait()
         stored = stored_reports(Path(tmp) / "data" / "gateway.db")
+        warnings = [line for line in (Path(tmp) / "gateway.log").read_text().splitlines()
+                    if "slow_commit" in line or "level=ERROR" in line
+                    or ("level=WARNING" in line and "alert raised" not in line)]
 
     readings = after["gateway_readings_total"] - before["gateway_readings_total"]
     reports = readings / 2  # every report carries temperature and battery
@@ -194,9 +220,23 @@ async def main() -> None:
           f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms, max "
           f"{max(latencies) * 1000:.1f} ms over {len(latencies)} alarms "
           f"(mean {statistics.mean(latencies) * 1000:.1f} ms)")
+    stages = ", ".join(
+        f"{label} p50 <= {histogram_quantile(after, name, 0.5) * 1000:g} ms, "
+        f"p99 <= {histogram_quantile(after, name, 0.99) * 1000:g} ms"
+        for label, name in (("received to committed", "gateway_ingest_to_store_seconds"),
+                            ("alarm received to forwarded", "gateway_alarm_to_forward_seconds"))
+    )
+    print(f"inside the gateway: {stages} (its histograms' buckets)")
     print(f"gateway CPU:        {cpu:.1f} s for {reports:,.0f} reports = "
           f"{cpu / reports * 1000:.3f} s per 1,000 reports")
     print(f"gateway peak RSS:   {rss:.0f} MiB")
+    print(f"gateway log:        {len(warnings)} warnings or errors (alerts aside)"
+          + "".join(f"\n    {line}" for line in warnings[:10]))
+    if reference is not None:
+        ours = cpu / reports * 1000
+        print(f"plain paho:         {reference:.3f} s per 1,000 reading the same load "
+              f"(decoding JSON only); gateway/paho = {ours / reference:.2f} "
+              f"(the target, 0.025 against 0.018, is 1.39)")
 
 
 if __name__ == "__main__":

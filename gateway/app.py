@@ -24,6 +24,8 @@ from gateway import __version__
 from gateway.alerts import AlertBook
 from gateway.api.app import make_app, serve
 from gateway.api.bounds import HttpLimits
+from gateway.api.gates import add_gate_routes
+from gateway.api.lifts import LiftDesk, add_lift_routes
 from gateway.api.savings import add_savings_routes
 from gateway.bus import Bus
 from gateway.clock import Clock, SystemClock
@@ -45,6 +47,8 @@ from gateway.forward.messages import Route
 from gateway.forward.mqtt import MqttForwarder, is_alarm_row
 from gateway.forward.webhook import WebhookForwarder
 from gateway.ingest import Ingest
+from gateway.lift_metrics import LiftCollector
+from gateway.lifts import LiftModules, build_modules, lift_presence, report
 from gateway.metering import Metering
 from gateway.meters import (
     SavingsDesk,
@@ -64,6 +68,7 @@ from gateway.sdnotify import notify
 from gateway.secrets import resolve_secret
 from gateway.store import AuditRow, OutboxRow, Retention, Store, WriteBatch
 from gateway.supervisor import Backoff, LinkState, Supervisor
+from gateway.vehicles.wiring import Gates
 
 log = logging.getLogger("gateway.app")
 
@@ -87,6 +92,7 @@ class Overrides:
     data_dir: Path | None = None
     http_port: int | None = None
     http_host: str | None = None
+    push_port: int | None = None  # the gate cameras' push listener
     # Modbus links of the site file served elsewhere (the demo's simulated meters):
     # link (e.g. "rtu:///dev/ttyUSB0") -> (host, port) of a TCP stand-in.
     modbus: Mapping[str, tuple[str, int]] | None = None
@@ -137,6 +143,10 @@ class Gateway:
         self.core_generation = 0
         self.store_recovering = False
         self._device_seqs: dict[str, int] = {}
+        # The fire model, elevator rules and maintenance calendar of the running core.
+        self.lifts: LiftModules | None = None
+        self.metrics.registry.register(LiftCollector(lambda: self.lifts))
+        self.gates = self._gates(data_dir)
 
     # ---- building the parts -------------------------------------------------------------
     def _endpoint(self, name: str, broker: BrokerConfig, role: str) -> BrokerEndpoint:
@@ -151,8 +161,23 @@ class Gateway:
     def _rules(self) -> RuleRegistry:
         """Every rule module, presence first: a device heard again is news before what
         its report says."""
-        return RuleRegistry([self._presence_rules(), self._fire_rules(),
-                             water_rules(self.site, self.store, self.clock.now())])
+        self.lifts = build_modules(self.site, self.db_path)
+        modules: list[Any] = [self._presence_rules(), self._fire_rules(), *self.lifts.modules,
+                              water_rules(self.site, self.store, self.clock.now())]
+        if self.gates is not None:
+            modules.append(self.gates.rules())
+        return RuleRegistry(modules)
+
+    def _gates(self, data_dir: Path) -> Gates | None:
+        """The barrier gates' parts, when the site has enabled plate cameras."""
+        devices = self.site.devices_of("http_push")
+        if not devices:
+            return None
+        gates = Gates(devices, self.site.gates, data_dir, timezone=self.site.site.timezone,
+                      clock=self.clock, environ=self.environ,
+                      port=self.overrides.push_port)
+        gates.register_metrics(self.metrics.registry)
+        return gates
 
     def _fire_rules(self) -> FireRules:
         cfg = self.site.rules.fire
@@ -170,7 +195,12 @@ class Gateway:
         specs = [
             PresenceSpec(d.id, d.zone, d.heartbeat_s, "Heat detector", "heartbeat")
             for d in self._heat_detectors()
-        ] + modbus_presence(self.site)
+        ] + lift_presence(self.site)
+        # Lift boxes and the panel gateway have theirs above; every other Modbus unit too.
+        watched = {s.id for s in specs}
+        specs += [s for s in modbus_presence(self.site) if s.id not in watched]
+        if self.gates is not None:
+            specs += self.gates.presence_specs()
         return PresenceRules(specs, silence_factor=self.site.rules.fire.silence_factor)
 
     def _command_guard(self) -> CommandGuard:
@@ -224,6 +254,11 @@ class Gateway:
             )
             self.supervisors.append(self._supervise(driver, BROKER_BACKOFF_CAP_S))
         self.supervisors += self._modbus_supervisors()
+        if self.gates is not None:
+            listener = self.gates.build_listener(self.ingest)
+            for gate in listener.gates:
+                self.commander.attach(gate, listener)
+            self.supervisors.append(self._supervise(listener))
         for target in self.site.forwarding:
             self.metrics.forward_target(target.id)
             if isinstance(target, WebhookTarget):
@@ -392,6 +427,8 @@ class Gateway:
                     loop.remove_signal_handler(sig)
             if runner is not None:
                 await runner.cleanup()
+            if self.gates is not None:
+                self.gates.close()
             await self.store.close()
             log.info("gateway stopped; store flushed")
 
@@ -513,6 +550,13 @@ class Gateway:
                        commands=self.commander.execute,
                        dead_letters=lambda limit: [d.to_json() for d in
                                                    self.store.outbox_dead(limit)])
+        add_lift_routes(app, LiftDesk(
+            lambda: self.lifts, self.book.active,
+            lambda firm, month: report(self.site, self.db_path, firm, month, self.clock.now()),
+            self.clock.now, zone_names))
+        if self.gates is not None:
+            add_gate_routes(app, self.gates, self.commander.execute, lambda: self.ingest,
+                            self.clock)
         savings = SavingsDesk(self.site, self.site_path, self.db_path, self.metering.specs)
         add_savings_routes(app, savings.report_async, savings.measures)
         host = self._http_host()

@@ -82,6 +82,26 @@ def _cmd_simulate(args: argparse.Namespace, rest: list[str]) -> int:
     return simulate_main(rest)
 
 
+def _cmd_lift_report(args: argparse.Namespace) -> int:
+    import json
+
+    from gateway.config import load_site
+    from gateway.errors import ConfigError
+    from gateway.lifts import report
+
+    try:
+        site = load_site(args.site)
+        db = Path(args.data_dir or site.gateway.data_dir) / "gateway.db"
+        if not db.is_file():
+            raise ConfigError(f"no store at {db}")
+        body = report(site, db, args.firm, args.month)
+    except (ConfigError, ValueError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(json.dumps(body, ensure_ascii=False, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="compound-gateway", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,9 +125,19 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p_demo.set_defaults(func=_cmd_demo)
 
+    p_lifts = sub.add_parser("lift-report", help="a firm's monthly lift compliance report (JSON)")
+    p_lifts.add_argument("--site", default=DEFAULT_SITE)
+    p_lifts.add_argument("--data-dir", help="override gateway.data_dir")
+    p_lifts.add_argument("--firm", required=True, help="a key of rules.elevator.firms")
+    p_lifts.add_argument("--month", required=True, help="YYYY-MM, in the site's time zone")
+    p_lifts.set_defaults(func=_cmd_lift_report)
+
     sub.add_parser("simulate", help="run the simulated compound against a broker",
                    add_help=False)
 
+    from gateway.vehicles.cli import add_parser as add_vehicles_parser
+
+    add_vehicles_parser(sub)
     p_savings = sub.add_parser("savings", help="a measure's savings report from the store")
     p_savings.add_argument("measure", nargs="?", help="the measure's id (none: list them)")
     p_savings.add_argument("--site", default=DEFAULT_SITE)

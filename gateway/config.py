@@ -54,7 +54,9 @@ from gateway.config_parts import SecretRef as SecretRef
 from gateway.config_parts import TlsConfig as TlsConfig
 from gateway.energy_config import EnergyConfig, WaterRulesConfig
 from gateway.errors import ConfigError
+from gateway.lift_settings import ElevatorRulesConfig, lift_references
 from gateway.secrets import resolve_secret
+from gateway.vehicles.config import GatesConfig
 
 # --- the site -------------------------------------------------------------------------------
 
@@ -70,6 +72,10 @@ class Zone(Model):
     name: Text
     # Drills and linkage tests: everything is recorded, alerts are marked drill and stay inside.
     test_mode: bool = False
+    # Independent triggers that confirm a fire here (`fire.confirmed`): 2 where linkage
+    # starts equipment (GB 50116 §4.1.6: two detectors, or a detector and a manual call
+    # point), else 1. A site with no fire panel and no zone saying this has no fire model.
+    fire_triggers: int | None = Field(default=None, ge=1, le=2)
 
 
 class Building(Model):
@@ -208,6 +214,7 @@ class FireRulesConfig(Model):
 
 class RulesConfig(Model):
     fire: FireRulesConfig = Field(default_factory=FireRulesConfig)
+    elevator: ElevatorRulesConfig = Field(default_factory=ElevatorRulesConfig)
     water: WaterRulesConfig = Field(default_factory=WaterRulesConfig)
 
 
@@ -246,6 +253,7 @@ class Site(Model):
     forwarding: list[Target] = Field(default_factory=list)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    gates: GatesConfig = Field(default_factory=GatesConfig)
     energy: EnergyConfig = Field(default_factory=EnergyConfig)
 
     @model_validator(mode="after")
@@ -302,6 +310,9 @@ class Site(Model):
             elif isinstance(device, HttpPushDevice):
                 gate = f"gate address {device.address}"
                 unique(addresses, device.address, (*at, "address"), gate)
+                if device.area is not None and device.area not in zones:
+                    found.append(((*at, "area"), f"zone {device.area!r} is not in buildings",
+                                  None))
 
         targets: dict[object, Loc] = {}
         for t, target in enumerate(self.forwarding):
@@ -309,6 +320,7 @@ class Site(Model):
             if isinstance(target, MqttTarget) and target.broker not in self.brokers:
                 missing = f"broker {target.broker!r} is not in brokers"
                 found.append((("forwarding", t, "broker"), missing, None))
+        found += lift_references(self)
         for m, measure in enumerate(self.energy.measures):
             for i, meter in enumerate(measure.meters):
                 if meter not in ids:
@@ -485,6 +497,10 @@ def _secret_refs(site: Site) -> Iterator[tuple[Loc, SecretRef]]:
     for d, device in enumerate(site.devices):
         if isinstance(device, CameraDevice) and device.enabled and device.password is not None:
             yield ("devices", d, "password"), device.password
+        if isinstance(device, HttpPushDevice) and device.enabled and device.secret is not None:
+            yield ("devices", d, "secret"), device.secret
+    if site.gates.pseudonymise and site.gates.pseudonym_key is not None:
+        yield ("gates", "pseudonym_key"), site.gates.pseudonym_key
 
 
 def _tls_files(site: Site) -> Iterator[tuple[Loc, str, str]]:

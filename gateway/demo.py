@@ -12,7 +12,9 @@ from pathlib import Path
 from gateway.app import Gateway, Overrides
 from gateway.broker import LocalBroker, free_port, port_is_free
 from gateway.config import load_site
+from simulators.compound_lifts import CompoundLifts
 from simulators.compound_meters import start_meters
+from simulators.gates import GateDemo
 from simulators.heat_detectors import HeatDetectorFleet
 
 log = logging.getLogger("gateway.demo")
@@ -46,6 +48,10 @@ async def _scenario(fleet: HeatDetectorFleet) -> None:
 
 async def run_demo(site_path: Path, data_dir: Path, http_port: int) -> int:
     site = load_site(site_path)
+    lifts = await CompoundLifts.start(site)  # the lift boxes and the fire panel gateway
+    site = lifts.site
+    gates = await GateDemo.start(site, data_dir, site_path.parent / "vehicles.csv")
+    site = gates.site
     broker = LocalBroker()
     await broker.start()
     if not port_is_free("127.0.0.1", http_port):
@@ -55,7 +61,7 @@ async def run_demo(site_path: Path, data_dir: Path, http_port: int) -> int:
         site, site_path,
         overrides=Overrides(broker=(broker.host, broker.port), data_dir=data_dir,
                             http_port=http_port, http_host="127.0.0.1",
-                            modbus=meters.addresses),
+                            push_port=free_port(), modbus=meters.addresses),
     )
     fleet = HeatDetectorFleet(broker.host, broker.port, site_file=site_path,
                               interval_s=DEMO_INTERVAL_S)
@@ -64,7 +70,10 @@ async def run_demo(site_path: Path, data_dir: Path, http_port: int) -> int:
             gw_task = tg.create_task(gateway.run(), name="gateway")
             await gateway.ready.wait()
             sim_task = tg.create_task(fleet.run(), name="simulator")
+            gate_task = tg.create_task(gates.run(
+                lambda: gateway.gates.push_port if gateway.gates else None), name="gates")
             script = tg.create_task(_scenario(fleet), name="scenario")
+            lift_task = tg.create_task(lifts.run(), name="lifts")
             metering = tg.create_task(meters.run(), name="simulated-meters")
             base = f"http://127.0.0.1:{gateway.http_port}"
             print(
@@ -85,9 +94,10 @@ async def run_demo(site_path: Path, data_dir: Path, http_port: int) -> int:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, gateway.request_shutdown)
             await gw_task
-            for task in (sim_task, script, metering):
+            for task in (sim_task, script, lift_task, gate_task, metering):
                 task.cancel()
     finally:
+        await lifts.stop()
         with contextlib.suppress(Exception):
             await broker.stop()
         await meters.stop()

@@ -13,6 +13,14 @@ turns its callbacks into futures:
 - `connect()` runs paho's blocking TCP (and TLS) connect in a worker thread; the loop owns
   the socket from the moment it returns.
 - TCP_NODELAY on every socket: an alarm is one small packet and must not wait for Nagle.
+- Reads are buffered (`BufferedClient`): paho asks the socket for 1 byte, 1 byte, then the
+  rest of every packet, three `recv()` system calls a packet; here one `recv()` of up to
+  `RECV_CHUNK` bytes serves many packets. The only paho internal this touches is
+  `_sock_recv`, the one method through which paho 2.2 reads its socket (pinned).
+- Every message paho reads carries an `MQTTMessageInfo`, whose `threading.Condition`
+  (only ever used to wait for one's own publish) cost an eighth of the ingest's CPU.
+  `LazyMessageInfo` makes that condition on first use instead; paho builds its messages
+  with it (it looks the class up in its module at each message).
 
 Back-pressure: past `PAUSE_AT` undelivered messages the reader is removed and the broker
 holds the rest (QoS 1 in the session's queue), not this process's memory.
@@ -25,6 +33,7 @@ import contextlib
 import logging
 import socket
 import ssl
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -40,6 +49,7 @@ from gateway.errors import AuthError, ProtocolError, SessionTakenOver, Unreachab
 log = logging.getLogger("gateway.mqtt")
 
 READ_BURST = 256
+RECV_CHUNK = 65536
 PAUSE_AT = 20_000
 RESUME_AT = 5_000
 SILENCE_FACTOR = 1.5
@@ -84,9 +94,75 @@ class LinkOptions:
     manual_ack: bool = False
     max_inflight: int = 20
     connect_timeout_s: float = 10.0
+    # False: paho's own unbuffered reads (three system calls a packet); for comparison.
+    buffered_reads: bool = True
 
     def __repr__(self) -> str:  # never let a password reach a log line
         return f"LinkOptions({self.host}:{self.port}, id={self.client_id!r})"
+
+
+_CONDITION_LOCK = threading.Lock()
+
+
+class LazyMessageInfo(paho.MQTTMessageInfo):
+    """paho's `MQTTMessageInfo` with its condition made when something first waits on it
+    or notifies it: received messages, nearly all of them, never do."""
+
+    __slots__ = ()
+
+    def __init__(self, mid: int) -> None:  # paho's fields, less the condition
+        self.mid = mid
+        self._published = False
+        self.rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        self._iterpos = 0
+
+    def __getattr__(self, name: str) -> Any:  # only for a slot not yet set
+        if name != "_condition":
+            raise AttributeError(name)
+        with _CONDITION_LOCK:  # paho's publishers may be other threads: make it once
+            try:
+                return object.__getattribute__(self, "_condition")
+            except AttributeError:
+                condition = threading.Condition()
+                self._condition = condition
+                return condition
+
+
+PAHO_MESSAGE_INFO = paho.MQTTMessageInfo  # paho's own, for the benchmark's comparison
+paho.MQTTMessageInfo = LazyMessageInfo  # type: ignore[misc]
+
+
+class BufferedClient(paho.Client):
+    """paho whose socket reads come from one buffer, refilled by a single `recv()`.
+
+    It hands paho exactly the bytes paho asked for, in order, so paho's framing, QoS and
+    session logic see the same stream; only the number of system calls changes. `b""`
+    (the peer closed) and `BlockingIOError` (nothing more yet) still reach paho only once
+    the buffer is empty. `buffered` tells the loop that bytes wait here, not in the
+    kernel, so the socket will not wake the reader for them."""
+
+    _rdata: bytes = b""
+    _rpos: int = 0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        data, pos = self._rdata, self._rpos
+        if pos >= len(data):
+            data = super()._sock_recv(RECV_CHUNK)
+            if len(data) <= bufsize:  # the whole read is what paho asked for (or EOF)
+                self._rdata, self._rpos = b"", 0
+                return data
+            pos = 0
+            self._rdata = data
+        end = pos + bufsize
+        if end >= len(data):  # the rest of the buffer (perhaps less than asked: as recv)
+            self._rdata, self._rpos = b"", 0
+            return data[pos:]
+        self._rpos = end
+        return data[pos:end]
+
+    @property
+    def buffered(self) -> int:
+        return len(self._rdata) - self._rpos
 
 
 class MqttLink:
@@ -100,7 +176,8 @@ class MqttLink:
         self.options = options
         self._loop = asyncio.get_running_loop()
         v5 = options.protocol == 5
-        self.client = paho.Client(
+        make = BufferedClient if options.buffered_reads else paho.Client
+        self.client = make(
             CallbackAPIVersion.VERSION2,
             client_id=options.client_id,
             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
@@ -262,13 +339,25 @@ class MqttLink:
             log.exception("event=mqtt_read_failed link=%s", self.options.client_id)
             self._fail(ProtocolError(f"reading from the broker failed: {exc!r}"))
             return
-        if isinstance(self._sock, ssl.SSLSocket) and self._sock.pending():
-            self._loop.call_soon(self._on_readable)
+        if self._unread():
+            # Bytes wait in a buffer (ours, or TLS's), not in the kernel: the socket will not
+            # wake the reader for them.
+            self._loop.call_soon(self._on_readable_again)
         if len(self.inbox) != before_inbox:
             self._wake()
             if len(self.inbox) >= PAUSE_AT and not self._paused and self._sock is not None:
                 self._loop.remove_reader(self._sock)
                 self._paused = True
+
+    def _unread(self) -> bool:
+        client = self.client
+        if isinstance(client, BufferedClient) and client.buffered:
+            return True
+        return isinstance(self._sock, ssl.SSLSocket) and self._sock.pending() > 0
+
+    def _on_readable_again(self) -> None:
+        if not self._closed and not self._paused and not self.lost.done():
+            self._on_readable()
 
     def _on_writable(self) -> None:
         try:
@@ -397,6 +486,8 @@ class MqttLink:
             self._paused = False
             self.last_heard = self._loop.time()
             self._loop.add_reader(self._sock, self._on_readable)
+            if self._unread():
+                self._loop.call_soon(self._on_readable_again)
         return batch
 
     async def next_batch(self) -> list[Message]:

@@ -172,7 +172,8 @@ def test_site_yaml_is_the_furong_compound() -> None:
     assert {"A2S", "BS"} <= set(classes)
 
     placeholders = [d for d in site.devices if not d.enabled]
-    assert len(site.devices) - len(placeholders) == 48 + 29  # detectors, meters, a relay module
+    # detectors, lifts, the fire panel, gates, meters and a relay module
+    assert len(site.devices) - len(placeholders) == 48 + 12 + 1 + 4 + 29
     cameras = site.devices_of("rtsp", include_disabled=True)
     assert len(cameras) == 100
     assert len({c.address for c in cameras}) == 100
@@ -180,12 +181,20 @@ def test_site_yaml_is_the_furong_compound() -> None:
     assert len(lifts) == 12
     assert sorted(site.building_of_zone(d.zone).id for d in lifts) == ["health"] * 4 + ["main"] * 8
     assert {d.vendor for d in lifts} == {"sanling", "otis", "jianghong"}
+    assert all(d.lift is not None and d.lift.firm == d.vendor and d.commands is None
+               for d in lifts)
+    assert set(site.rules.elevator.firms) == {"sanling", "otis", "jianghong"}
+    [panel] = [d for d in site.devices_of("modbus") if d.kind == "fire_panel"]
+    assert panel.panel is not None
+    assert {p.zone for p in panel.panel.points} == {z.id for b in site.buildings
+                                                   for z in b.zones}
     meters = [d.kind for d in site.devices_of("modbus")]
     assert (meters.count("energy_meter"), meters.count("water_meter"),
             meters.count("gas_meter")) == (15, 10, 3)
     assert [m.id for m in site.energy.measures] == ["led-lighting", "ac-pumps", "water-mains"]
     gates = site.devices_of("http_push", include_disabled=True)
-    assert [g.vendor for g in gates] == ["vzenith"] * 4
+    assert [g.vendor for g in gates] == ["vzenith"] * 2 + ["hikvision"] * 2
+    assert all(g.enabled and g.commands is not None for g in gates)
 
     assert site.brokers["site"].password is None  # the demo runs with no secret set
     assert [(t.kind, t.id) for t in site.forwarding] == [("mqtt", "desk")]
@@ -216,7 +225,7 @@ def test_main_check_config_prints_a_summary_and_exits_0(
     assert main_check_config(str(SITE)) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1
-    summary = ": ok: site furong, 2 buildings, 13 zones, 193 devices (77 enabled)"
+    summary = ": ok: site furong, 2 buildings, 13 zones, 194 devices (94 enabled)"
     assert summary in out[0]
 
 

@@ -22,8 +22,8 @@ GOLDEN: list[dict[str, Any]] = yaml.safe_load(
 
 def test_every_profile_loads_and_is_sound() -> None:
     profiles = load_profiles(PROFILES)
-    assert set(profiles) == {"eastron-sdm630", "chint-dtsu666", "acrel-adw300", "water-meter",
-                             "gas-meter", "relay-io"}
+    assert {"eastron-sdm630", "chint-dtsu666", "acrel-adw300", "water-meter",
+            "gas-meter", "relay-io"} <= set(profiles)  # status: tests/test_modbus_status.py
     for profile in profiles.values():
         for reg in profile.registers:
             assert reg.width == WIDTH[reg.type]

@@ -332,6 +332,20 @@ async def test_many_batches_coalesce_and_resolve_only_after_commit(store: Store)
     assert store.last_seq() == {"hd-b1-01": 500}
 
 
+async def test_a_commit_held_up_by_the_disk_is_logged(
+    store: Store, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gateway.store.writer as writer
+
+    monkeypatch.setattr(writer, "SLOW_COMMIT_S", 0.2)
+    with write_lock(store.path):
+        held = store.submit(WriteBatch(events=[event("hd-b1-01", 1, T0)]))
+        await asyncio.sleep(0.4)  # the commit waits on the lock at least this long
+    await held
+    slow = [r.getMessage() for r in caplog.records if "slow_commit" in r.getMessage()]
+    assert len(slow) == 1 and "batches=1" in slow[0]
+
+
 async def test_a_failed_batch_fails_every_later_one_until_reset(store: Store) -> None:
     """Later batches were built on state that assumed the failed one (a clear after its
     alarm): committing them would put the store out of the order the device spoke in."""

@@ -1,13 +1,13 @@
 """The site file's HTTP-push devices: a plate camera at a barrier gate, attributed to its
-gate by its source address."""
+gate by its source address (and, where the camera can send one, a per-camera secret)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
-from gateway.config_parts import DeviceCommands, Model, Name, check_ip
+from gateway.config_parts import DeviceCommands, Model, Name, SecretRef, check_http, check_ip
 
 
 class HttpPushDevice(Model):
@@ -20,3 +20,17 @@ class HttpPushDevice(Model):
     vendor: Literal["vzenith", "hikvision", "dahua"]
     enabled: bool = True
     commands: DeviceCommands | None = None
+    # Sent by the camera as the push URL's `key` or as the HTTP Basic password; a camera
+    # that can send none is known by its address alone.
+    secret: SecretRef | None = None
+    direction: Literal["in", "out"] = "in"
+    # The zone the gate lets vehicles into (a car park); none: the compound itself.
+    area: Name | None = None
+    # The camera's heartbeat interval: silent for 3 x this, the gate is offline.
+    heartbeat_s: float = Field(default=30.0, gt=0, le=3600)
+    # The barrier's HTTP control (ISAPI-style barrierGate): commands go there and the
+    # barrier's state is read back. Without it a Vzenith camera is told in the reply to
+    # its next heartbeat, unverified.
+    gate_api: Annotated[str, AfterValidator(check_http)] | None = None
+    # The barrier reports its vehicle loop (passages), so a passage without a read shows.
+    reports_loop: bool = False

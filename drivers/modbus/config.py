@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from gateway.config_parts import DeviceCommands, Model, Name
+from drivers.modbus.status_config import LiftSettings, PanelSettings
+from gateway.config_parts import DeviceCommands, Found, Model, Name, located
 
 _BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 _UNIT = re.compile(r"[0-9]{1,3}")
@@ -22,6 +23,7 @@ _MODBUS_FORMS = (
 )
 
 Transport = Literal["tcp", "rtu", "rtu+tcp"]
+_A = {"elevator": "an elevator", "fire_panel": "a fire panel"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +165,29 @@ class ModbusDevice(Model):
     system: str | None = None  # lighting, ac_pumps, water_main, gas, ...
     # What the unit may be told (a relay coil, a set-point): allow-listed, audited.
     commands: DeviceCommands | None = None
+    # Elevators (kind: elevator) and fire panels (kind: fire_panel): drivers.modbus.status_config.
+    lift: LiftSettings | None = None
+    panel: PanelSettings | None = None
+
+    @model_validator(mode="after")
+    def _observed_only(self) -> ModbusDevice:
+        found: list[Found] = []
+        if self.kind in ("elevator", "fire_panel") and self.commands is not None:
+            # GB/T 42616: the monitoring terminal never controls the lift; fire recall is
+            # wired in the panel. Both are observed, never written.
+            found.append((("commands",), f"{_A[self.kind]} is observed, never"
+                          " commanded: remove commands", None))
+        if self.lift is not None and self.kind != "elevator":
+            found.append((("lift",), "lift settings belong to kind: elevator", None))
+        if self.panel is not None and self.kind != "fire_panel":
+            found.append((("panel",), "panel settings belong to kind: fire_panel", None))
+        if self.kind == "elevator" and self.enabled and self.lift is None:
+            found.append((("lift",), "an elevator needs its lift settings (firm, floors)", None))
+        if self.kind == "fire_panel" and self.enabled and self.panel is None:
+            found.append((("panel",), "a fire panel needs its points", None))
+        if found:
+            raise located(found)
+        return self
 
     @field_validator("address")
     @classmethod

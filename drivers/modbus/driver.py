@@ -19,6 +19,7 @@ from drivers.modbus.consumption import Change, Counter
 from drivers.modbus.plausibility import check
 from drivers.modbus.profile import Profile, Register
 from drivers.modbus.scheduler import LineScheduler, UnitPoll, UnitState, inter_frame_gap_s
+from drivers.modbus.status_events import StatusEvents
 from gateway.clock import Clock, SystemClock
 from gateway.commands import Command, CommandResult, CommandStatus
 from gateway.contract import Link, Sink
@@ -98,6 +99,8 @@ class ModbusDriver:
         self._on_late = on_late
         # Kept across restarts of the link: consumption stays continuous through them.
         self._counters: dict[tuple[str, str], Counter] = {}
+        # Elevators and fire panels: what each said last, so only changes become events.
+        self._status = StatusEvents(sink)
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._link: Link | None = None
         self._answered = False
@@ -216,8 +219,11 @@ class ModbusDriver:
             self._answered = True
             self._link.up()
         binding = self._bindings[source]
+        status = binding.profile.status
         for metric, value in values.items():
             reg = binding.profile.register(metric)
+            if status is not None and reg.type == "bits":
+                continue  # status words become events on change (status_events), not readings
             flag = check(reg, value)
             if flag is not None:
                 self._sink.rejected(DRIVER, flag.value, f"{metric}={value!r}", source)
@@ -225,6 +231,9 @@ class ModbusDriver:
             self._sink.telemetry(Reading(source, metric, value, reg.unit, now))
             if reg.kind == "counter":
                 self._count(binding, reg, value, now)
+        if status is not None:
+            for event in self._status.update(binding.device, status, values, now):
+                self._events.put_nowait(event)
 
     def _count(self, binding: MeterBinding, reg: Register, value: float, now: float) -> None:
         source = binding.device.id

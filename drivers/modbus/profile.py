@@ -15,6 +15,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
+from drivers.modbus.status import ElevatorStatus, PanelStatus
 from gateway.errors import ConfigError
 
 RegisterType = Literal["int16", "uint16", "int32", "uint32", "float32", "float64", "bits"]
@@ -83,6 +84,50 @@ class Profile(_Model):
     description: str = ""
     word_order: Order = "big"
     registers: list[Register] = Field(min_length=1)
+    # Elevator boxes and fire panels: how their status words read (drivers.modbus.status).
+    status: ElevatorStatus | PanelStatus | None = Field(default=None, discriminator="kind")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _repeat(cls, data: Any) -> Any:
+        """`repeat: N` on a register stands for N registers at consecutive addresses,
+        named metric_001 to metric_N (a fire panel's point words)."""
+        if not isinstance(data, dict) or not isinstance(data.get("registers"), list):
+            return data
+        out: list[Any] = []
+        for reg in data["registers"]:
+            if not isinstance(reg, dict) or "repeat" not in reg:
+                out.append(reg)
+                continue
+            count = reg["repeat"]
+            if not isinstance(count, int) or not 1 <= count <= 999:
+                raise ValueError(f"repeat must be a whole number 1-999, not {count!r}")
+            rest = {k: v for k, v in reg.items() if k != "repeat"}
+            step = WIDTH.get(str(rest.get("type")), 1)
+            for n in range(count):
+                out.append({**rest, "metric": f"{rest.get('metric')}_{n + 1:03d}",
+                            "address": int(rest.get("address", 0)) + n * step})
+        return {**data, "registers": out}
+
+    @model_validator(mode="after")
+    def _status_names_registers(self) -> Profile:
+        if self.status is None:
+            return self
+        known = {r.metric for r in self.registers}
+        if isinstance(self.status, ElevatorStatus):
+            s = self.status
+            named = [s.moving.metric, s.up.metric, s.down.metric, s.door_open.metric,
+                     s.door_zone.metric, s.occupied.metric, s.technician.metric,
+                     s.power_loss.metric, s.mode.metric, s.floor, s.faults.metric,
+                     *([s.speed] if s.speed else []), *s.counters.values()]
+        else:
+            named = [self.status.panel]
+            if not any(m.startswith(self.status.points + "_") for m in known):
+                raise ValueError(f"status.points: no registers named {self.status.points}_NNN")
+        missing = sorted({m for m in named if m not in known})
+        if missing:
+            raise ValueError(f"status names registers the profile lacks: {', '.join(missing)}")
+        return self
 
     @model_validator(mode="after")
     def _no_overlap(self) -> Profile:
@@ -139,6 +184,8 @@ def load_profile(path: str | Path) -> Profile:
         lines = []
         for error in exc.errors(include_url=False, include_input=False):
             loc = tuple(error["loc"])
+            if loc[:1] == ("status",) and loc[1:2] in (("elevator",), ("fire_panel",)):
+                loc = loc[:1] + loc[2:]  # the tag pydantic puts into the path
             message = str(error["msg"]).removeprefix("Value error, ")
             if message.startswith("registers["):
                 index = int(message[len("registers["):message.index("]")])
@@ -163,6 +210,8 @@ def _line(tree: Any, loc: tuple[Any, ...]) -> int:
     line = 1
     node = tree
     for part in loc:
+        if isinstance(node, CommentedMap) and part not in node and str(part).isdigit():
+            part = int(part)  # a code table's key: an int in the file, a str in the path
         in_map = isinstance(node, CommentedMap) and part in node
         in_seq = isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node)
         if in_map or in_seq:

@@ -25,6 +25,9 @@ from gateway.events import Event
 from gateway.store.downsample import MinuteAggregate
 from gateway.store.schema import AlertRecord, AuditRow, DeadLetter, DeviceStateRow, NewOutboxRow
 
+# A commit this slow is logged (each one): the disk, not the gateway, held the alarms.
+SLOW_COMMIT_S = 0.5
+
 log = logging.getLogger("gateway.store")
 
 DAY = 86_400.0
@@ -281,6 +284,10 @@ class Writer:
             return
         self.commits += 1
         self.last_commit_s = time.perf_counter() - started
+        if self.last_commit_s >= SLOW_COMMIT_S:
+            # Every alarm behind it waited as long: a disk that stalls is worth a line.
+            log.warning("event=slow_commit seconds=%.3f batches=%d", self.last_commit_s,
+                        len(batches))
         if self._failing:
             self._failing = False
             log.info("store writes recovered failed_batches=%d", self.failed_batches)

@@ -23,6 +23,13 @@ const RULES = {
   "elevator.fire_return": ["电梯迫降未到位", "Lift not home on fire recall"],
   "water.leak": ["疑似漏水", "Suspected water leak"],
   "camera.stream.down": ["视频中断", "Camera stream down"],
+  "gate.refused": ["车辆未放行", "Vehicle not let in"],
+  "gate.jammed": ["道闸未动作", "Barrier did not move"],
+  "gate.held_open": ["道闸长时间开启", "Barrier held open"],
+  "gate.tailgate": ["跟车通过", "Passage without a read"],
+  "gate.overstay": ["访客超时", "Visitor overstay"],
+  "gate.fire_hold": ["火灾：道闸常开", "Fire: barriers held open"],
+  "gate.linkage_failed": ["火灾：道闸未打开", "Fire: barrier not open"],
 };
 
 const FAMILIES = {
@@ -89,6 +96,20 @@ function el(tag, className, text) {
   return node;
 }
 
+// A refused vehicle: its plate and the camera's picture, so the desk can decide.
+function gateDetail(what, data) {
+  if (typeof data.plate === "string" && data.plate) {
+    what.append(el("span", "plate", data.plate));
+  }
+  const pictures = Array.isArray(data.pictures) ? data.pictures : [];
+  for (const name of pictures.slice(0, 1)) {
+    const img = el("img", "plate-picture");
+    img.src = `/api/gates/pictures/${encodeURI(name)}`;
+    img.alt = "车牌照片 plate picture";
+    what.append(img);
+  }
+}
+
 function row(a) {
   const tr = el("tr");
   tr.dataset.alertId = a.id;
@@ -105,6 +126,7 @@ function row(a) {
   what.append(document.createTextNode(zh + " "), el("span", "en", en));
   if (a.drill) what.append(el("span", "drill-badge", "演习 DRILL"));
   if (a.summary) what.append(el("span", "summary", a.summary));
+  if (a.rule.startsWith("gate.")) gateDetail(what, a.data || {});
   tr.append(what);
 
   tr.append(el("td", "", a.zone_name || a.zone || "-"));

@@ -1,0 +1,217 @@
+"""The desk's routes for the barrier gates, on the desk API:
+
+- `GET  /api/gates`                      gates, fire holds and zone occupancy
+- `POST /api/gates/{gate}/open`          open by hand: `{"reason", "operator", "plate"?}`
+- `POST /api/gates/release`              end the fire hold: `{"reason", "operator", "gates"?}`
+- `GET  /api/gates/pictures/{day}/{file}` a plate picture (the access is logged)
+- `GET  /api/vehicles/{plate}`           one registry entry (the read is logged)
+- `POST /api/vehicles/passes`            a visitor pass: `{"plate", "owner_unit", "hours",
+                                          "reason", "operator"}`
+
+A manual open goes through the commander (guard, audit, driver, read-back) and, once
+done, becomes a `gate.manual_open` event so the rules clear the refusal and count the
+vehicle. A release is a `gate.release` event: the vehicle rules send each barrier its
+`release` command, audited under the operator's name.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from aiohttp import web
+
+from gateway.clock import Clock
+from gateway.commands import Command, CommandResult, CommandStatus
+from gateway.contract import Sink
+from gateway.events import Event, Severity
+from gateway.vehicles.plates import normalise
+from gateway.vehicles.registry import RegistryError
+from gateway.vehicles.wiring import Gates
+
+MAX_BODY: Final = 4096
+_STATUS: Final = {CommandStatus.VERIFIED: 200, CommandStatus.UNVERIFIED: 200,
+                  CommandStatus.REFUSED: 403, CommandStatus.FAILED: 502}
+
+
+class _GateDesk:
+    def __init__(self, gates: Gates, commands: Callable[[Command], Awaitable[CommandResult]],
+                 sink: Callable[[], Sink], clock: Clock) -> None:
+        self.gates = gates
+        self.commands = commands
+        self.sink = sink  # the current core's ingest (it is rebuilt with the core)
+        self.clock = clock
+
+
+_KEY: Final = web.AppKey("gate_desk", _GateDesk)
+
+
+def add_gate_routes(app: web.Application, gates: Gates,
+                    commands: Callable[[Command], Awaitable[CommandResult]],
+                    sink: Callable[[], Sink], clock: Clock) -> None:
+    app[_KEY] = _GateDesk(gates, commands, sink, clock)
+    app.router.add_get("/api/gates", _list)
+    app.router.add_post("/api/gates/release", _release)
+    app.router.add_post("/api/gates/{gate}/open", _open)
+    app.router.add_get("/api/gates/pictures/{day}/{file}", _picture)
+    app.router.add_post("/api/vehicles/passes", _pass)
+    app.router.add_get("/api/vehicles/{plate}", _vehicle)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status,
+                             dumps=lambda d: json.dumps(d, ensure_ascii=False))
+
+
+def _ok(doc: Any, status: int = 200) -> web.Response:
+    return web.json_response(doc, status=status,
+                             dumps=lambda d: json.dumps(d, ensure_ascii=False))
+
+
+class _Bad(Exception):
+    pass
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if (request.content_length or 0) > MAX_BODY:
+        raise _Bad("body too large")
+    raw = await request.read()
+    if len(raw) > MAX_BODY:
+        raise _Bad("body too large")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise _Bad("body is not JSON") from None
+    if not isinstance(body, dict):
+        raise _Bad("body must be an object")
+    return body
+
+
+def _text(body: dict[str, Any], name: str, limit: int = 500) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise _Bad(f"{name} is required (a non-empty string)")
+    return value.strip()[:limit]
+
+
+def _who(request: web.Request, operator: str) -> str:
+    return f"{operator[:60]} via api from {request.remote or '-'}"
+
+
+async def _list(request: web.Request) -> web.Response:
+    desk = request.app[_KEY]
+    module = desk.gates.rule_module
+    held = set(module.holding()) if module is not None else set()
+    return _ok({
+        "gates": [{"id": d.id, "zone": d.zone, "direction": d.direction, "area": d.area,
+                   "vendor": d.vendor, "held_open_by_fire": d.id in held}
+                  for d in desk.gates.devices],
+        "occupancy": desk.gates.occupancy(),
+    })
+
+
+async def _open(request: web.Request) -> web.Response:
+    desk = request.app[_KEY]
+    gate = request.match_info["gate"]
+    if gate not in {d.id for d in desk.gates.devices}:
+        return _error(404, f"no gate {gate}")
+    try:
+        body = await _body(request)
+        reason, operator = _text(body, "reason"), _text(body, "operator", 60)
+        plate = normalise(str(body.get("plate", "")))[:16]
+    except _Bad as exc:
+        return _error(400, str(exc))
+    who = _who(request, operator)
+    result = await desk.commands(Command(gate, "open", who=who, why=reason))
+    if result.done:
+        sink = desk.sink()
+        device = next(d for d in desk.gates.devices if d.id == gate)
+        await sink.event(Event("gate.manual_open", gate, seq=sink.next_seq(gate),
+                               time=desk.clock.now(), severity=Severity.INFO, zone=device.zone,
+                               data={"who": who, "why": reason, "plate": plate}))
+    return _ok({"gate": gate, "action": "open", **result.to_json()}, _STATUS[result.status])
+
+
+async def _release(request: web.Request) -> web.Response:
+    desk = request.app[_KEY]
+    try:
+        body = await _body(request)
+        reason, operator = _text(body, "reason"), _text(body, "operator", 60)
+        asked = body.get("gates")
+        if asked is not None and (not isinstance(asked, list)
+                                  or not all(isinstance(g, str) for g in asked)):
+            raise _Bad("gates must be a list of gate ids")
+    except _Bad as exc:
+        return _error(400, str(exc))
+    known = {d.id for d in desk.gates.devices}
+    unknown = sorted(set(asked or []) - known)
+    if unknown:
+        return _error(404, f"no gate(s) {', '.join(unknown)}")
+    module = desk.gates.rule_module
+    held = module.holding() if module is not None else []
+    gates = [g for g in (asked or held) if g in held]
+    if not gates:
+        return _error(409, "no barrier is held open by the fire linkage")
+    sink = desk.sink()
+    await sink.event(Event("gate.release", "barrier-gates", seq=sink.next_seq("barrier-gates"),
+                           time=desk.clock.now(), severity=Severity.MAJOR,
+                           data={"gates": gates, "who": _who(request, operator),
+                                 "why": reason}))
+    try:
+        await sink.settle()
+    except Exception as exc:
+        return _error(503, f"not stored: {exc!r}")
+    return _ok({"released": gates}, 202)
+
+
+async def _picture(request: web.Request) -> web.StreamResponse:
+    desk = request.app[_KEY]
+    name = f"{request.match_info['day']}/{request.match_info['file']}"
+    path = desk.gates.pictures.path(name)
+    if path is None:
+        return _error(404, "no such picture")
+    desk.gates.registry.log_access(actor=f"api from {request.remote or '-'}",
+                                   action="picture.read", plate="-", now=desk.clock.now(),
+                                   detail={"picture": name})
+    return web.FileResponse(path, headers={"Cache-Control": "no-store"})
+
+
+async def _vehicle(request: web.Request) -> web.Response:
+    desk = request.app[_KEY]
+    plate = normalise(request.match_info["plate"])[:16]
+    operator = request.query.get("operator", "").strip()[:60] or "unnamed"
+    vehicle = desk.gates.registry.read(plate, actor=_who(request, operator),
+                                       now=desk.clock.now())
+    if vehicle is None:
+        return _error(404, f"{plate} is not registered")
+    return _ok({"plate": vehicle.plate, "kind": vehicle.kind.value,
+                "owner_unit": vehicle.owner_unit, "class": vehicle.vclass.value,
+                "gates": sorted(vehicle.gates), "zones": sorted(vehicle.zones),
+                "valid_from": vehicle.valid_from, "valid_until": vehicle.valid_until,
+                "note": vehicle.note})
+
+
+async def _pass(request: web.Request) -> web.Response:
+    desk = request.app[_KEY]
+    try:
+        body = await _body(request)
+        plate = _text(body, "plate", 20)
+        reason, operator = _text(body, "reason"), _text(body, "operator", 60)
+        owner = str(body.get("owner_unit", "visitor"))[:60]
+        hours = body.get("hours", 4)
+        if isinstance(hours, bool) or not isinstance(hours, int | float):
+            raise _Bad("hours must be a number")
+        gates = body.get("gates", ["*"])
+        if not isinstance(gates, list) or not all(isinstance(g, str) for g in gates):
+            raise _Bad("gates must be a list of gate ids")
+    except _Bad as exc:
+        return _error(400, str(exc))
+    try:
+        vehicle = desk.gates.registry.issue_pass(
+            plate, owner_unit=owner, hours=float(hours), actor=_who(request, operator),
+            why=reason, now=desk.clock.now(), gates=gates)
+    except RegistryError as exc:
+        return _error(422, str(exc))
+    return _ok({"plate": vehicle.plate, "valid_from": vehicle.valid_from,
+                "valid_until": vehicle.valid_until}, 201)

@@ -1,0 +1,1 @@
+"""The vehicle side of the barrier gates: plates, the registry of vehicles, pictures."""
