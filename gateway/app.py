@@ -25,6 +25,7 @@ from gateway.alerts import AlertBook
 from gateway.api.app import make_app, serve
 from gateway.api.bounds import HttpLimits
 from gateway.bus import Bus
+from gateway.camera_metrics import CameraGauges, WatchedCamera
 from gateway.clock import Clock, SystemClock
 from gateway.commands import Command, Commander, CommandGuard, CommandResult, policy_of
 from gateway.config import (
@@ -97,6 +98,7 @@ class Gateway:
         self.metrics = Metrics()
         self.bus = Bus()
         self.ingest = Ingest(self.bus, self.metrics)
+        self.camera_gauges = CameraGauges(self.metrics.registry)
         data_dir = self.overrides.data_dir or Path(site.gateway.data_dir)
         self.db_path = data_dir / "gateway.db"
         r = site.retention
@@ -208,6 +210,7 @@ class Gateway:
             )
             self.supervisors.append(self._supervise(driver, BROKER_BACKOFF_CAP_S))
         self.supervisors += self._modbus_supervisors()
+        self.supervisors += self._camera_supervisors()
         for target in self.site.forwarding:
             self.metrics.forward_target(target.id)
             if isinstance(target, WebhookTarget):
@@ -265,6 +268,28 @@ class Gateway:
                                          clock=self.clock))
             for link, bindings in sorted(by_link.items())
         ]
+
+    def _camera_supervisors(self) -> list[Supervisor]:
+        """One stream monitor per enabled camera; its transitions are `camera.stream.*`
+        events, its figures the per-camera gauges."""
+        devices = self.site.devices_of("rtsp")
+        if not devices:
+            return []
+        from drivers.rtsp.driver import CameraDriver  # PyAV's extra, only if cameras are on
+
+        out: list[Supervisor] = []
+        watched: list[WatchedCamera] = []
+        for d in devices:
+            password = resolve_secret(d.password, self.environ) if d.password else None
+            driver = CameraDriver(d, self.ingest, password=password, clock=self.clock)
+            sup = Supervisor(driver, clock=self.clock, on_transition=self._on_link,
+                             on_failure=self.metrics.link_failed, sink=self.ingest,
+                             family="camera.stream")
+            watched.append(WatchedCamera(d.id, d.zone, driver.snapshot,
+                                         functools.partial(getattr, sup, "state")))
+            out.append(sup)
+        self.camera_gauges.bind(watched)
+        return out
 
     def _binding(self, device: MqttDevice) -> DeviceBinding:
         known = detector_flags(a for a in self.book.active() if a.source == device.id)

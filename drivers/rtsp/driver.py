@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -68,7 +69,7 @@ class CameraDriver:
         health = self.health
         if health is None or not self.streaming:
             return None
-        return health.snapshot(asyncio.get_running_loop().time())
+        return health.snapshot(time.monotonic())  # the event loop's clock
 
     async def run(self, link: Link) -> None:
         loop = asyncio.get_running_loop()
