@@ -116,6 +116,7 @@ class StreamHealth:
     def __init__(self, codec: Codec, clock_rate: int, now: float,
                  window_s: float = 5.0) -> None:
         self.codec = codec
+        self._h264 = codec is Codec.H264
         self.clock_rate = clock_rate
         self.seq = SeqTracker()
         self.reassembly = Reassembly()
@@ -136,17 +137,34 @@ class StreamHealth:
     def packet(self, now: float, pkt: RtpPacket, data: bytes | bytearray) -> None:
         self.packets += 1
         self.last_packet = now
-        self.seq.packet(pkt.seq)
+        seq = self.seq
+        if seq.last is not None and pkt.seq == (seq.last + 1) & 0xFFFF:
+            seq.last = pkt.seq  # the usual case, without a call
+        else:
+            seq.packet(pkt.seq)
         if pkt.timestamp != self._timestamp:
             self._close_frame(now)
             self._timestamp = pkt.timestamp
             self.frame_clock.frame(pkt.timestamp)
-        self._frame_bytes += pkt.payload_end - pkt.payload_start
-        view = read_payload(self.codec, data, pkt.payload_start, pkt.payload_end)
+        start, end = pkt.payload_start, pkt.payload_end
+        self._frame_bytes += end - start
+        # Most packets are the middle or last fragments of a unit already open: read
+        # their FU header in place and go on. Everything else takes the full reading.
+        if end - start >= 3 and self.reassembly.open:
+            b = data[start]
+            if self._h264:
+                fu = data[start + 1] if b & 0x1F == 28 else 0x80
+            else:
+                fu = data[start + 2] if (b >> 1) & 0x3F == 49 else 0x80
+            if not fu & 0x80:
+                if fu & 0x40:
+                    self.reassembly.open = False
+                return
+        view = read_payload(self.codec, data, start, end)
         self.reassembly.feed(view.fragment)
         if not self._frame_key:
-            for start in view.starts:
-                if start.keyframe:
+            for nal in view.starts:
+                if nal.keyframe:
                     self._frame_key = True
                     break
 

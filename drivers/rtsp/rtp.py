@@ -6,11 +6,13 @@ values or a `PayloadRejected` out; payloads are read in place, never copied."""
 from __future__ import annotations
 
 import enum
+import struct
 from typing import NamedTuple
 
 from gateway.errors import PayloadRejected
 
 RTP_HEADER_BYTES = 12
+_HEADER = struct.Struct(">BBHII")
 # RTSP's interleaved frame header: '$', channel, 16-bit length.
 INTERLEAVED_HEADER_BYTES = 4
 
@@ -37,7 +39,7 @@ def parse_rtp(data: bytes | bytearray, at: int = 0, end: int | None = None) -> R
     n = stop - at
     if n < RTP_HEADER_BYTES:
         raise PayloadRejected("rtp_short", f"{n} bytes")
-    b0 = data[at]
+    b0, b1, seq, timestamp, ssrc = _HEADER.unpack_from(data, at)
     if b0 >> 6 != 2:
         raise PayloadRejected("rtp_version", f"version {b0 >> 6}")
     start = at + RTP_HEADER_BYTES + 4 * (b0 & 0x0F)
@@ -54,12 +56,7 @@ def parse_rtp(data: bytes | bytearray, at: int = 0, end: int | None = None) -> R
     if start > payload_end:
         raise PayloadRejected("rtp_overrun", f"header to {start - at}, payload end "
                                              f"{payload_end - at}")
-    b1 = data[at + 1]
-    return RtpPacket(
-        bool(b1 & 0x80), b1 & 0x7F, (data[at + 2] << 8) | data[at + 3],
-        int.from_bytes(data[at + 4 : at + 8], "big"),
-        int.from_bytes(data[at + 8 : at + 12], "big"), start, payload_end,
-    )
+    return RtpPacket(bool(b1 & 0x80), b1 & 0x7F, seq, timestamp, ssrc, start, payload_end)
 
 
 class NalStart(NamedTuple):
