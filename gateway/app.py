@@ -28,6 +28,7 @@ from gateway.api.gates import add_gate_routes
 from gateway.api.lifts import LiftDesk, add_lift_routes
 from gateway.api.savings import add_savings_routes
 from gateway.bus import Bus
+from gateway.camera_metrics import CameraGauges, WatchedCamera
 from gateway.clock import Clock, SystemClock
 from gateway.commands import Command, Commander, CommandGuard, CommandResult, policy_of
 from gateway.config import (
@@ -120,6 +121,7 @@ class Gateway:
         self.metrics.registry.register(self.metering)
         self.bus = Bus()
         self.ingest = Ingest(self.bus, self.metrics)
+        self.camera_gauges = CameraGauges(self.metrics.registry)
         data_dir = self.overrides.data_dir or Path(site.gateway.data_dir)
         self.db_path = data_dir / "gateway.db"
         r = site.retention
@@ -272,6 +274,7 @@ class Gateway:
         self.supervisors += self._modbus_supervisors()
         if self.gates is not None:
             self._gate_drivers(self.gates)
+        self.supervisors += self._camera_supervisors()
         for target in self.site.forwarding:
             self.metrics.forward_target(target.id)
             if isinstance(target, WebhookTarget):
@@ -341,6 +344,28 @@ class Gateway:
         for driver in drivers:
             driver.restore_counters(states)  # consumption goes on across a restart
         return [self._supervise(driver) for driver in drivers]
+
+    def _camera_supervisors(self) -> list[Supervisor]:
+        """One stream monitor per enabled camera; its transitions are `camera.stream.*`
+        events, its figures the per-camera gauges."""
+        devices = self.site.devices_of("rtsp")
+        if not devices:
+            return []
+        from drivers.rtsp.driver import CameraDriver  # PyAV's extra, only if cameras are on
+
+        out: list[Supervisor] = []
+        watched: list[WatchedCamera] = []
+        for d in devices:
+            password = resolve_secret(d.password, self.environ) if d.password else None
+            driver = CameraDriver(d, self.ingest, password=password, clock=self.clock)
+            sup = Supervisor(driver, clock=self.clock, on_transition=self._on_link,
+                             on_failure=self.metrics.link_failed, sink=self.ingest,
+                             family="camera.stream")
+            watched.append(WatchedCamera(d.id, d.zone, driver.snapshot,
+                                         functools.partial(getattr, sup, "state")))
+            out.append(sup)
+        self.camera_gauges.bind(watched)
+        return out
 
     def _binding(self, device: MqttDevice) -> DeviceBinding:
         known = detector_flags(a for a in self.book.active() if a.source == device.id)
