@@ -595,7 +595,8 @@ class Gateway:
         if self.gates is not None:
             add_gate_routes(app, self.gates, self.commander.execute, lambda: self.ingest,
                             self.clock)
-        savings = SavingsDesk(self.site, self.site_path, self.db_path, self.metering.specs)
+        savings = SavingsDesk(self.site, self.site_path, self.db_path, self.metering.specs,
+                              now=self.clock.now)
         add_savings_routes(app, savings.report_async, savings.measures)
         host = self._http_host()
         port = self.overrides.http_port

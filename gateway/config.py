@@ -449,8 +449,27 @@ def _check(path: Path, environ: Mapping[str, str] | None) -> tuple[Site | None, 
             issues.append(_issue(str(path), lines, (*loc, name), f"cannot read {file}"))
     issues += _driver_issues(path, site, lines)
     issues += _profile_issues(path, site, lines)
+    issues += _temperature_issues(path, site, lines)
     issues.sort(key=lambda issue: issue.line)
     return site, issues
+
+
+def _temperature_issues(path: Path, site: Site, lines: dict[Loc, int]) -> list[ConfigIssue]:
+    """A savings measure's temperature file (beside the site file) reads as daily means."""
+    from gateway.savings_report import SavingsError, read_temperatures
+
+    found: list[ConfigIssue] = []
+    for m, measure in enumerate(site.energy.measures):
+        if measure.degree_days is not None:
+            name = measure.degree_days.temperature_csv
+            file = path.parent / name
+            try:
+                read_temperatures(file)
+            except SavingsError as exc:
+                loc: Loc = ("energy", "measures", m, "degree_days", "temperature_csv")
+                why = str(exc).replace(str(file), name)
+                found.append(_issue(str(path), lines, loc, why))
+    return found
 
 
 def _driver_issues(path: Path, site: Site, lines: dict[Loc, int]) -> list[ConfigIssue]:

@@ -5,7 +5,8 @@ continuous across a restart of the daemon)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -114,11 +115,13 @@ class SavingsDesk:
     of minutes never holds up the loop."""
 
     def __init__(self, site: Site, site_path: Path, db_path: Path,
-                 specs: Mapping[str, MeterSpec]) -> None:
+                 specs: Mapping[str, MeterSpec], *,
+                 now: Callable[[], float] = time.time) -> None:
         self.site = site
         self.site_path = site_path
         self.db_path = db_path
         self.specs = specs
+        self._now = now  # months that end later are not over yet
 
     def measures(self) -> list[dict[str, Any]]:
         return [{"id": m.id, "name": m.name, "meters": m.meters,
@@ -140,7 +143,7 @@ class SavingsDesk:
         return report_from_db(self.db_path, measure, self.specs, tariffs=self.site.energy.tariffs,
                               timezone=self.site.site.timezone, site_dir=self.site_path.parent,
                               baseline=baseline, reporting=reporting,
-                              temperature_csv=temperature_csv)
+                              temperature_csv=temperature_csv, now=self._now())
 
     async def report_async(self, measure_id: str, baseline: Period | None,
                            reporting: Period | None) -> dict[str, Any]:

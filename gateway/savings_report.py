@@ -288,7 +288,8 @@ def hourly_from(conn: sqlite3.Connection) -> Hourly:
 def report_from_db(db_path: Path, measure: Measure, specs: Mapping[str, MeterSpec], *,
                    tariffs: Tariffs, timezone: str, site_dir: Path,
                    baseline: Period | None = None, reporting: Period | None = None,
-                   temperature_csv: Path | None = None) -> dict[str, Any]:
+                   temperature_csv: Path | None = None,
+                   now: float | None = None) -> dict[str, Any]:
     """The report from the store file, on a read-only connection of its own (the daemon
     may be writing; WAL lets both go on)."""
     if not db_path.exists():
@@ -301,7 +302,8 @@ def report_from_db(db_path: Path, measure: Measure, specs: Mapping[str, MeterSpe
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
         return report(measure, specs, hourly_from(conn), tariffs=tariffs, timezone=timezone,
-                      baseline=baseline, reporting=reporting, temperatures=temperatures)
+                      baseline=baseline, reporting=reporting, temperatures=temperatures,
+                      now=now)
     finally:
         conn.close()
 

@@ -1,7 +1,8 @@
 """The simulated compound's meters: load curves of site time, counters that accumulate
 along them, the measures taking effect on their date, the shipped site's meters served
 per link; and a leak injected on the simulated water main, read by the real driver over
-Modbus on a simulated clock, found by the leak rule on the third night."""
+Modbus on a simulated clock, found by the leak rule on the second night above its
+baseline (`nights: 2`)."""
 
 from __future__ import annotations
 
@@ -146,7 +147,7 @@ devices:
 """
 
 
-async def test_a_leak_injected_on_the_simulated_main_is_found_on_the_third_night(
+async def test_a_leak_injected_on_the_simulated_main_is_found_on_the_second_night(
     tmp_path: Path,
 ) -> None:
     site_path = tmp_path / "site.yaml"
@@ -161,19 +162,19 @@ async def test_a_leak_injected_on_the_simulated_main_is_found_on_the_third_night
                            load_profile(ROOT / "config" / "profiles" / "water-meter.yaml"))
     sink, link = Sink(), Link()
     driver = ModbusDriver("modbus:water", [binding], sink, clock=clock)
-    rules = WaterRules(WaterParams(nights=3, minimum_history=3), [
+    rules = WaterRules(WaterParams(nights=2, minimum_history=2), [
         WaterMeterSpec("wm-main", "main-plant-room", "main")], timezone="Asia/Shanghai")
     signals: list[tuple[dt.date, AlertSignal]] = []
     task = asyncio.create_task(driver.run(link))
     try:
-        for night in range(7):
+        for night in range(4):
             day = first + dt.timedelta(days=night)
-            if night == 4:
+            if night == 2:
                 sim.inject_leak("wm-main", SITE_LEAK_M3H)
-            # Every 15 minutes of site time from 01:45 to 05:15: the meter moves on, the
+            # Every 20 minutes of site time from 01:40 to 05:20: the meter moves on, the
             # driver reads it at that time, the rule sees the reading and the clock.
-            for step in range(15):
-                t = _at(day.year, day.month, day.day, 1, 45) + step * 900
+            for step in range(12):
+                t = _at(day.year, day.month, day.day, 1, 40) + step * 1200
                 clock.t = t
                 sim.step(t)
                 seen = len(sink.readings)
@@ -190,7 +191,7 @@ async def test_a_leak_injected_on_the_simulated_main_is_found_on_the_third_night
             await task
         await sim.stop()
     assert [(day, s.rule, s.active) for day, s in signals] == [
-        (first + dt.timedelta(days=6), LEAK, True)]
+        (first + dt.timedelta(days=3), LEAK, True)]
     leak = signals[0][1]
     assert leak.data["mnf_m3h"] == pytest.approx(0.9 + SITE_LEAK_M3H, rel=0.04)
     assert leak.data["baseline_m3h"] == pytest.approx(0.9, rel=0.04)

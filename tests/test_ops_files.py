@@ -317,6 +317,10 @@ def test_the_secure_site_file_edited_as_the_docs_say_resolves_its_credential(
     site = tmp_path / "site.yaml"
     site.write_text(edited, encoding="utf-8")
     shutil.copytree(ROOT / "config" / "profiles", tmp_path / "profiles")
+    # What the docs copy beside it: the savings report's daily temperatures.
+    assert "install -m 0644 config/changsha-temperature.csv" in OPERATIONS.read_text(
+        encoding="utf-8")
+    shutil.copy(ROOT / "config" / "changsha-temperature.csv", tmp_path)
     (tmp_path / "broker-password").write_text("s3cret\n")
     assert check_config(site, environ={"CREDENTIALS_DIRECTORY": str(tmp_path)}) == []
     unresolved = check_config(site, environ={})
