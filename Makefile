@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,broker]'
+	$(PY) -m pip install -q -e '.[dev,broker,camera]'
 	touch $@
 
 system-deps:

@@ -30,6 +30,7 @@ from benchmarks.heat_detector_throughput import (  # noqa: E402
     TELEMETRY_DEVICES,
     cpu_seconds,
     percentile,
+    scrape,
     wait_healthy,
 )
 from gateway.vehicles.registry import Registry  # noqa: E402
@@ -119,6 +120,16 @@ def summary(name: str, results: list[tuple[Pass, PushResult]], wall_s: float,
             f" mean {statistics.mean(ms):5.1f} ms; opened {opened}, non-200 {bad}")
 
 
+def answered_within(metrics: dict[str, float], seconds: str = "0.025") -> tuple[float, float]:
+    """(answers within `seconds`, all answers) by the gateway's own histogram."""
+    within = total = 0.0
+    for vendor in ("vzenith", "hikvision"):
+        within += metrics.get(f'gateway_gate_answer_seconds_bucket{{le="{seconds}",'
+                              f'vendor="{vendor}"}}', 0.0)
+        total += metrics.get(f'gateway_gate_answer_seconds_count{{vendor="{vendor}"}}', 0.0)
+    return within, total
+
+
 def opened(barriers: BarrierServer) -> int:
     """Barrier opens so far: by the Vzenith reply (the camera's relay) or the HTTP control."""
     return sum(b.commands.count("open") for b in barriers.barriers.values())
@@ -175,15 +186,23 @@ async def main() -> None:
                 n = max(1, round(per_hour * seconds / 3600))
                 passes = traffic(vehicles, entry_gates, n, seed=len(name), areas=areas)
                 t0, opens = time.perf_counter(), opened(barriers)
+                w0, n0 = answered_within(scrape(http))
                 results = await phase(cams, passes, per_hour)
                 lines.append(summary(name, results, time.perf_counter() - t0,
                                      opened(barriers) - opens))
+                w1, n1 = answered_within(scrape(http))
+                lines.append(f"{'':18} the gateway's own clock: {w1 - w0:.0f} of {n1 - n0:.0f}"
+                             f" answers within 25 ms ({(w1 - w0) / max(1, n1 - n0):.1%})")
                 pushes += len(results)
             passes = traffic(vehicles, entry_gates, args.flat_out, seed=5, areas=areas)
             t0, opens = time.perf_counter(), opened(barriers)
+            w0, n0 = answered_within(scrape(http))
             results = await phase(cams, passes, None)
             lines.append(summary("flat out", results, time.perf_counter() - t0,
                                  opened(barriers) - opens))
+            w1, n1 = answered_within(scrape(http))
+            lines.append(f"{'':18} the gateway's own clock: {w1 - w0:.0f} of {n1 - n0:.0f}"
+                         f" answers within 25 ms ({(w1 - w0) / max(1, n1 - n0):.1%})")
             pushes += len(results)
             cpu = cpu_seconds(gateway.pid) - cpu0
             for cam in cams.values():

@@ -28,11 +28,13 @@ from gateway.api.gates import add_gate_routes
 from gateway.api.lifts import LiftDesk, add_lift_routes
 from gateway.api.savings import add_savings_routes
 from gateway.bus import Bus
+from gateway.camera_metrics import CameraGauges, WatchedCamera
 from gateway.clock import Clock, SystemClock
 from gateway.commands import Command, Commander, CommandGuard, CommandResult, policy_of
 from gateway.config import (
     BrokerConfig,
     MqttDevice,
+    MqttGateDevice,
     MqttTarget,
     Site,
     TlsConfig,
@@ -119,13 +121,15 @@ class Gateway:
         self.metrics.registry.register(self.metering)
         self.bus = Bus()
         self.ingest = Ingest(self.bus, self.metrics)
+        self.camera_gauges = CameraGauges(self.metrics.registry)
         data_dir = self.overrides.data_dir or Path(site.gateway.data_dir)
         self.db_path = data_dir / "gateway.db"
         r = site.retention
         self.store = Store(
             self.db_path,
             retention=Retention(r.events_days, r.readings_days, r.alerts_days, r.max_db_mb,
-                                r.outbox_max_rows),
+                                r.outbox_max_rows,
+                                gate_events_days=site.gates.events_days),
             clock=self.clock,
         )
         test_zones = [z.id for b in site.buildings for z in b.zones if z.test_mode]
@@ -168,14 +172,28 @@ class Gateway:
             modules.append(self.gates.rules())
         return RuleRegistry(modules)
 
+    def _gate_drivers(self, gates: Gates) -> None:
+        """The plate push listener and the gate controllers' MQTT links, taking commands."""
+        drivers: list[Any] = []
+        if gates.devices:
+            drivers.append(gates.build_listener(self.ingest))
+        drivers += gates.build_controllers(self.ingest, lambda name: self._endpoint(
+            name, self.site.brokers[name], "gates"))
+        for driver in drivers:
+            for gate in driver.gates:
+                self.commander.attach(gate, driver)
+            self.supervisors.append(self._supervise(driver, BROKER_BACKOFF_CAP_S))
+
     def _gates(self, data_dir: Path) -> Gates | None:
         """The barrier gates' parts, when the site has enabled plate cameras."""
         devices = self.site.devices_of("http_push")
-        if not devices:
+        controllers = [d for d in self.site.devices
+                       if isinstance(d, MqttGateDevice) and d.enabled]
+        if not devices and not controllers:
             return None
         gates = Gates(devices, self.site.gates, data_dir, timezone=self.site.site.timezone,
                       clock=self.clock, environ=self.environ,
-                      port=self.overrides.push_port)
+                      port=self.overrides.push_port, controllers=controllers)
         gates.register_metrics(self.metrics.registry)
         return gates
 
@@ -255,10 +273,8 @@ class Gateway:
             self.supervisors.append(self._supervise(driver, BROKER_BACKOFF_CAP_S))
         self.supervisors += self._modbus_supervisors()
         if self.gates is not None:
-            listener = self.gates.build_listener(self.ingest)
-            for gate in listener.gates:
-                self.commander.attach(gate, listener)
-            self.supervisors.append(self._supervise(listener))
+            self._gate_drivers(self.gates)
+        self.supervisors += self._camera_supervisors()
         for target in self.site.forwarding:
             self.metrics.forward_target(target.id)
             if isinstance(target, WebhookTarget):
@@ -328,6 +344,28 @@ class Gateway:
         for driver in drivers:
             driver.restore_counters(states)  # consumption goes on across a restart
         return [self._supervise(driver) for driver in drivers]
+
+    def _camera_supervisors(self) -> list[Supervisor]:
+        """One stream monitor per enabled camera; its transitions are `camera.stream.*`
+        events, its figures the per-camera gauges."""
+        devices = self.site.devices_of("rtsp")
+        if not devices:
+            return []
+        from drivers.rtsp.driver import CameraDriver  # PyAV's extra, only if cameras are on
+
+        out: list[Supervisor] = []
+        watched: list[WatchedCamera] = []
+        for d in devices:
+            password = resolve_secret(d.password, self.environ) if d.password else None
+            driver = CameraDriver(d, self.ingest, password=password, clock=self.clock)
+            sup = Supervisor(driver, clock=self.clock, on_transition=self._on_link,
+                             on_failure=self.metrics.link_failed, sink=self.ingest,
+                             family="camera.stream")
+            watched.append(WatchedCamera(d.id, d.zone, driver.snapshot,
+                                         functools.partial(getattr, sup, "state")))
+            out.append(sup)
+        self.camera_gauges.bind(watched)
+        return out
 
     def _binding(self, device: MqttDevice) -> DeviceBinding:
         known = detector_flags(a for a in self.book.active() if a.source == device.id)

@@ -33,6 +33,7 @@ from drivers.modbus.config import ModbusEndpoint as ModbusEndpoint
 from drivers.modbus.config import parse_modbus_address as parse_modbus_address
 from drivers.mqtt.config import DetectorClass as DetectorClass
 from drivers.mqtt.config import MqttDevice as MqttDevice
+from drivers.mqtt.config import MqttGateDevice as MqttGateDevice
 from drivers.rtsp.config import CameraDevice as CameraDevice
 from gateway.config_parts import CommandAllow as CommandAllow
 from gateway.config_parts import CommandRate as CommandRate
@@ -219,7 +220,8 @@ class RulesConfig(Model):
 
 
 Device = Annotated[
-    MqttDevice | ModbusDevice | HttpPushDevice | CameraDevice, Field(discriminator="driver")
+    MqttDevice | ModbusDevice | HttpPushDevice | CameraDevice | MqttGateDevice,
+    Field(discriminator="driver"),
 ]
 
 
@@ -283,6 +285,16 @@ class Site(Model):
             unique(ids, device.id, (*at, "id"), f"device id {device.id!r}")
             if device.zone not in zones:
                 found.append(((*at, "zone"), f"zone {device.zone!r} is not in buildings", None))
+            if isinstance(device, MqttGateDevice):
+                if device.broker not in self.brokers:
+                    found.append(
+                        ((*at, "broker"), f"broker {device.broker!r} is not in brokers", None)
+                    )
+                if device.area is not None and device.area not in zones:
+                    found.append(((*at, "area"), f"zone {device.area!r} is not in buildings",
+                                  None))
+                unique(topics, (device.broker, device.topic), (*at, "topic"),
+                       f"topic {device.topic!r}")
             if isinstance(device, MqttDevice):
                 if device.broker not in self.brokers:
                     found.append(

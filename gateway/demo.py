@@ -81,6 +81,7 @@ async def run_demo(site_path: Path, data_dir: Path, http_port: int) -> int:
                 f"  security desk:   {base}/\n"
                 f"  alert feed:      {base}/api/alerts   (live: {base}/api/alerts/stream)\n"
                 f"  metrics:         {base}/metrics      health: {base}/healthz\n"
+                f"  energy savings:  {base}/api/savings  (compound-gateway savings)\n"
                 f"  broker:          {broker.kind} on {broker.host}:{broker.port}"
                 f"  (alerts on {site.gateway.topic_prefix}/alert/#)\n"
                 f"  store:           {gateway.db_path}\n"

@@ -15,6 +15,7 @@ counted twice as long as meters of one system do not sit behind each other.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -145,8 +146,8 @@ class Metering:
     def observe(self, reading: Reading) -> None:
         key = (reading.source, reading.metric)
         wanted = self._wanted.get(key)
-        if wanted is None:
-            return
+        if wanted is None or not math.isfinite(reading.value):
+            return  # the driver never sends NaN; a figure must not become one either
         is_total, scale = wanted
         if is_total:
             # The driver's total only grows within one run. It starts again from 0 only

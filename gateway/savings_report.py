@@ -14,6 +14,7 @@ import bisect
 import csv
 import datetime as dt
 import sqlite3
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +30,14 @@ from gateway.store.queries import hourly_consumption
 UNITS: dict[Quantity, str] = {Quantity.ENERGY: "kWh", Quantity.WATER: "m3",
                               Quantity.GAS: "Nm3"}
 
-# (source, metric, start minute, end minute) -> epoch hour -> consumption
-Hourly = Callable[[str, str, int, int], Mapping[int, float]]
+# (source, metric, start minute, end minute) -> epoch hour -> (consumption, the hour of
+# the row before it)
+Hourly = Callable[[str, str, int, int], Mapping[int, tuple[float, int | None]]]
+
+
+# A meter off the line longer than this across a month's edge leaves both months out:
+# what it used then cannot be split between them. A few hours are under 1 % of a month.
+SPLIT_GAP_HOURS = 6
 
 
 class SavingsError(ConfigError):
@@ -115,29 +122,80 @@ def degree_days(day_means: Mapping[dt.date, float], cfg: DegreeDays, bucket: Buc
 
 
 def consumption(hourly: Hourly, meters: Sequence[tuple[str, str]], chosen: Sequence[Bucket]
-                ) -> list[float]:
-    """Per bucket: what the meters' totals rose in it, added up."""
+                ) -> tuple[list[float], list[set[str]], list[set[str]]]:
+    """Per bucket: what the meters' totals rose in it, added up; the meters with no row
+    in it (off the line, or not installed yet); and the meters off the line across its
+    start or its end (what they used then cannot be split between the two)."""
     if not chosen:
-        return []
+        return [], [], []
     first, last = int(chosen[0].start // 60), int(chosen[-1].end // 60)
     starts = [b.start for b in chosen]
+
+    def index(hour: int) -> int:
+        t = hour * 3600.0
+        i = bisect.bisect_right(starts, t) - 1
+        return i if i >= 0 and t < chosen[i].end else -1
+
     out = [0.0] * len(chosen)
+    silent = [{source for source, _ in meters} for _ in chosen]
+    split = [set[str]() for _ in chosen]
     for source, metric in meters:
-        for hour, delta in hourly(source, metric, first, last).items():
-            t = hour * 3600.0
-            i = bisect.bisect_right(starts, t) - 1
-            if i >= 0 and t < chosen[i].end:
-                out[i] += delta
-    return out
+        for hour, (delta, previous) in hourly(source, metric, first, last).items():
+            i = index(hour)
+            if i < 0:
+                continue
+            out[i] += delta
+            silent[i].discard(source)
+            if previous is not None and hour - previous > SPLIT_GAP_HOURS:
+                j = index(previous)
+                if j != i:
+                    for k in range(max(0, j), i + 1):
+                        split[k].add(source)
+    return out, silent, split
+
+
+def _whole_month(b: Bucket, tz: ZoneInfo) -> bool:
+    start = dt.datetime.fromtimestamp(b.start, tz)
+    end = dt.datetime.fromtimestamp(b.end, tz)
+    return start.day == 1 and start.hour == 0 and end.day == 1 and end.hour == 0
+
+
+def _usable(chosen: Sequence[Bucket], values: Sequence[float], silent: Sequence[set[str]],
+            split: Sequence[set[str]], granularity: str, tz: ZoneInfo, now: float
+            ) -> tuple[list[tuple[Bucket, float]], list[dict[str, str]]]:
+    """The buckets a model may be fitted on or judged by, and why the others are not: a
+    month not over yet, part of a month (the model is per whole month), a meter silent
+    all through it or off the line across its edge (its use would land in the month it
+    came back)."""
+    kept: list[tuple[Bucket, float]] = []
+    excluded: list[dict[str, str]] = []
+    for b, y, quiet, cut in zip(chosen, values, silent, split, strict=True):
+        if b.end > now:
+            reason = "not over yet"
+        elif granularity == "monthly" and not _whole_month(b, tz):
+            reason = "part of a month"
+        elif quiet:
+            reason = f"no data from {', '.join(sorted(quiet))}"
+        elif cut:
+            reason = f"{', '.join(sorted(cut))} off the line across its edge"
+        else:
+            kept.append((b, y))
+            continue
+        excluded.append({"period": b.label, "reason": reason})
+    return kept, excluded
 
 
 def _part(quantity: Quantity, meters: Sequence[tuple[str, str]], measure: Measure,
           baseline: Period, reporting: Period, hourly: Hourly, tz: ZoneInfo,
-          tariffs: Tariffs, temperatures: Mapping[dt.date, float] | None) -> dict[str, Any]:
-    base_b = buckets(baseline, measure.granularity, tz)
-    rep_b = buckets(reporting, measure.granularity, tz)
-    base_y = consumption(hourly, meters, base_b)
-    rep_y = consumption(hourly, meters, rep_b)
+          tariffs: Tariffs, temperatures: Mapping[dt.date, float] | None,
+          now: float) -> dict[str, Any]:
+    g = measure.granularity
+    base_all = buckets(baseline, g, tz)
+    rep_all = buckets(reporting, g, tz)
+    base_kept, base_out = _usable(base_all, *consumption(hourly, meters, base_all), g, tz, now)
+    rep_kept, rep_out = _usable(rep_all, *consumption(hourly, meters, rep_all), g, tz, now)
+    base_b, base_y = [b for b, _ in base_kept], [y for _, y in base_kept]
+    rep_b, rep_y = [b for b, _ in rep_kept], [y for _, y in rep_kept]
     unit = UNITS[quantity]
     if len(base_y) < 2 or sum(base_y) <= 0:
         raise SavingsError(f"{measure.id}: no {quantity.value} consumption stored for the "
@@ -151,7 +209,7 @@ def _part(quantity: Quantity, meters: Sequence[tuple[str, str]], measure: Measur
     fitted = [model.predict(x) for x in (base_x or [0.0] * len(base_y))]
     adjusted = [model.predict(x) for x in (rep_x or [0.0] * len(rep_y))]
     cv, bias = cv_rmse(base_y, fitted, model.parameters), nmbe(base_y, fitted, model.parameters)
-    cv_limit, bias_limit = LIMITS[measure.granularity]
+    cv_limit, bias_limit = LIMITS[g]
     price = tariff(tariffs, quantity)
     saved = sum(adjusted) - sum(rep_y)
     return {
@@ -167,6 +225,7 @@ def _part(quantity: Quantity, meters: Sequence[tuple[str, str]], measure: Measur
             {"period": b.label, "consumption": y, "degree_days": None if rep_x is None
              else rep_x[i], "adjusted_baseline": adjusted[i], "saving": adjusted[i] - y}
             for i, (b, y) in enumerate(zip(rep_b, rep_y, strict=True))],
+        "excluded": {"baseline": base_out, "reporting": rep_out},
         "model": {"intercept": model.intercept, "slope": model.slope,
                   "driver": "degree_days" if model.parameters == 2 else None},
         "fit": {"cv_rmse": cv, "nmbe": bias, "cv_rmse_limit": cv_limit,
@@ -176,16 +235,20 @@ def _part(quantity: Quantity, meters: Sequence[tuple[str, str]], measure: Measur
         "reported": sum(rep_y),
         "saving": saved,
         "saving_yuan": saved * price,
+        "reporting_days": sum(b.end - b.start for b in rep_b) / 86_400,
     }
 
 
 def report(measure: Measure, specs: Mapping[str, MeterSpec], hourly: Hourly, *,
            tariffs: Tariffs, timezone: str, baseline: Period | None = None,
            reporting: Period | None = None,
-           temperatures: Mapping[dt.date, float] | None = None) -> dict[str, Any]:
+           temperatures: Mapping[dt.date, float] | None = None,
+           now: float | None = None) -> dict[str, Any]:
     """The report as JSON-ready data. `specs`: the site's meters (which total of each
-    is its consumption); `hourly`: the store's hourly consumption."""
+    is its consumption); `hourly`: the store's hourly consumption; `now`: periods that
+    end later are not over yet."""
     tz = ZoneInfo(timezone)
+    now = time.time() if now is None else now
     baseline = baseline or measure.baseline
     reporting = reporting or measure.reporting
     by_quantity: dict[Quantity, list[tuple[str, str]]] = {}
@@ -198,9 +261,10 @@ def report(measure: Measure, specs: Mapping[str, MeterSpec], hourly: Hourly, *,
     if measure.degree_days is not None and temperatures is None:
         raise SavingsError(f"{measure.id}: degree-days need {measure.degree_days.temperature_csv}")
     parts = [_part(q, by_quantity[q], measure, baseline, reporting, hourly, tz, tariffs,
-                   temperatures) for q in Quantity if q in by_quantity]
+                   temperatures, now) for q in Quantity if q in by_quantity]
     total = sum(p["saving_yuan"] for p in parts)
-    days = (reporting.end - reporting.start).days
+    # Per year over the periods that count (the parts' are the same but for silent meters).
+    days = min((p["reporting_days"] for p in parts), default=0.0)
     return {
         "measure": measure.id,
         "name": measure.name,
@@ -215,7 +279,8 @@ def report(measure: Measure, specs: Mapping[str, MeterSpec], hourly: Hourly, *,
 
 
 def hourly_from(conn: sqlite3.Connection) -> Hourly:
-    def hourly(source: str, metric: str, start: int, end: int) -> Mapping[int, float]:
+    def hourly(source: str, metric: str, start: int, end: int
+               ) -> Mapping[int, tuple[float, int | None]]:
         return hourly_consumption(conn, source, metric, start, end)
     return hourly
 
@@ -262,6 +327,10 @@ def render(data: Mapping[str, Any]) -> str:
                          f"{_n(row['consumption']):>12}{_n(row['saving']):>12}")
         lines.append(f"  {'total':<14}{_n(part['adjusted_baseline']):>18}"
                      f"{_n(part['reported']):>12}{_n(part['saving']):>12}")
+        for period, excluded in part["excluded"].items():
+            if excluded:
+                lines.append(f"  not counted ({period}): " + ", ".join(
+                    f"{e['period']} ({e['reason']})" for e in excluded))
         model, fitq = part["model"], part["fit"]
         driver = (f" + {model['slope']:,.2f} {unit} per degree-day"
                   if model["driver"] else "")

@@ -239,6 +239,73 @@ class PlateCamera:
                                "application/json")
 
 
+class MqttGateController:
+    """A gate controller on the site broker: publishes reads, states, loops and heartbeats
+    on `<topic>/event` (QoS 1) and obeys `<topic>/command` with its barrier."""
+
+    def __init__(self, gate_id: str, topic: str, host: str, port: int,
+                 barrier: Barrier | None = None) -> None:
+        self.gate_id = gate_id
+        self.topic = topic
+        self.host, self.port = host, port
+        self.barrier = barrier or Barrier(gate_id)
+        self.told: list[dict[str, Any]] = []
+        self._ids = itertools.count(1)
+        self._link: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> MqttGateController:
+        from gateway.mqtt_loop import LinkOptions, MqttLink
+
+        self._link = MqttLink(LinkOptions(self.host, self.port, f"sim-{self.gate_id}",
+                                          protocol=4))
+        await self._link.connect()
+        await self._link.subscribe([(f"{self.topic}/command", 1)])
+        self._task = asyncio.get_running_loop().create_task(self._obey(),
+                                                            name=f"sim-{self.gate_id}")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self._link is not None:
+            await self._link.disconnect(timeout_s=1.0)
+
+    async def _obey(self) -> None:
+        while True:
+            for message in await self._link.next_batch():
+                command = json.loads(message.payload)
+                self.told.append(command)
+                self.barrier.command(str(command.get("action", "")))
+                await self.report_state()  # a controller reports every move (or none)
+
+    async def _send(self, doc: dict[str, Any] | bytes) -> None:
+        body = doc if isinstance(doc, bytes) else json.dumps(doc, ensure_ascii=False).encode()
+        await self._link.publish(f"{self.topic}/event", body, qos=1)
+
+    async def read(self, plate: str, *, plate_id: str | None = None, offline: bool = False,
+                   province_confidence: int | None = None) -> None:
+        doc: dict[str, Any] = {"type": "plate", "plate": plate, "offline": offline,
+                               "plate_id": plate_id or f"{self.gate_id}-{next(self._ids)}"}
+        if province_confidence is not None:
+            doc["province_confidence"] = province_confidence
+        await self._send(doc)
+
+    async def heartbeat(self) -> None:
+        await self._send({"type": "heartbeat"})
+
+    async def report_state(self) -> None:
+        await self._send({"type": "state", "state": self.barrier.state})
+
+    async def loop_passed(self) -> None:
+        self.barrier.passed()
+        await self._send({"type": "loop"})
+        await self.report_state()
+
+    async def raw(self, payload: bytes) -> None:
+        await self._send(payload)
+
+
 def vzenith_body(plate: str, plate_id: str, *, offline: bool = False,
                  picture_bytes: bytes | None = None,
                  province_confidence: int | None = None) -> bytes:

@@ -25,7 +25,7 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from drivers.modbus.blocks import encode
+from drivers.modbus.blocks import decode, encode
 from drivers.modbus.profile import Profile, Register, load_profile
 
 PROFILES = Path(__file__).resolve().parent.parent / "config" / "profiles"
@@ -57,6 +57,8 @@ class Faults:
     # carrying another function code than the request's.
     short_answer: bool = False
     wrong_function: bool = False
+    # Acknowledges register writes (FC06/16) and keeps its old values: "OK" is no proof.
+    ignore_writes: bool = False
 
 
 @dataclass
@@ -146,6 +148,12 @@ class SimulatedMeter:
                 at = self.address_of(reg) - start
                 words = encode(reg, self._shown(reg), self.profile.word_order_of(reg))
                 registers[at:at + len(words)] = words
+            elif set_values is not None and function in (6, 16) and not self.faults.ignore_writes:
+                # A written holding register holds the new value from now on.
+                at = self.address_of(reg) - address
+                if at >= 0 and at + reg.width <= len(set_values):
+                    written = [int(w) for w in set_values[at:at + reg.width]]
+                    self.values[reg.metric] = decode(reg, written, self.profile.word_order_of(reg))
         return None
 
 

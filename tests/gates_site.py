@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from gateway.rules import RuleModule
 from gateway.vehicles.registry import Registry
 from simulators.gates import BarrierServer, PlateCamera
 
+ROOT = Path(__file__).resolve().parent.parent
+CONTROLLER_TOPIC = "furong/gates/gate-health-in"
 SECRET = "s3cret-main-in"
 # id, vendor, source address, extra keys
 GATES: tuple[tuple[str, str, str, str], ...] = (
@@ -41,7 +44,8 @@ COMMANDS = ("commands: {allow: [{action: open}, {action: close}, {action: hold_o
 
 
 def write_site(folder: Path, barriers: BarrierServer, *, heartbeat_s: float = 30.0,
-               extra: str = "") -> Path:
+               extra: str = "", broker: tuple[str, int] | None = None) -> Path:
+    """The four gates; with `broker`, two heat detectors in a double-knock zone too."""
     lines = [
         "site: {id: furong-test, name: Furong test compound}",
         "gateway:",
@@ -55,8 +59,19 @@ def write_site(folder: Path, barriers: BarrierServer, *, heartbeat_s: float = 30
         "      - {id: main-parking-f1, name: Official car park F1}",
         "      - {id: main-parking-b1, name: Official car park B1}",
         "      - {id: suv-lot-north, name: SUV lot}",
+        "      - {id: main-office-a, name: Office building A, fire_triggers: 2}",
         "devices:",
     ]
+    if broker is not None:
+        shutil.copytree(ROOT / "config" / "profiles", folder / "profiles", dirs_exist_ok=True)
+        lines[1:1] = ["brokers:", f"  devices: {{host: {broker[0]}, port: {broker[1]}}}"]
+        lines += [f"  - {{id: hd-{n:02d}, kind: heat_detector, driver: mqtt, zone: main-office-a,"
+                  f" broker: devices, topic: furong/fire/heat/hd-{n:02d}, detector_class: A1R}}"
+                  for n in (1, 2)]
+        # A gate controller on the site broker (a site-side MQTT bridge).
+        lines.append("  - {driver: mqtt_gate, id: gate-health-in, kind: barrier_gate,"
+                     f" zone: main-gatehouse, broker: devices, topic: {CONTROLLER_TOPIC},"
+                     f" heartbeat_s: {heartbeat_s}, {COMMANDS}}}")
     for gate, vendor, source, keys in GATES:
         zone = "main-parking-b1" if "b1" in gate else (
             "suv-lot-north" if "suv" in gate else "main-gatehouse")
@@ -138,10 +153,12 @@ async def until(predicate: Any, timeout: float = 10.0) -> None:
 
 @contextlib.asynccontextmanager
 async def compound(folder: Path, *, extra_rules: Sequence[RuleModule] = (),
-                   heartbeat_s: float = 30.0, extra: str = "") -> AsyncIterator[Compound]:
+                   heartbeat_s: float = 30.0, extra: str = "",
+                   broker: tuple[str, int] | None = None) -> AsyncIterator[Compound]:
     barriers = BarrierServer([g for g, *_ in GATES])
     await barriers.start()
-    site_path = write_site(folder, barriers, heartbeat_s=heartbeat_s, extra=extra)
+    site_path = write_site(folder, barriers, heartbeat_s=heartbeat_s, extra=extra,
+                           broker=broker)
     site = load_site(site_path)
     gateway_cls = type("TestGateway", (GatewayWith,), {"extra_rules": tuple(extra_rules)})
     gateway = gateway_cls(site, site_path, overrides=Overrides(http_port=0), environ=ENVIRON)

@@ -14,7 +14,9 @@ from gateway.alerts import Alert, AlertSignal
 from gateway.events import Event, Heartbeat, Reading, Severity
 from gateway.rules import Verdict
 from simulators.gates import MALFORMED, hikvision_body, picture, vzenith_body
+from tests.brokers import Mosquitto
 from tests.gates_site import SECRET, Compound, compound, until
+from tests.harness import detectors
 
 
 async def test_a_registered_car_is_let_in_by_the_reply(tmp_path: Path) -> None:
@@ -33,6 +35,7 @@ async def test_a_registered_car_is_let_in_by_the_reply(tmp_path: Path) -> None:
         assert detail["why"].startswith("staff ")
         status, body = await c.get("/api/gates")
         assert status == 200 and b'"compound": 1' in body
+        assert 'gateway_gate_answer_seconds_count{vendor="vzenith"} 1.0' in await c.metrics()
 
 
 async def test_a_fuzzy_read_opens_only_for_the_classes_the_policy_names(
@@ -208,6 +211,13 @@ async def test_a_jammed_barrier_raises_an_alert(tmp_path: Path) -> None:
                                  {"reason": "freed", "operator": "li"})
         assert status == 200
         await until(lambda: not c.active("gate.jammed"))
+        # A barrier without power answers nothing useful: failed, said, and audited.
+        c.barriers.barriers["gate-main-out"].powerless = True
+        status, body = await c.post("/api/gates/gate-main-out/open",
+                                    {"reason": "again", "operator": "li"})
+        assert (status, body["status"]) == (502, "failed")
+        assert "the barrier answered 503" in body["detail"]
+        assert c.audit("command.open")[-1][3]["status"] == "failed"
 
 
 async def test_a_passage_without_a_read_is_tailgating(tmp_path: Path) -> None:
@@ -281,9 +291,12 @@ async def test_a_fire_opens_every_barrier_until_the_desk_releases_them(tmp_path:
         await _fire(c, active=False)
         assert (await c.cameras["gate-main-in"].read("鄂B54321")).opened
         assert all(barriers[g].state == "open" for g in api_gates)
-        results = {t: d["status"] for _, _, t, d in c.audit("command.hold_open")
-                   if d["stage"] == "result"}
-        assert results == {"gate-main-in": "verified", "gate-main-out": "verified",
+        def results() -> dict[str, str]:
+            return {t: d["status"] for _, _, t, d in c.audit("command.hold_open")
+                    if d["stage"] == "result"}
+
+        await until(lambda: len(results()) == 4)
+        assert results() == {"gate-main-in": "verified", "gate-main-out": "verified",
                            "gate-parking-b1": "verified", "gate-suv-lot": "unverified"}
         status, body = await c.post("/api/gates/release", {"operator": "zhao"})
         assert status == 400
@@ -292,9 +305,20 @@ async def test_a_fire_opens_every_barrier_until_the_desk_releases_them(tmp_path:
         assert status == 202 and sorted(body["released"]) == sorted(
             [*api_gates, "gate-suv-lot"])
         await until(lambda: all(barriers[g].state == "closed" for g in api_gates))
-        released = [(w, t) for w, _, t, d in c.audit("command.release")
-                    if d["stage"] == "result"]
-        assert len(released) == 3 and all(w.startswith("zhao via api") for w, _ in released)
+        suv = c.cameras["gate-suv-lot"]
+        while len(suv.told) < 2:  # the Vzenith camera hears it with its next heartbeat
+            await suv.heartbeat()
+        assert suv.told[-1] == {"action": "normal"}
+
+        def released() -> dict[str, tuple[str, str]]:
+            return {t: (w, d["status"]) for w, _, t, d in c.audit("command.release")
+                    if d["stage"] == "result"}
+
+        await until(lambda: len(released()) == 4)
+        assert all(w.startswith("zhao via api") for w, _ in released().values())
+        assert {t: s for t, (_, s) in released().items()} == {
+            "gate-main-in": "verified", "gate-main-out": "verified",
+            "gate-parking-b1": "verified", "gate-suv-lot": "unverified"}
         await until(lambda: not c.active("gate.fire_hold"))
         assert (await c.post("/api/gates/release", {"reason": "again", "operator": "zhao"})
                 )[0] == 409
@@ -384,3 +408,87 @@ async def test_the_desk_page_shows_a_refused_vehicles_plate_and_picture(tmp_path
             src = await page.eval("document.querySelector('.plate-picture').src")
             assert src == f"{c.api}/api/gates/pictures/{name}"
             assert "车辆未放行" in await page.eval("document.body.textContent")
+
+
+async def test_two_detectors_in_alarm_confirm_a_fire_and_every_barrier_opens(
+    tmp_path: Path, mosquitto: Mosquitto,
+) -> None:
+    """The whole path: MQTT heat detectors -> fire rules -> the fire model's double knock
+    -> `fire.confirmed` -> the vehicle rules -> the commander -> the barriers."""
+    async with compound(tmp_path, broker=(mosquitto.host, mosquitto.port)) as c, \
+            detectors(mosquitto.host, mosquitto.port) as fleet:
+        await until(lambda: all(s.state.value == "up" for s in c.gateway.supervisors))
+        barriers = c.barriers.barriers
+        await fleet.send("hd-01", 80.0, alarm=True)
+        await until(lambda: any(a.rule == "fire.alarm" for a in c.gateway.book.active()))
+        assert not c.active("gate.fire_hold")  # one trigger of two
+        await fleet.send("hd-02", 80.0, alarm=True)
+        api_gates = ("gate-main-in", "gate-main-out", "gate-parking-b1")
+        await until(lambda: all(barriers[g].held for g in api_gates))
+        assert c.active("gate.fire_hold")
+        assert any(a.rule == "fire.confirmed" for a in c.gateway.book.active())
+        # The controller on MQTT was told too; its published command confirms the hold.
+        await until(lambda: c.db(
+            "SELECT 1 FROM events WHERE kind = 'gate.state' AND source = 'gate-health-in'"
+            " AND json_extract(data, '$.commanded') = 'hold_open'"
+            " AND json_extract(data, '$.status') = 'unverified'"))
+
+
+async def test_a_gate_controller_over_mqtt_reads_plates_and_takes_commands(
+    tmp_path: Path, mosquitto: Mosquitto,
+) -> None:
+    """A site-side MQTT bridge (the simulated controller): reads in on `<topic>/event`, the
+    rules' open out on `<topic>/command` through the commander; offline replays, repeats
+    and bad payloads never open."""
+    from simulators.gates import MqttGateController
+    from tests.gates_site import CONTROLLER_TOPIC
+
+    async with compound(tmp_path, broker=(mosquitto.host, mosquitto.port)) as c, \
+            MqttGateController("gate-health-in", CONTROLLER_TOPIC, mosquitto.host,
+                               mosquitto.port) as ctl:
+        await until(lambda: all(s.state.value == "up" for s in c.gateway.supervisors))
+        await ctl.read("湘A12345", plate_id="c-1")
+        await until(lambda: ctl.told)
+        assert ctl.told[0]["action"] == "open" and "official" in ctl.told[0]["why"]
+        assert ctl.barrier.state == "open"
+        await ctl.loop_passed()
+        await ctl.read("湘A12345", plate_id="c-1")  # a repeat
+        await ctl.read("湘A12345", plate_id="c-2", offline=True)
+        await ctl.raw(b"{not json")
+        await ctl.raw(b'{"type": "nonsense"}')
+        await ctl.read("鄂B54321", plate_id="c-3")
+        await until(lambda: [a for a in c.active("gate.refused")
+                             if a.source == "gate-health-in"])
+        await ctl.heartbeat()
+        await ctl.report_state()
+        await until(lambda: len(c.events("gate.state")) >= 1)
+        assert len(ctl.told) == 1  # nothing else opened
+        plates = [(e["plate_id"], e["offline"]) for e in c.events("gate.plate")]
+        assert plates == [("c-1", False), ("c-2", True), ("c-3", False)]
+        text = await c.metrics()
+        assert 'gateway_payloads_rejected_total{driver="mqtt_gate",reason="malformed_json"}' \
+            in text
+        assert 'reason="bad_payload"' in text
+        # The desk opens by hand: the command goes out to the controller, audited.
+        status, body = await c.post("/api/gates/gate-health-in/open",
+                                    {"reason": "visitor", "operator": "wang"})
+        assert (status, body["status"]) == (200, "unverified")
+        await until(lambda: len(ctl.told) == 2)
+        assert ctl.told[1]["action"] == "open" and ctl.barrier.state == "open"
+        # Jammed: it takes the command, stays shut and says so in its next report.
+        await ctl.loop_passed()
+        assert not c.active("gate.jammed")  # every move so far was the one commanded
+        ctl.barrier.jammed = True
+        status, _ = await c.post("/api/gates/gate-health-in/open",
+                                 {"reason": "visitor", "operator": "wang"})
+        assert status == 200
+        await until(lambda: len(ctl.told) == 3)
+
+        def told_events() -> int:
+            return len(c.db("SELECT 1 FROM events WHERE kind = 'gate.state' AND source ="
+                            " 'gate-health-in' AND json_extract(data, '$.commanded') = 'open'"))
+
+        await until(lambda: told_events() == 6)  # "sent" and the result, three times
+        await ctl.report_state()  # still closed
+        await until(lambda: [a for a in c.active("gate.jammed")
+                             if a.source == "gate-health-in"])

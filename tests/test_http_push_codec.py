@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 import pytest
 
@@ -167,3 +168,53 @@ def test_the_simulators_malformed_pushes_are_refused_by_the_codec(name: str) -> 
     path, body, _ = MALFORMED[name]
     with pytest.raises(PushRejected):
         decode(path, body)
+
+
+# ---- gate controllers over MQTT ---------------------------------------------------------------
+
+def _seq() -> Any:
+    counter = iter(range(1, 1000))
+    return lambda source: next(counter)
+
+
+@pytest.mark.parametrize(
+    ("payload", "kinds"),
+    [
+        (b'{"type": "plate", "plate": "\\u6e58a 12345", "plate_id": "c-1"}', ["gate.plate"]),
+        (b'{"type": "plate", "plate": "", "plate_id": 7, "offline": true}', ["gate.plate"]),
+        (b'{"type": "state", "state": "open"}', ["gate.state"]),
+        (b'{"type": "loop"}', ["gate.loop"]),
+        (b'{"type": "heartbeat"}', ["heartbeat"]),
+    ],
+)
+def test_gate_controller_payloads(payload: bytes, kinds: list[str]) -> None:
+    from drivers.mqtt import gate_codec
+    from gateway.events import Event
+
+    out = gate_codec.items("gate-x", "z", gate_codec.decode(payload), 1.0, _seq())
+    assert [i.kind if isinstance(i, Event) else "heartbeat" for i in out] == kinds
+    if kinds == ["gate.plate"] and isinstance(out[0], Event):
+        assert out[0].data["plate"] in ("湘A12345", "")
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"{", "malformed_json"),
+        (b"[]", "bad_payload"),
+        (b'{"type": "x"}', "bad_payload"),
+        (b'{"type": "state", "state": "ajar"}', "bad_payload"),
+        (b'{"type": "plate", "plate_id": "c"}', "bad_payload"),
+        (b'{"type": "plate", "plate": "\\u6e58A12345"}', "bad_payload"),
+        (b'{"type": "plate", "plate": "\\u6e58A12345", "plate_id": "c", "offline": 1}',
+         "bad_payload"),
+        (b'{"type": "heartbeat", "pad": "' + b"x" * 20000 + b'"}', "too_large"),
+    ],
+)
+def test_bad_gate_controller_payloads(payload: bytes, reason: str) -> None:
+    from drivers.mqtt import gate_codec
+    from gateway.errors import PayloadRejected
+
+    with pytest.raises(PayloadRejected) as caught:
+        gate_codec.items("gate-x", "z", gate_codec.decode(payload), 1.0, _seq())
+    assert caught.value.reason == reason

@@ -87,6 +87,8 @@ def test_totals_rates_and_rollups_from_a_table() -> None:
         ("gm-plant", "gas_flow_nm3h", 18.0),
         ("em-main", "voltage_l1_v", 231.0),  # not a figure: ignored
         ("hd-main-01", "temp_c", 24.0),  # not a meter: ignored
+        ("em-main", "power_w", float("nan")),  # never a figure
+        ("wm-main", "water_total_m3_consumed", float("inf")),
     ]
     for source, metric, value in table:
         m.observe(Reading(source, metric, value, "", 0.0))

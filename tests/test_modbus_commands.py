@@ -178,3 +178,52 @@ async def test_the_desk_api_switches_the_plant_room_relay(tmp_path: Path) -> Non
         assert (status, body["status"]) == (403, "refused")
         db = gateway.db_path
     assert [stage for _, _, stage in _audit(db)] == ["requested", "result", "refused"]
+
+
+SETPOINT_PROFILE = """\
+profile: ahu-setpoint
+description: an air handler's supply temperature set-point (a holding register)
+registers:
+  - {metric: supply_setpoint_c, function: 3, address: 0x0010, type: int16, scale: 0.1, unit: C}
+  - {metric: supply_temperature_c, function: 4, address: 0x0000, type: int16, scale: 0.1, unit: C}
+"""
+
+
+@pytest.mark.parametrize(("ignores", "status"), [(False, CommandStatus.VERIFIED),
+                                                 (True, CommandStatus.FAILED)])
+async def test_a_set_point_is_written_and_a_write_that_did_not_take_fails(
+    tmp_path: Path, ignores: bool, status: CommandStatus,
+) -> None:
+    """A holding register (FC06) read back after the write: a unit that answers OK and
+    keeps its old value has not done it."""
+    (tmp_path / "ahu-setpoint.yaml").write_text(SETPOINT_PROFILE)
+    profile = load_profile(tmp_path / "ahu-setpoint.yaml")
+    ahu = SimulatedMeter(7, profile)
+    ahu.values["supply_setpoint_c"] = 16.0
+    ahu.faults.ignore_writes = ignores
+    async with MeterServer([ahu]) as server:
+        device = ModbusDevice.model_validate({
+            "driver": "modbus", "id": "ahu-1", "kind": "io_module", "zone": "z",
+            "address": f"tcp://127.0.0.1:{server.port}/7", "profile": "ahu-setpoint",
+            "poll_s": 0.2, "commands": {"allow": [
+                {"action": "supply_setpoint_c", "min": 12, "max": 20}]}})
+        sink = Sink()
+        driver = ModbusDriver("modbus:ahu", [MeterBinding(device, profile)], sink)
+        task = asyncio.create_task(driver.run(Link()))
+        try:
+            async with asyncio.timeout(10):
+                while sink.last("ahu-1", "supply_setpoint_c") is None:
+                    await asyncio.sleep(0.02)
+            result = await driver.execute(Command("ahu-1", "supply_setpoint_c", 18.5,
+                                                  who="facilities", why="summer setting"))
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Unreachable):
+                await task
+    assert result.status is status
+    if ignores:
+        assert (result.read_back, result.detail) == (16.0, "read back 16, not 18.5")
+    else:
+        assert result.read_back == pytest.approx(18.5)
+        assert ahu.values["supply_setpoint_c"] == pytest.approx(18.5)
+        assert ahu.requests[6] >= 1 and ahu.requests[16] == 0  # one register: FC06

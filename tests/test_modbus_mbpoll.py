@@ -12,9 +12,13 @@ import pytest
 
 from drivers.modbus.adapter import ModbusLink, Request
 from drivers.modbus.blocks import decode
-from drivers.modbus.config import parse_modbus_address
+from drivers.modbus.config import ModbusDevice, parse_modbus_address
+from drivers.modbus.driver import MeterBinding, ModbusDriver
+from gateway.commands import Command, CommandStatus
+from gateway.errors import Unreachable
 from simulators.modbus_meters import MeterServer, meter
 from tests.serial_line import serial_line
+from tests.test_modbus_driver import Link, Sink
 
 MBPOLL = shutil.which("mbpoll") or "mbpoll"  # installed by scripts/install-system-deps
 
@@ -63,3 +67,31 @@ async def test_mbpoll_reads_what_the_driver_reads(rtu: bool) -> None:
     assert raw == [2301.0]
     assert decode(acrel.profile.register("voltage_l1_v"), ours_acrel) == pytest.approx(
         raw[0] * 0.1)
+
+
+async def test_mbpoll_sees_the_relay_the_gateway_switched() -> None:
+    """The relay module's coils, read by a master nobody here wrote, after the gateway's
+    driver wrote and read back relay 2."""
+    relay = meter("relay-io", 5)
+    async with MeterServer([relay]) as server:
+        device = ModbusDevice.model_validate({
+            "driver": "modbus", "id": "io", "kind": "io_module", "zone": "z",
+            "address": f"tcp://127.0.0.1:{server.port}/5", "profile": "relay-io",
+            "poll_s": 0.2})
+        sink = Sink()
+        driver = ModbusDriver("modbus:io", [MeterBinding(device, relay.profile)], sink)
+        task = asyncio.create_task(driver.run(Link()))
+        try:
+            async with asyncio.timeout(10):
+                while sink.last("io", "relay_1") is None:
+                    await asyncio.sleep(0.02)
+            result = await driver.execute(Command("io", "relay_2", 1, why="test"))
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Unreachable):
+                await task
+        assert result.status is CommandStatus.VERIFIED
+        # Coils (-t 0), PDU addressing from 0, relays 1-4.
+        coils = await _mbpoll("-a", "5", "-t", "0", "-0", "-r", "0", "-c", "4", "-1",
+                              "-m", "tcp", "-p", str(server.port), "127.0.0.1")
+    assert coils == [0, 1, 0, 0]

@@ -58,3 +58,31 @@ def test_pseudonyms() -> None:
     assert keyed.shown("湘A12345") == ref and same.shown("湘A12345") == "湘A12345"
     assert keyed.ref("") == "p-none"
     assert Pseudonyms().ref("湘A12345") != Pseudonyms().ref("湘A12345")  # random key
+
+
+async def test_plate_events_are_kept_no_longer_than_the_gates_say(tmp_path: Path) -> None:
+    import asyncio
+
+    from gateway.clock import ManualClock
+    from gateway.events import Event
+    from gateway.store import Retention, Store, WriteBatch
+
+    now = T0 + 1000 * DAY
+    store = Store(tmp_path / "gateway.db", clock=ManualClock(now),
+                  retention=Retention(events_days=90, gate_events_days=30))
+    store.open(asyncio.get_running_loop())
+    try:
+        def ev(kind: str, seq: int, age_days: float) -> Event:
+            return Event(kind, "gate-main-in" if kind.startswith("gate.") else "hd-01",
+                         seq=seq, time=now - age_days * DAY, data={"plate": "湘A12345"})
+
+        await store.submit(WriteBatch(events=[
+            ev("gate.plate", 1, 31), ev("gate.plate", 2, 29), ev("gate.state", 3, 31),
+            ev("fire.detector.alarm", 1, 31), ev("fire.detector.alarm", 2, 91),
+        ]))
+        deleted = await store.run_retention(now)
+        assert (deleted["gate_events"], deleted["events"]) == (2, 1)
+        left = sorted((e["kind"], e["seq"]) for e in store.events_for())
+        assert left == [("fire.detector.alarm", 1), ("gate.plate", 2)]
+    finally:
+        await store.close()

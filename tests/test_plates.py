@@ -36,6 +36,8 @@ from gateway.vehicles.plates import (
         ("湘ad12345", "湘AD12345"),
         (" 粤z1234港 ", "粤Z1234港"),
         ("", ""),
+        # found by Hypothesis: a diaeresis whose space is stripped composes again
+        ("U\u00a8", "\u00dc"),
     ],
 )
 def test_normalise(read: str, expected: str) -> None:

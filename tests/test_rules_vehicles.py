@@ -332,3 +332,70 @@ def test_the_registry_follows_the_fire_model_through_the_rule_registry() -> None
     registry = RuleRegistry([FireModel(), rules()])
     out = registry.observe(event("test.fire", "panel"), T0)
     assert sorted(v.device for v in out if isinstance(v, Command)) == ALL
+
+
+def test_a_heat_detector_fire_confirmed_by_the_real_fire_model_holds_the_barriers() -> None:
+    from gateway.events import Reading
+    from gateway.rules.fire import DetectorSpec, FireParams, FireRules
+    from gateway.rules.fire_model import FireModel, ZoneSpec
+
+    thresholds = {"A1": 56.0, "A2": 60.0, "B": 75.0, "C": 90.0}
+    registry = RuleRegistry([
+        FireRules(FireParams(static_threshold_c=thresholds),
+                  [DetectorSpec("hd-1", "main-office-a", "A1R", 30.0),
+                   DetectorSpec("hd-2", "main-drill", "A1R", 30.0)]),
+        FireModel([ZoneSpec("main-office-a", "main"),
+                   ZoneSpec("main-drill", "main", test_mode=True)]),
+        rules(),
+    ])
+    drill = registry.observe(Reading("hd-2", "temperature", 80.0, "celsius", T0), T0)
+    assert "fire.confirmed" in [v.rule for v in drill if isinstance(v, AlertSignal)]
+    assert [v for v in drill if isinstance(v, Command)] == []  # a drill opens nothing
+    out = registry.observe(Reading("hd-1", "temperature", 80.0, "celsius", T0), T0)
+    assert sorted(v.device for v in out if isinstance(v, Command)) == ALL
+    assert [v.rule for v in out if isinstance(v, AlertSignal)] == [
+        "fire.static", "fire.confirmed", FIRE_HOLD]
+
+
+@pytest.mark.parametrize(
+    ("told", "status", "reported", "later_s", "jammed"),
+    [
+        ("open", "sent", "closed", 2, True),  # told to open, says it is shut
+        ("open", "sent", "open", 2, False),
+        ("close", "sent", "open", 2, True),
+        ("open", "sent", "closed", RESULT_TIMEOUT_S + 1, False),  # too late to judge
+        ("open", "failed", "closed", 2, False),  # never told: nothing to judge
+        ("open", "unverified", "closed", 2, False),  # a result, not a "sent": no judging
+    ],
+)
+def test_a_barrier_that_cannot_read_back_is_judged_by_its_next_report(
+    told: str, status: str, reported: str, later_s: float, jammed: bool,
+) -> None:
+    r = rules()
+    assert r.observe(event("gate.state", "gate-main-in", state="unknown", commanded=told,
+                           status=status), T0) == []
+    out = r.observe(event("gate.state", "gate-main-in", state=reported), T0 + later_s)
+    assert [s.rule for s in out if isinstance(s, AlertSignal) and s.active] == (
+        [JAMMED] if jammed else [])
+    # Only the first report after the command is judged.
+    again = r.observe(event("gate.state", "gate-main-in", state="closed"), T0 + later_s + 1)
+    assert [s for s in again if isinstance(s, AlertSignal) and s.rule == JAMMED] == []
+
+
+def test_a_fire_hold_stays_confirmed_whatever_the_barrier_reports_next() -> None:
+    r = rules()
+    r.follow(fire(), T0)
+    r.observe(event("gate.state", "gate-main-in", state="unknown", commanded="hold_open",
+                    status="unverified"), T0 + 1)
+    r.observe(event("gate.state", "gate-main-in", state="open"), T0 + 2)
+    assert not [v for v in r.tick(T0 + 60) if isinstance(v, Command)
+                and v.device == "gate-main-in"]
+
+
+def test_a_command_only_sent_keeps_the_fire_hold_waiting_for_its_result() -> None:
+    r = rules(GatePolicy(linkage_retry_s=5))
+    r.follow(fire(), T0)
+    r.observe(event("gate.state", "gate-main-in", state="unknown", commanded="hold_open",
+                    status="sent"), T0 + 0.1)
+    again = [v for v in r.tick(T0 + 6) if isinstance(v, Command) and v.device == "gate-main-in"]
+    assert again == []  # still awaiting the result, not failed

@@ -11,6 +11,7 @@ import json
 import math
 import shutil
 import sqlite3
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -18,6 +19,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.cli import main as cli_main
 from gateway.energy_config import DegreeDays, Measure, Period, Tariffs
@@ -26,12 +29,14 @@ from gateway.savings_report import (
     SavingsError,
     buckets,
     degree_days,
+    hourly_from,
     read_temperatures,
     render,
     report,
 )
 from gateway.store import Retention, Store, WriteBatch
 from gateway.store.downsample import MinuteAggregate
+from gateway.store.queries import hourly_consumption
 from gateway.store.schema import migrate
 from simulators.modbus_meters import MeterServer, meter
 from tests.harness import ROOT, running_gateway
@@ -50,6 +55,8 @@ SPECS = {
 TARIFFS = Tariffs(electricity_yuan_kwh=0.85, water_yuan_m3=4.6, gas_yuan_nm3=3.9)
 YEAR_2025 = Period(start=dt.date(2025, 1, 1), end=dt.date(2026, 1, 1))
 YEAR_2026 = Period(start=dt.date(2026, 1, 1), end=dt.date(2027, 1, 1))
+# The reports of the tables are made after their periods are over.
+NOW = dt.datetime(2027, 2, 1, tzinfo=SHANGHAI).timestamp()
 
 
 def _mid_month_hour(year: int, month: int) -> int:
@@ -59,12 +66,13 @@ def _mid_month_hour(year: int, month: int) -> int:
 def _monthly(table: Mapping[str, Mapping[tuple[int, int], float]]):  # type: ignore[no-untyped-def]
     """An `Hourly` seam from a table: meter -> (year, month) -> consumption in that month,
     all of it in one hour mid-month."""
-    def hourly(source: str, metric: str, start: int, end: int) -> dict[int, float]:
-        out = {}
+    def hourly(source: str, metric: str, start: int, end: int
+               ) -> dict[int, tuple[float, int | None]]:
+        out: dict[int, tuple[float, int | None]] = {}
         for (year, month), value in table.get(source, {}).items():
             hour = _mid_month_hour(year, month)
             if start <= hour * 60 < end:
-                out[hour] = value
+                out[hour] = (value, hour - 1)  # read every hour
         return out
     return hourly
 
@@ -97,7 +105,7 @@ def test_led_lighting_saving_with_a_known_cv_rmse() -> None:
         table["em-light"][(2026, m)] = 4_500.0
         table["em-light-2"][(2026, m)] = 1_500.0
     data = report(_measure(["em-light", "em-light-2"], expected_yuan_per_year=100_000),
-                  SPECS, _monthly(table), tariffs=TARIFFS, timezone=TZ)
+                  SPECS, _monthly(table), tariffs=TARIFFS, timezone=TZ, now=NOW)
     [part] = data["parts"]
     assert part["quantity"] == "energy" and part["unit"] == "kWh"
     assert [row["consumption"] for row in part["baseline"]] == pytest.approx(
@@ -123,7 +131,7 @@ def test_a_measure_of_several_quantities_adds_its_yuan() -> None:
         table["em-pumps"][(2026, m)] = 17_000.0
         table["gm-plant"][(2026, m)] = 2_800.0
     data = report(_measure(["em-pumps", "gm-plant"]), SPECS, _monthly(table),
-                  tariffs=TARIFFS, timezone=TZ)
+                  tariffs=TARIFFS, timezone=TZ, now=NOW)
     energy, gas = data["parts"]
     assert (energy["quantity"], gas["quantity"], gas["unit"]) == ("energy", "gas", "Nm3")
     assert energy["saving"] == pytest.approx(12 * 3_000.0)
@@ -131,11 +139,35 @@ def test_a_measure_of_several_quantities_adds_its_yuan() -> None:
     assert data["saving_yuan"] == pytest.approx(36_000 * 0.85 + 2_400 * 3.9)
 
 
+def test_months_not_over_cut_or_without_data_are_not_counted() -> None:
+    """A saving is never made of a month without its data: the month still running, a
+    month cut by the period's edge, a month a meter was silent all through."""
+    table = {"em-light": {(2025, m): 1_000.0 for m in range(1, 13)}
+             | {(2026, m): 600.0 for m in range(1, 13)},
+             "em-light-2": {(2025, m): 500.0 for m in range(1, 13) if m != 4}
+             | {(2026, m): 300.0 for m in range(1, 13) if m != 2}}
+    now = dt.datetime(2026, 6, 20, tzinfo=SHANGHAI).timestamp()
+    data = report(_measure(["em-light", "em-light-2"]), SPECS, _monthly(table),
+                  tariffs=TARIFFS, timezone=TZ, now=now,
+                  reporting=Period(start=dt.date(2026, 1, 10), end=dt.date(2027, 1, 1)))
+    [part] = data["parts"]
+    assert [r["period"] for r in part["reporting"]] == ["2026-03", "2026-04", "2026-05"]
+    assert part["excluded"]["baseline"] == [{"period": "2025-04",
+                                             "reason": "no data from em-light-2"}]
+    reporting_out = {e["period"]: e["reason"] for e in part["excluded"]["reporting"]}
+    assert reporting_out["2026-01"] == "part of a month"
+    assert reporting_out["2026-02"] == "no data from em-light-2"
+    assert reporting_out["2026-06"] == reporting_out["2026-12"] == "not over yet"
+    assert part["saving"] == pytest.approx(3 * 600.0)
+    assert data["saving_yuan_per_year"] == pytest.approx(1_800 * 0.85 * 365 / 92)
+    assert "not counted (reporting): 2026-01 (part of a month)" in render(data)
+
+
 def test_a_poor_baseline_is_said_to_fail_guideline_14() -> None:
     table = {"wm-main": {(2025, m): 1_000.0 * (1.5 if m % 2 else 0.5) for m in range(1, 13)}
              | {(2026, m): 700.0 for m in range(1, 13)}}
     data = report(_measure(["wm-main"]), SPECS, _monthly(table), tariffs=TARIFFS,
-                  timezone=TZ)
+                  timezone=TZ, now=NOW)
     [part] = data["parts"]
     assert part["fit"]["acceptable"] is False
     assert part["saving"] == pytest.approx(12 * 300.0)
@@ -174,7 +206,7 @@ def test_the_baseline_is_adjusted_by_degree_days(tmp_path: Path) -> None:
         used = 1_000.0 + 5.0 * dd
         table["em-pumps"][(year, month)] = used if year == 2025 else used * 0.8
     data = report(_measure(["em-pumps"], degree_days=cfg), SPECS, _monthly(table),
-                  tariffs=TARIFFS, timezone=TZ, temperatures=temps)
+                  tariffs=TARIFFS, timezone=TZ, temperatures=temps, now=NOW)
     [part] = data["parts"]
     assert part["model"]["slope"] == pytest.approx(5.0)
     assert part["model"]["intercept"] == pytest.approx(1_000.0)
@@ -206,30 +238,36 @@ def test_a_missing_day_and_missing_data_are_errors_not_guesses(tmp_path: Path) -
     with pytest.raises(SavingsError, match="no mean temperature for 2025-01-31"):
         degree_days({dt.date(2025, 1, d): 10.0 for d in range(1, 31)}, cfg, january, SHANGHAI)
     with pytest.raises(SavingsError, match="no energy consumption stored"):
-        report(_measure(["em-light"]), SPECS, _monthly({}), tariffs=TARIFFS, timezone=TZ)
+        report(_measure(["em-light"]), SPECS, _monthly({}), tariffs=TARIFFS, timezone=TZ,
+               now=NOW)
     with pytest.raises(SavingsError, match="'em-nowhere' is not an enabled meter"):
-        report(_measure(["em-nowhere"]), SPECS, _monthly({}), tariffs=TARIFFS, timezone=TZ)
+        report(_measure(["em-nowhere"]), SPECS, _monthly({}), tariffs=TARIFFS, timezone=TZ,
+               now=NOW)
 
 
 # --- through the store ----------------------------------------------------------------
 
 
-def _minute(day: dt.date, hour: int = 12) -> int:
-    return int(dt.datetime(day.year, day.month, day.day, hour, tzinfo=SHANGHAI).timestamp()
-               // 60)
-
-
-def _daily_rows(source: str, metric: str, first: dt.date, last: dt.date,
-                per_day: object, restart_on: dt.date | None = None) -> list[MinuteAggregate]:
-    """One minute row a day (noon) of a continuous total; on `restart_on` the total
-    starts again from 0 (a gateway restarted without its stored state)."""
+def _hourly_rows(source: str, metric: str, first: dt.date, last: dt.date,
+                 per_day: object, restart_on: dt.date | None = None,
+                 silent: tuple[dt.datetime, dt.datetime] | None = None
+                 ) -> list[MinuteAggregate]:
+    """A continuous total's last minute of every hour, as the daemon stores a meter read
+    all the time, each day's use spread over its hours. On `restart_on` the total starts
+    again from 0 (a gateway restarted without its stored state); while `silent`, the
+    meter is off the line (no rows; its total goes on)."""
     rows, total, day = [], 5_000.0, first
     while day < last:
-        total += per_day(day)  # type: ignore[operator]
-        if day == restart_on:
-            total = per_day(day)  # type: ignore[operator]
-        rows.append(MinuteAggregate(source, metric, "kWh", _minute(day), total, total, total,
-                                    total, 1))
+        for hour in range(24):
+            total += per_day(day) / 24  # type: ignore[operator]
+            if day == restart_on and hour == 0:
+                total = per_day(day) / 24  # type: ignore[operator]
+            at = dt.datetime(day.year, day.month, day.day, hour, 59, tzinfo=SHANGHAI)
+            if silent is not None and silent[0] <= at < silent[1]:
+                continue
+            minute = int(at.timestamp() // 60)
+            rows.append(MinuteAggregate(source, metric, "kWh", minute, total, total, total,
+                                        total, 1))
         day += dt.timedelta(days=1)
     return rows
 
@@ -317,9 +355,9 @@ async def _through_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                              site: Path) -> None:
     db = tmp_path / "data" / "gateway.db"
     # Rows from 2024-12 on (the lead-in), a restart without state in May 2025.
-    await _fill_store(db, _daily_rows("em-lighting", "energy_import_kwh_consumed",
-                                      dt.date(2024, 12, 1), dt.date(2026, 7, 1), _lighting,
-                                      restart_on=dt.date(2025, 5, 10)))
+    await _fill_store(db, _hourly_rows("em-lighting", "energy_import_kwh_consumed",
+                                       dt.date(2024, 12, 1), dt.date(2026, 7, 1), _lighting,
+                                       restart_on=dt.date(2025, 5, 10)))
     want = _expected_saving()
 
     assert await asyncio.to_thread(cli_main, ["savings", "led-lighting", "--site", str(site),
@@ -364,6 +402,44 @@ async def _through_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str],
         status, empty = await asyncio.to_thread(
             _get, f"{base}/led-lighting?baseline=2020-01-01:2021-01-01")
         assert status == 422 and "no energy consumption stored" in str(empty["error"])
+
+
+@pytest.mark.parametrize(("silent", "excluded"), [
+    # Five days off the line across the end of March: neither month can be split.
+    ((dt.datetime(2026, 3, 29, tzinfo=SHANGHAI), dt.datetime(2026, 4, 3, tzinfo=SHANGHAI)),
+     {"2026-03": "em-lighting off the line across its edge",
+      "2026-04": "em-lighting off the line across its edge"}),
+    # Three hours across midnight: a rounding error of a month, both counted.
+    ((dt.datetime(2026, 3, 31, 22, tzinfo=SHANGHAI), dt.datetime(2026, 4, 1, 1, tzinfo=SHANGHAI)),
+     {}),
+    # All of May: no data; June carries May's use and has May's gap at its edge.
+    ((dt.datetime(2026, 4, 30, 23, tzinfo=SHANGHAI), dt.datetime(2026, 6, 1, tzinfo=SHANGHAI)),
+     {"2026-05": "no data from em-lighting",
+      "2026-04": "em-lighting off the line across its edge",
+      "2026-06": "em-lighting off the line across its edge"}),
+])
+async def test_a_meter_off_the_line_across_a_months_edge(
+    tmp_path: Path, silent: tuple[dt.datetime, dt.datetime], excluded: dict[str, str],
+) -> None:
+    db = tmp_path / "gateway.db"
+    await _fill_store(db, _hourly_rows("em-lighting", "energy_import_kwh_consumed",
+                                       dt.date(2024, 12, 25), dt.date(2026, 7, 1), _lighting,
+                                       silent=silent))
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        data = report(_measure(["em-light"]).model_copy(update={"meters": ["em-lighting"]}),
+                      {"em-lighting": SPECS["em-light"]}, hourly_from(conn),
+                      tariffs=TARIFFS, timezone=TZ, now=NOW,
+                      reporting=Period(start=dt.date(2026, 1, 1), end=dt.date(2026, 7, 1)))
+    [part] = data["parts"]
+    got = {e["period"]: e["reason"] for e in part["excluded"]["reporting"]}
+    assert got == excluded
+    counted = {r["period"] for r in part["reporting"]}
+    assert counted == {f"2026-0{m}" for m in range(1, 7)} - set(excluded)
+    for row in part["reporting"]:  # what the meter used, to the hour
+        month = dt.date(2026, int(row["period"][5:]), 1)
+        days = [month + dt.timedelta(days=i) for i in range(31)
+                if (month + dt.timedelta(days=i)).month == month.month]
+        assert row["consumption"] == pytest.approx(sum(_lighting(d) for d in days), rel=0.01)
 
 
 # --- the meters' hourly totals, kept for years -------------------------------------------
@@ -424,3 +500,31 @@ def test_an_upgraded_store_fills_the_hourly_totals_from_its_minutes(tmp_path: Pa
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT hour, minute, last FROM consumption_hours ORDER BY hour"
                             ).fetchall() == [(10, 659, 2.0), (11, 660, 3.0)]
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.integers(1, 5), st.floats(0, 50), st.booleans()),
+                min_size=2, max_size=40))
+def test_property_hourly_consumption_is_what_the_meter_counted(
+    steps: list[tuple[int, float, bool]],
+) -> None:
+    """A meter's stored total, rising by what it counted, sometimes starting again from
+    0 (a gateway restarted without state; its new total is then below the old one, which
+    is how the store tells a restart): the hours' consumption adds up to what was counted
+    after the first row, whatever the gaps between rows."""
+    with tempfile.TemporaryDirectory() as folder:
+        db = Path(folder) / "gateway.db"
+        migrate(db, 0.0)
+        hour, total, counted, rows = 1_000_000, 100.0, 0.0, []
+        for n, (gap, used, restart) in enumerate(steps):
+            hour += gap
+            restart = restart and used < total
+            total = used if restart else total + used
+            counted += used if n else 0.0
+            rows.append(("em-light", "energy_import_kwh_consumed", hour, hour * 60, total))
+        with sqlite3.connect(db) as conn:
+            conn.executemany("INSERT INTO consumption_hours VALUES (?, ?, ?, ?, ?)", rows)
+            got = hourly_consumption(conn, "em-light", "energy_import_kwh_consumed",
+                                     rows[0][2] * 60, (hour + 1) * 60)
+    assert sum(delta for delta, _ in got.values()) == pytest.approx(counted)
+    assert [previous for _, previous in got.values()][1:] == [r[2] for r in rows][:-1]

@@ -10,6 +10,9 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from gateway.alerts import Alert, AlertSignal, AlertState
 from gateway.events import Reading, Severity
 from gateway.rules.water import (
@@ -190,3 +193,21 @@ def test_a_leak_firing_before_the_restart_clears_when_mended() -> None:
                          Severity.MAJOR, AlertState.FIRING, 0.0, None, "leak", {})])
     signals = _run(rules, _nights([1.0, 1.0, 1.0, 1.0]))
     assert [(s.rule, s.active) for s in signals] == [(LEAK, False)]
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(
+    nights=st.lists(st.sampled_from([0.0, 0.8, 1.0, 1.2, 4.0, 5.5]), min_size=4, max_size=11),
+    restart_hour=st.integers(0, 23),
+)
+def test_property_a_restart_never_changes_the_verdicts(nights: list[float],
+                                                       restart_hour: int) -> None:
+    """Any run of nights, a daemon restarted every day at any hour: the same signals, on
+    the same nights, as one that ran through."""
+    readings = [r for i, flow in enumerate(nights)
+                for r in _day_of_readings(FIRST + timedelta(days=i), flow, every_s=600.0)]
+    through = [(s.rule, s.active, s.data.get("night"))
+               for s in _run(WaterRules(PARAMS, [MAIN]), readings)]
+    got = [(s.rule, s.active, s.data.get("night"))
+           for s in _restarted_every_day(readings, [MAIN], restart_hour)]
+    assert got == through

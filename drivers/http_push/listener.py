@@ -118,6 +118,7 @@ class PlateListener:
     def __init__(
         self, gates: list[GateSpec], sink: Sink, *, host: str, port: int, limits: Limits,
         pictures: PictureStore, pseudonyms: Pseudonyms, clock: Clock | None = None,
+        on_answered: Callable[[str, float], None] | None = None,
     ) -> None:
         self.name = "http_push:listener"
         self.gates = {g.id: g for g in gates}
@@ -129,6 +130,8 @@ class PlateListener:
         self._pictures = pictures
         self._names = pseudonyms
         self._clock = clock or SystemClock()
+        # (vendor, seconds from the push received to its answer), for each plate read
+        self._on_answered = on_answered
         self._seen: dict[str, OrderedDict[str, asyncio.Future[_Answer]]] = {
             g.id: OrderedDict() for g in gates}
         # Commands for Vzenith cameras without a gate API, told with the next heartbeat.
@@ -170,6 +173,7 @@ class PlateListener:
 
     # ---- the pushes ---------------------------------------------------------------------
     async def _vzenith(self, request: web.Request) -> web.Response:
+        started = self._clock.monotonic()
         try:
             gate = self._camera(request, "vzenith")
             body = await self._body(request, gate)
@@ -181,9 +185,12 @@ class PlateListener:
             return self._refuse(request, _Refused(400, exc.reason, str(exc)))
         except _Refused as exc:
             return self._refuse(request, exc)
-        return (await self._once(gate, read, self._decide_vzenith)).response()
+        answer = await self._once(gate, read, self._decide_vzenith)
+        self._answered("vzenith", started)
+        return answer.response()
 
     async def _hikvision(self, request: web.Request) -> web.Response:
+        started = self._clock.monotonic()
         try:
             gate = self._camera(request, "hikvision")
             body = await self._body(request, gate)
@@ -201,7 +208,13 @@ class PlateListener:
             return self._refuse(request, _Refused(400, exc.reason, str(exc)))
         except _Refused as exc:
             return self._refuse(request, exc)
-        return (await self._once(gate, read, self._decide_hikvision)).response()
+        answer = await self._once(gate, read, self._decide_hikvision)
+        self._answered("hikvision", started)
+        return answer.response()
+
+    def _answered(self, vendor: str, started: float) -> None:
+        if self._on_answered is not None:
+            self._on_answered(vendor, self._clock.monotonic() - started)
 
     async def _barrier(self, request: web.Request) -> web.Response:
         """A barrier controller's report: its state, or a vehicle over its loop."""

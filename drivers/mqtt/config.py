@@ -51,3 +51,22 @@ class MqttDevice(Model):
     def rate_of_rise(self) -> bool:
         """Class suffix R: the detector also alarms on a fast rise (EN 54-5)."""
         return self.detector_class.endswith("R")
+
+
+class MqttGateDevice(Model):
+    """A barrier gate controller on the site broker (a site-side MQTT bridge): it publishes
+    plate reads, barrier states, loop passages and heartbeats on `<topic>/event` and takes
+    commands on `<topic>/command`."""
+
+    driver: Literal["mqtt_gate"]
+    id: Name
+    kind: Literal["barrier_gate"]
+    zone: str
+    broker: str
+    topic: Topic
+    direction: Literal["in", "out"] = "in"
+    area: Name | None = None  # the zone behind the gate; none: the compound itself
+    heartbeat_s: float = Field(default=30.0, gt=0, le=3600)
+    reports_loop: bool = False
+    enabled: bool = True
+    commands: DeviceCommands | None = None

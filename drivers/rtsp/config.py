@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from gateway.config_parts import (
     DeviceCommands,
@@ -29,6 +29,9 @@ class CameraDevice(Model):
     username: str | None = None
     password: SecretRef | None = None
     enabled: bool = True
+    # Below this the stream is degraded; unset: half the rate the camera advertises (or
+    # first shows).
+    min_fps: Annotated[float, Field(gt=0, le=120)] | None = None
     commands: DeviceCommands | None = None
 
     @model_validator(mode="after")

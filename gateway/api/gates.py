@@ -105,8 +105,8 @@ async def _list(request: web.Request) -> web.Response:
     held = set(module.holding()) if module is not None else set()
     return _ok({
         "gates": [{"id": d.id, "zone": d.zone, "direction": d.direction, "area": d.area,
-                   "vendor": d.vendor, "held_open_by_fire": d.id in held}
-                  for d in desk.gates.devices],
+                   "vendor": getattr(d, "vendor", "mqtt"), "held_open_by_fire": d.id in held}
+                  for d in desk.gates.all_gates],
         "occupancy": desk.gates.occupancy(),
     })
 
@@ -114,7 +114,7 @@ async def _list(request: web.Request) -> web.Response:
 async def _open(request: web.Request) -> web.Response:
     desk = request.app[_KEY]
     gate = request.match_info["gate"]
-    if gate not in {d.id for d in desk.gates.devices}:
+    if gate not in {d.id for d in desk.gates.all_gates}:
         return _error(404, f"no gate {gate}")
     try:
         body = await _body(request)
@@ -126,7 +126,7 @@ async def _open(request: web.Request) -> web.Response:
     result = await desk.commands(Command(gate, "open", who=who, why=reason))
     if result.done:
         sink = desk.sink()
-        device = next(d for d in desk.gates.devices if d.id == gate)
+        device = next(d for d in desk.gates.all_gates if d.id == gate)
         await sink.event(Event("gate.manual_open", gate, seq=sink.next_seq(gate),
                                time=desk.clock.now(), severity=Severity.INFO, zone=device.zone,
                                data={"who": who, "why": reason, "plate": plate}))
@@ -144,7 +144,7 @@ async def _release(request: web.Request) -> web.Response:
             raise _Bad("gates must be a list of gate ids")
     except _Bad as exc:
         return _error(400, str(exc))
-    known = {d.id for d in desk.gates.devices}
+    known = {d.id for d in desk.gates.all_gates}
     unknown = sorted(set(asked or []) - known)
     if unknown:
         return _error(404, f"no gate(s) {', '.join(unknown)}")

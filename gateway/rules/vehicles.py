@@ -91,6 +91,9 @@ class _Gate:
     last_open: float | None = None  # the last open (for tailgating)
     open_since: float | None = None
     refused_plate: str = ""  # the read the desk may open for by hand
+    # A command the barrier could not read back (told, unverified): its next reported
+    # state is judged against it.
+    unread: tuple[str, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +269,19 @@ class VehicleRules:
         state = str(data.get("state", "unknown"))
         commanded = data.get("commanded")
         out: list[Verdict] = []
+        if isinstance(commanded, str) and state == "unknown":
+            # "sent": told, and the barrier's next report is about this command; a command
+            # that failed is nothing to judge.
+            if data.get("status") == "sent":
+                gate.unread = (commanded, now)
+            elif data.get("status") == "failed":
+                gate.unread = None
+        elif commanded is None and gate.unread is not None and state in ("open", "closed"):
+            # The barrier's own first report after a command it could not read back.
+            told, at = gate.unread
+            gate.unread = None
+            if now - at <= RESULT_TIMEOUT_S:
+                commanded = told
         if state == "open" and gate.open_since is None:
             gate.open_since = now
         elif state == "closed":
@@ -286,7 +302,8 @@ class VehicleRules:
             elif state == expected and jam in self._active:
                 out.append(self._clear(jam, now, f"the barrier reads {state}"))
             hold = self._holds.get(gate.spec.id)
-            if hold is not None and commanded == "hold_open":
+            if hold is not None and commanded == "hold_open" and status in (
+                    "verified", "unverified", "failed"):
                 hold.confirmed = status in ("verified", "unverified") and state != "closed"
                 hold.awaiting = False
                 failed = (LINKAGE_FAILED, gate.spec.id)
@@ -295,6 +312,7 @@ class VehicleRules:
         return out
 
     def _loop(self, gate: _Gate, now: float) -> list[Verdict]:
+        gate.unread = None  # a vehicle went through: the barrier did open
         if not gate.spec.reports_loop or self._holds:
             return _NOTHING
         opened = gate.last_open

@@ -212,11 +212,13 @@ def minute_series(conn: sqlite3.Connection, source: str, metric: str, since_minu
 # it counted since.
 _HOURLY = """
 WITH rows AS (
-    SELECT hour, last, lag(last) OVER (ORDER BY hour) AS prev
+    SELECT hour, last, lag(last) OVER (ORDER BY hour) AS prev,
+        lag(hour) OVER (ORDER BY hour) AS prev_hour
     FROM consumption_hours WHERE source = ? AND metric = ? AND hour >= ? AND hour < ?
 )
 SELECT hour,
-    CASE WHEN prev IS NULL THEN 0.0 WHEN last >= prev THEN last - prev ELSE last END
+    CASE WHEN prev IS NULL THEN 0.0 WHEN last >= prev THEN last - prev ELSE last END,
+    prev_hour
 FROM rows WHERE hour >= ? ORDER BY hour
 """
 # Hours before the first one asked for, so that it has a row to rise from (a meter off
@@ -225,8 +227,10 @@ _LEAD_IN_HOURS = 7 * 24
 
 
 def hourly_consumption(conn: sqlite3.Connection, source: str, metric: str, start_minute: int,
-                       end_minute: int) -> dict[int, float]:
-    """epoch hour -> what the total `metric` of `source` rose in it, [start, end)."""
+                       end_minute: int) -> dict[int, tuple[float, int | None]]:
+    """epoch hour -> (what the total `metric` of `source` rose in it, the hour of the row
+    before it), [start, end). A rise after a gap of several hours covers the whole gap."""
     start, end = start_minute // 60, -(-end_minute // 60)
     rows = conn.execute(_HOURLY, [source, metric, start - _LEAD_IN_HOURS, end, start])
-    return {int(hour): float(delta) for hour, delta in rows}
+    return {int(hour): (float(delta), None if prev is None else int(prev))
+            for hour, delta, prev in rows}

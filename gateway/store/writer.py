@@ -48,6 +48,8 @@ class Retention:
     outbox_max_rows: int = 1_000_000
     # The meters' hourly totals (savings evidence): a baseline year and the years after.
     consumption_days: float = 3650
+    # Plate reads and other gate events are personal data: kept shorter where the site says.
+    gate_events_days: float | None = None
 
 
 @dataclass(slots=True)
@@ -404,6 +406,9 @@ class Writer:
                 "consumption_hours", "hour < ?", [int((now - r.consumption_days * DAY) // 3600)]
             ),
         }
+        if r.gate_events_days is not None:
+            counts["gate_events"] = self._delete(
+                "events", "kind LIKE 'gate.%' AND time < ?", [now - r.gate_events_days * DAY])
         limit = int(r.max_db_mb * 1024 * 1024)
         # Telemetry goes first: it is the bulk and the least valuable. Outbox rows and
         # alerts are never cut for size; that bound has its own alert before it bites.

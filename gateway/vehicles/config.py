@@ -43,6 +43,8 @@ class GatesConfig(Model):
     # Drills (zones in test mode) do not open the barriers unless this is set.
     open_on_drill: bool = False
     pictures_days: int = Field(default=30, ge=1, le=3650)
+    # Plate reads and the other gate events in the store; none: `retention.events_days`.
+    events_days: int | None = Field(default=None, ge=1, le=3650)
     # Forwarded alerts and logs carry a keyed hash of the plate instead of the plate.
     pseudonymise: bool = False
     pseudonym_key: SecretRef | None = None

@@ -7,12 +7,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from drivers.http_push.config import HttpPushDevice
 from drivers.http_push.listener import GateSpec, Limits, PlateListener
+from drivers.mqtt.config import BrokerEndpoint, MqttGateDevice
 from gateway.clock import Clock
 from gateway.contract import Sink
 from gateway.rules.presence import PresenceSpec
@@ -23,6 +25,9 @@ from gateway.vehicles.pictures import PictureStore
 from gateway.vehicles.privacy import Pseudonyms
 from gateway.vehicles.registry import DB_NAME, Registry, Vehicle
 
+if TYPE_CHECKING:
+    from drivers.mqtt.gate_controller import GateControllerDriver
+
 log = logging.getLogger("gateway.vehicles")
 
 
@@ -30,10 +35,11 @@ class Gates:
     def __init__(
         self, devices: list[HttpPushDevice], config: GatesConfig, data_dir: Path, *,
         timezone: str, clock: Clock, environ: Mapping[str, str] | None = None,
-        port: int | None = None,
+        port: int | None = None, controllers: list[MqttGateDevice] | None = None,
     ) -> None:
         self.port = config.listener.port if port is None else port
         self.devices = devices
+        self.controllers = controllers or []
         self.config = config
         self.clock = clock
         self.environ = environ
@@ -44,6 +50,7 @@ class Gates:
         self.pictures = PictureStore(data_dir / "plates", days=config.pictures_days)
         self.rule_module: VehicleRules | None = None
         self.listener: PlateListener | None = None
+        self._answer_seconds: Histogram | None = None
         self.registry.on_change(self._registry_changed)
 
     def close(self) -> None:
@@ -56,13 +63,31 @@ class Gates:
                             c.refused_clear_s, c.overstay_grace_s, c.linkage_retry_s,
                             c.linkage_attempts, c.open_on_drill)
         specs = [GateRuleSpec(d.id, d.zone, d.direction, d.area, d.reports_loop)
-                 for d in self.devices]
+                 for d in self.all_gates]
         self.rule_module = VehicleRules(specs, policy, self.registry.vehicles(), self.names)
         return self.rule_module
 
     def presence_specs(self) -> list[PresenceSpec]:
-        return [PresenceSpec(d.id, d.zone, d.heartbeat_s, "Gate camera", "heartbeat")
-                for d in self.devices]
+        return [PresenceSpec(d.id, d.zone, d.heartbeat_s,
+                             "Gate camera" if isinstance(d, HttpPushDevice) else "Gate controller",
+                             "heartbeat")
+                for d in self.all_gates]
+
+    @property
+    def all_gates(self) -> list[HttpPushDevice | MqttGateDevice]:
+        return [*self.devices, *self.controllers]
+
+    def build_controllers(self, sink: Sink, endpoint: Callable[[str], BrokerEndpoint]
+                          ) -> list[GateControllerDriver]:
+        """One driver per broker for the gate controllers on it."""
+        from drivers.mqtt.gate_controller import ControllerSpec, GateControllerDriver
+
+        by_broker: dict[str, list[ControllerSpec]] = {}
+        for d in self.controllers:
+            by_broker.setdefault(d.broker, []).append(ControllerSpec(d.id, d.zone, d.topic))
+        return [GateControllerDriver(f"mqtt-gates:{broker}", endpoint(broker), specs, sink,
+                                     clock=self.clock)
+                for broker, specs in sorted(by_broker.items())]
 
     def build_listener(self, sink: Sink) -> PlateListener:
         listen = self.config.listener
@@ -76,8 +101,13 @@ class Gates:
             specs, sink, host=listen.host, port=self.port,
             limits=Limits(listen.max_body_kb * 1024, listen.max_picture_kb * 1024,
                           listen.decide_timeout_s, listen.verify_s),
-            pictures=self.pictures, pseudonyms=self.names, clock=self.clock)
+            pictures=self.pictures, pseudonyms=self.names, clock=self.clock,
+            on_answered=self._answered)
         return self.listener
+
+    def _answered(self, vendor: str, seconds: float) -> None:
+        if self._answer_seconds is not None:
+            self._answer_seconds.labels(vendor).observe(seconds)
 
     @property
     def push_port(self) -> int | None:
@@ -87,7 +117,14 @@ class Gates:
         return {} if self.rule_module is None else self.rule_module.occupancy()
 
     def register_metrics(self, registry: CollectorRegistry) -> None:
+        from gateway.metrics import LATENCY_BUCKETS
+
         registry.register(_Occupancy(self.occupancy))
+        self._answer_seconds = Histogram(
+            "gateway_gate_answer_seconds",
+            "From a plate camera's push received to its answer (the reply that opens the"
+            " gate, or the 200 after the commit), by camera style.",
+            ["vendor"], buckets=LATENCY_BUCKETS, registry=registry)
 
     def _registry_changed(self, vehicles: list[Vehicle]) -> None:
         if self.rule_module is not None:

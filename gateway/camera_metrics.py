@@ -1,0 +1,84 @@
+"""Per-camera stream gauges for Prometheus, read at scrape time from what each camera's
+stream monitor measured. Labels are bounded: the camera's id and zone from the site file."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+log = logging.getLogger(__name__)
+
+
+class StreamFigures(Protocol):
+    """What a stream monitor measured (drivers.rtsp.health.Snapshot has these fields)."""
+
+    @property
+    def fps(self) -> float | None: ...
+    @property
+    def bitrate_bps(self) -> float: ...
+    @property
+    def lost(self) -> int: ...
+    @property
+    def keyframe_interval_s(self) -> float | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WatchedCamera:
+    camera: str
+    zone: str
+    figures: Callable[[], StreamFigures | None]  # None while no stream is playing
+    state: Callable[[], object]  # the supervisor's link state: up, degraded, down, stale
+
+
+class CameraGauges:
+    """A collector on the gateway's registry; `bind` swaps the cameras (a core rebuild)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._cameras: Sequence[WatchedCamera] = ()
+        self._failed_once = False
+        registry.register(self)
+
+    def bind(self, cameras: Sequence[WatchedCamera]) -> None:
+        self._cameras = tuple(cameras)
+
+    def describe(self) -> list[Metric]:
+        return []  # families are known only at collect time; no duplicate check needed
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["camera", "zone"]
+        up = GaugeMetricFamily("gateway_camera_up",
+                               "1 while the camera's stream plays (up or degraded).", labels=labels)
+        fps = GaugeMetricFamily("gateway_camera_fps",
+                                "Frames per second, from the stream's RTP timestamps.",
+                                labels=labels)
+        bitrate = GaugeMetricFamily("gateway_camera_bitrate_bps",
+                                    "Video bits per second over the last 5 s.", labels=labels)
+        gop = GaugeMetricFamily("gateway_camera_keyframe_interval_seconds",
+                                "Time between the last two keyframes.", labels=labels)
+        lost = CounterMetricFamily("gateway_camera_rtp_lost",
+                                   "RTP packets missing from the current session's sequence.",
+                                   labels=labels)
+        for cam in self._cameras:
+            key = [cam.camera, cam.zone]
+            try:
+                state = str(cam.state())
+                figures = cam.figures()
+            except Exception:  # one camera's failure costs its samples, not the page
+                if not self._failed_once:
+                    self._failed_once = True
+                    log.exception("camera gauges failed camera=%s", cam.camera)
+                continue
+            up.add_metric(key, 1.0 if state in ("up", "degraded") else 0.0)
+            if figures is None:
+                continue
+            fps.add_metric(key, figures.fps or 0.0)
+            bitrate.add_metric(key, figures.bitrate_bps)
+            lost.add_metric(key, float(figures.lost))
+            if figures.keyframe_interval_s is not None:
+                gop.add_metric(key, figures.keyframe_interval_s)
+        yield from (up, fps, bitrate, gop, lost)

@@ -1,0 +1,422 @@
+"""Simulated CCTV cameras: RTSP servers over real sockets (OPTIONS, DESCRIBE, SETUP over
+RTP/AVP/TCP interleaved, PLAY, GET_PARAMETER, TEARDOWN; Digest or Basic auth), serving a
+looped H.264 or H.265 clip, many cameras in one process. Each camera has faults a test can
+switch: stall, refuse, disconnect, auth failure, low fps, garbage answers, oversized
+headers, absurd interleaved frame lengths.
+
+    python -m simulators.cameras --count 100 --codec h264
+
+prints one JSON line per camera ({"id", "port", "url"}), then reads control lines on stdin:
+`<camera id|*> <fault> <on|off|value>` (e.g. `cam-003 stall on`, `* low_fps 5`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import secrets
+import struct
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from drivers.rtsp.auth import expected_digest, parse_challenge
+from simulators.camera_clips import (
+    CLOCK_RATE,
+    Clip,
+    ClipSpec,
+    PacketisedFrame,
+    load_clip,
+    packetise,
+    sdp_fmtp,
+)
+
+log = logging.getLogger("simulators.cameras")
+
+_MAX_REQUEST = 16 * 1024
+# A client that does not read is dropped frames, as a camera's encoder queue would.
+_WRITE_HIGH_WATER = 512 * 1024
+_PUBLIC = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, GET_PARAMETER, SET_PARAMETER, TEARDOWN"
+
+
+@dataclass
+class Faults:
+    stall: bool = False  # answers RTSP, sends no more RTP
+    refuse: bool = False  # not listening: connections are refused
+    auth_fail: bool = False  # every login is refused
+    low_fps: float | None = None  # frames per second sent instead of the clip's
+    garbage: bool = False  # answers every request with bytes that are not RTSP
+    oversized: bool = False  # answers with a header that never ends
+    absurd_length: bool = False  # after PLAY, interleaved frames that are not RTP
+
+
+@dataclass
+class Stream:
+    """One encoded loop, packetised once, shared by every camera serving it."""
+
+    clip: Clip
+    frames: tuple[PacketisedFrame, ...]
+
+    @classmethod
+    def of(cls, spec: ClipSpec, cache: Path | None = None) -> Stream:
+        clip = load_clip(spec, cache)
+        return cls(clip, packetise(clip))
+
+    def sdp(self, address: str) -> bytes:
+        codec = "H264" if self.clip.spec.codec == "h264" else "H265"
+        lines = [
+            "v=0", f"o=- 1 1 IN IP4 {address}", "s=Compound camera", f"c=IN IP4 {address}",
+            "t=0 0", "a=control:*", "m=video 0 RTP/AVP 96", f"a=rtpmap:96 {codec}/{CLOCK_RATE}",
+            sdp_fmtp(self.clip), f"a=framerate:{self.clip.spec.fps}", "a=control:track1",
+        ]
+        return ("\r\n".join(lines) + "\r\n").encode()
+
+
+@dataclass
+class Camera:
+    id: str
+    stream: Stream
+    username: str | None = None
+    password: str | None = None
+    auth: str = "digest"  # "digest" or "basic" when a login is set
+    max_sessions: int = 2  # a camera's few stream slots
+    host: str = "127.0.0.1"
+    port: int = 0
+    faults: Faults = field(default_factory=Faults)
+    sessions: set[_Connection] = field(default_factory=set)  # connections holding a slot
+    connections: set[_Connection] = field(default_factory=set)
+    requests: dict[str, int] = field(default_factory=dict)  # method -> count
+    peak_sessions: int = 0
+    nonce: str = field(default_factory=lambda: secrets.token_hex(12))
+    _server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        return f"rtsp://{self.host}:{self.port}/sub"
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(self), self.host, self.port, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for conn in list(self.connections):
+            conn.close()
+
+    async def set_refuse(self, on: bool) -> None:
+        """Stop listening (and drop every connection) or listen again on the same port."""
+        self.faults.refuse = on
+        if on:
+            await self.stop()
+        elif self._server is None:
+            await self.start()
+
+    def disconnect(self) -> None:
+        """Drop every connection now (a reboot, a switch port flapping)."""
+        for conn in list(self.connections):
+            conn.close()
+
+    def check_login(self, method: str, header: str | None) -> bool:
+        if self.faults.auth_fail:
+            return False
+        if self.username is None:
+            return True
+        if header is None:
+            return False
+        scheme, _, rest = header.partition(" ")
+        if scheme.lower() == "basic" and self.auth == "basic":
+            try:
+                given = base64.b64decode(rest.strip(), validate=True).decode()
+            except ValueError:
+                return False
+            return secrets.compare_digest(given, f"{self.username}:{self.password}")
+        if scheme.lower() == "digest" and self.auth == "digest":
+            try:
+                params = parse_challenge(header).params
+            except ValueError:
+                return False
+            if params.get("nonce") != self.nonce or params.get("username") != self.username:
+                return False
+            want = expected_digest(params, self.password or "", method, self.id)
+            return secrets.compare_digest(params.get("response", ""), want)
+        return False
+
+    def challenge(self) -> str:
+        if self.auth == "basic":
+            return f'Basic realm="{self.id}"'
+        return f'Digest realm="{self.id}", nonce="{self.nonce}", qop="auth"'
+
+
+class _Connection(asyncio.Protocol):
+    """One client's TCP connection to a camera: RTSP requests and, once playing, RTP."""
+
+    def __init__(self, camera: Camera) -> None:
+        self.camera = camera
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.session: str | None = None
+        self.playing = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._frame = 0
+        self._seq = secrets.randbelow(65536)
+        self._ts = secrets.randbelow(1 << 32)
+        self._ssrc = secrets.randbelow(1 << 32)
+        self._next_at = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.camera.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_stream()
+        self.camera.connections.discard(self)
+        self.camera.sessions.discard(self)
+        self.transport = None
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while self.buf and self.transport is not None:
+            if self.buf[0] == 0x24:  # an interleaved frame from the client (RTCP): skip
+                if len(self.buf) < 4:
+                    return
+                (size,) = struct.unpack_from(">H", self.buf, 2)
+                if len(self.buf) < 4 + size:
+                    return
+                del self.buf[: 4 + size]
+                continue
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buf) > _MAX_REQUEST:
+                    self.close()
+                return
+            head = bytes(self.buf[:end]).decode("latin-1")
+            lines = head.split("\r\n")
+            headers: dict[str, str] = {}
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            length = int(headers.get("content-length", "0") or 0)
+            if len(self.buf) < end + 4 + length:
+                return
+            del self.buf[: end + 4 + length]
+            self._request(lines[0], headers)
+
+    def _request(self, request_line: str, headers: dict[str, str]) -> None:
+        cam = self.camera
+        parts = request_line.split(" ")
+        method = parts[0].upper()
+        url = parts[1] if len(parts) > 1 else ""
+        cam.requests[method] = cam.requests.get(method, 0) + 1
+        cseq = headers.get("cseq", "0")
+        if cam.faults.garbage:
+            self._write(b"\x17\x03\x03 not an answer at all \x00\xff" * 8)
+            return
+        if cam.faults.oversized:
+            self._write(b"RTSP/1.0 200 OK\r\nCSeq: " + cseq.encode() + b"\r\nX-Pad: "
+                        + b"A" * (64 * 1024))
+            return
+        if not cam.check_login(method, headers.get("authorization")):
+            self._answer(401, "Unauthorized", cseq, {"WWW-Authenticate": cam.challenge()})
+            return
+        if method == "OPTIONS":
+            self._answer(200, "OK", cseq, {"Public": _PUBLIC})
+        elif method == "DESCRIBE":
+            body = cam.stream.sdp(cam.host)
+            self._answer(200, "OK", cseq, {"Content-Base": f"{url.rstrip('/')}/",
+                                           "Content-Type": "application/sdp"}, body)
+        elif method == "SETUP":
+            self._setup(cseq, headers)
+        elif method == "PLAY":
+            if self.session is None or headers.get("session", "").split(";")[0] != self.session:
+                self._answer(454, "Session Not Found", cseq)
+                return
+            self._answer(200, "OK", cseq, {"Session": self.session, "Range": "npt=0.000-",
+                                           "RTP-Info": f"url={url};seq={self._seq};"
+                                                       f"rtptime={self._ts}"})
+            self._start_stream()
+        elif method in ("GET_PARAMETER", "SET_PARAMETER"):
+            self._answer(200, "OK", cseq, {"Session": self.session} if self.session else {})
+        elif method == "PAUSE":
+            self._stop_stream()
+            self._answer(200, "OK", cseq, {"Session": self.session or ""})
+        elif method == "TEARDOWN":
+            self._stop_stream()
+            cam.sessions.discard(self)
+            self._answer(200, "OK", cseq, {"Session": self.session or ""})
+            self.session = None
+        else:
+            self._answer(501, "Not Implemented", cseq)
+
+    def _setup(self, cseq: str, headers: dict[str, str]) -> None:
+        cam = self.camera
+        transport = headers.get("transport", "")
+        if "RTP/AVP/TCP" not in transport.upper():
+            self._answer(461, "Unsupported Transport", cseq)
+            return
+        if self not in cam.sessions and len(cam.sessions) >= cam.max_sessions:
+            self._answer(453, "Not Enough Bandwidth", cseq)
+            return
+        cam.sessions.add(self)
+        cam.peak_sessions = max(cam.peak_sessions, len(cam.sessions))
+        self.session = self.session or secrets.token_hex(8)
+        self._answer(200, "OK", cseq, {
+            "Transport": "RTP/AVP/TCP;unicast;interleaved=0-1;"
+                         f"ssrc={self._ssrc:08X}",
+            "Session": f"{self.session};timeout=60"})
+
+    def _answer(self, status: int, reason: str, cseq: str,
+                headers: dict[str, str] | None = None, body: bytes = b"") -> None:
+        lines = [f"RTSP/1.0 {status} {reason}", f"CSeq: {cseq}", "Server: compound-camera-sim"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        if body:
+            lines.append(f"Content-Length: {len(body)}")
+        self._write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    # The stream: one timer per connection, frames sent on the clip's clock.
+    def _start_stream(self) -> None:
+        if self.playing:
+            return
+        self.playing = True
+        loop = asyncio.get_running_loop()
+        self._next_at = loop.time()
+        self._send_frame()
+
+    def _stop_stream(self) -> None:
+        self.playing = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _send_frame(self) -> None:
+        if not self.playing or self.transport is None:
+            return
+        cam = self.camera
+        spec = cam.stream.clip.spec
+        fps = cam.faults.low_fps or spec.fps
+        frames = cam.stream.frames
+        frame = frames[self._frame % len(frames)]
+        self._frame += 1
+        if cam.faults.absurd_length:
+            self.transport.write(b"$\x00\xff\xff" + b"\x00" * 65535)
+        elif not cam.faults.stall:
+            if self.transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
+                self._seq = (self._seq + len(frame.headers)) & 0xFFFF  # dropped: a gap
+            else:
+                blob = bytearray(frame.blob)
+                seq, ts, ssrc = self._seq, self._ts, self._ssrc
+                for offset in frame.headers:
+                    struct.pack_into(">HII", blob, offset + 2, seq, ts, ssrc)
+                    seq = (seq + 1) & 0xFFFF
+                self._seq = seq
+                self.transport.write(blob)
+        self._ts = (self._ts + CLOCK_RATE // int(fps) if fps >= 1 else self._ts + CLOCK_RATE
+                    ) & 0xFFFFFFFF
+        loop = asyncio.get_running_loop()
+        self._next_at = max(self._next_at + 1.0 / fps, loop.time() - 1.0)
+        self._timer = loop.call_at(self._next_at, self._send_frame)
+
+
+class CameraFarm:
+    """Many cameras in one process, each on its own free loopback port."""
+
+    def __init__(self, cameras: list[Camera]) -> None:
+        self.cameras = {c.id: c for c in cameras}
+
+    @classmethod
+    def build(cls, count: int, spec: ClipSpec, *, username: str | None = None,
+              password: str | None = None, auth: str = "digest",
+              cache: Path | None = None) -> CameraFarm:
+        stream = Stream.of(spec, cache)
+        return cls([Camera(f"cam-{n:03d}", stream, username, password, auth)
+                    for n in range(1, count + 1)])
+
+    def __getitem__(self, camera_id: str) -> Camera:
+        return self.cameras[camera_id]
+
+    async def __aenter__(self) -> CameraFarm:
+        for camera in self.cameras.values():
+            await camera.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for camera in self.cameras.values():
+            await camera.stop()
+
+    async def control(self, line: str) -> str:
+        """`<camera id|*> <fault> <on|off|value>`; the answer is `ok` or what was wrong."""
+        parts = line.split()
+        if len(parts) != 3:
+            return "error: expected `<camera|*> <fault> <on|off|value>`"
+        target, fault, value = parts
+        cams = list(self.cameras.values()) if target == "*" else (
+            [self.cameras[target]] if target in self.cameras else [])
+        if not cams:
+            return f"error: no camera {target}"
+        on = value.lower() in ("on", "1", "true")
+        for cam in cams:
+            if fault == "refuse":
+                await cam.set_refuse(on)
+            elif fault == "disconnect":
+                cam.disconnect()
+            elif fault == "low_fps":
+                cam.faults.low_fps = None if value == "off" else float(value)
+            elif fault in ("stall", "auth_fail", "garbage", "oversized", "absurd_length"):
+                setattr(cam.faults, fault, on)
+            else:
+                return f"error: no fault {fault}"
+        return "ok"
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    spec = ClipSpec(args.codec, args.width, args.height, args.fps, args.seconds, args.bitrate)
+    farm = CameraFarm.build(args.count, spec, username=args.username, password=args.password,
+                            auth=args.auth)
+    async with farm:
+        for cam in farm.cameras.values():
+            print(json.dumps({"id": cam.id, "port": cam.port, "url": cam.url}), flush=True)
+        print(json.dumps({"ready": len(farm.cameras)}), flush=True)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        while line := await reader.readline():
+            text = line.decode().strip()
+            if text:
+                print(json.dumps({"control": text, "answer": await farm.control(text)}),
+                      flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m simulators.cameras", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--count", type=int, default=10)
+    p.add_argument("--codec", choices=("h264", "h265"), default="h264")
+    p.add_argument("--width", type=int, default=320)
+    p.add_argument("--height", type=int, default=180)
+    p.add_argument("--fps", type=int, default=25)
+    p.add_argument("--seconds", type=int, default=2)
+    p.add_argument("--bitrate", type=int, default=256_000)
+    p.add_argument("--username")
+    p.add_argument("--password")
+    p.add_argument("--auth", choices=("digest", "basic"), default="digest")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(p.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()

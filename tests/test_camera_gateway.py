@@ -1,0 +1,113 @@
+"""Cameras in the running gateway: the site file's enabled cameras are watched, their
+transitions are committed as `camera.stream.*` events, their figures are on /metrics with
+camera and zone labels; 100 simulated cameras are watched at once."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+import yaml
+
+from gateway.app import Gateway
+from gateway.supervisor import LinkState
+from simulators.camera_clips import ClipSpec
+from simulators.cameras import CameraFarm
+from tests.brokers import Mosquitto
+from tests.harness import running_gateway, write_site
+
+
+def with_cameras(site: Path, farm: CameraFarm, *, login: bool) -> Path:
+    doc = yaml.safe_load(site.read_text())
+    for cam in farm.cameras.values():
+        entry = {"driver": "rtsp", "id": cam.id, "kind": "camera", "zone": "main-office-a",
+                 "address": cam.url}
+        if login:
+            entry |= {"username": "viewer", "password": {"env": "TEST_CAMERA_PASSWORD"}}
+        doc["devices"].append(entry)
+    site.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return site
+
+
+async def until(check: Callable[[], bool], deadline_s: float = 30.0) -> None:
+    async with asyncio.timeout(deadline_s):
+        while not check():
+            await asyncio.sleep(0.05)
+
+
+def cameras_of(gw: Gateway) -> dict[str, LinkState]:
+    return {s.name: s.state for s in gw.supervisors if s.name.startswith("cam-")}
+
+
+async def scrape(gw: Gateway) -> str:
+    async with aiohttp.ClientSession() as http, http.get(
+            f"http://127.0.0.1:{gw.http_port}/metrics") as r:
+        return await r.text()
+
+
+def sample(page: str, name: str, camera: str) -> float:
+    m = re.search(rf'^{name}{{camera="{camera}",zone="main-office-a"}} (\S+)$', page, re.M)
+    assert m is not None, f"no {name} for {camera}"
+    return float(m.group(1))
+
+
+async def test_a_stalled_camera_is_a_committed_event_and_a_gauge(
+        tmp_path: Path, mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_CAMERA_PASSWORD", "pw")
+    farm = CameraFarm.build(3, ClipSpec("h265"), username="viewer", password="pw")
+    async with farm:
+        site = with_cameras(write_site(tmp_path, devices=(mosquitto.host, mosquitto.port)),
+                            farm, login=True)
+        async with running_gateway(site) as gw:
+            assert set(cameras_of(gw)) == {"cam-001", "cam-002", "cam-003"}
+            page = await scrape(gw)
+            assert sample(page, "gateway_camera_up", "cam-002") == 1.0
+            async with asyncio.timeout(10):  # a second or so of frames for the rate
+                while 'gateway_camera_fps{camera="cam-002"' not in page:
+                    await asyncio.sleep(0.5)
+                    page = await scrape(gw)
+            await asyncio.sleep(1.0)
+            page = await scrape(gw)
+            assert sample(page, "gateway_camera_fps", "cam-002") == pytest.approx(25, rel=0.1)
+            assert sample(page, "gateway_camera_bitrate_bps", "cam-002") > 10_000
+
+            assert await farm.control("cam-002 stall on") == "ok"
+            await until(lambda: cameras_of(gw)["cam-002"] is LinkState.DOWN)
+            await until(lambda: bool(gw.store.events_for("cam-002", "camera.stream.down")))
+            down = gw.store.events_for("cam-002", "camera.stream.down")
+            assert len(down) == 1
+            assert "stalled" in down[0]["data"]["reason"]
+            assert sample(await scrape(gw), "gateway_camera_up", "cam-002") == 0.0
+            assert cameras_of(gw)["cam-001"] is LinkState.UP
+
+            assert await farm.control("cam-002 stall off") == "ok"
+            await until(lambda: len(gw.store.events_for("cam-002", "camera.stream.up")) == 2)
+            assert sample(await scrape(gw), "gateway_camera_up", "cam-002") == 1.0
+            assert gw.store.events_for("cam-001", "camera.stream.down") == []
+
+
+async def test_a_hundred_cameras_watched_at_once(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    farm = CameraFarm.build(100, ClipSpec("h264"))
+    async with farm:
+        site = with_cameras(write_site(tmp_path, devices=(mosquitto.host, mosquitto.port)),
+                            farm, login=False)
+        async with running_gateway(site) as gw:  # it waits for every link to be up
+            assert len(cameras_of(gw)) == 100
+            assert await farm.control("cam-042 refuse on") == "ok"
+            await until(lambda: cameras_of(gw)["cam-042"] is LinkState.DOWN)
+            page = await scrape(gw)
+            ups = re.findall(r'^gateway_camera_up\{camera="(cam-\d+)",zone="[^"]+"\} (\S+)$',
+                             page, re.M)
+            assert len(ups) == 100
+            assert {c for c, v in ups if v != "1.0"} == {"cam-042"}
+            await until(lambda: bool(gw.store.events_for("cam-042", "camera.stream.down")))
+            assert await farm.control("cam-042 refuse off") == "ok"
+            await until(lambda: cameras_of(gw)["cam-042"] is LinkState.UP)
+            downs = [e["source"] for e in gw.store.events_for(kind="camera.stream.down",
+                                                               limit=500)]
+            assert downs == ["cam-042"]
+            assert all(c.peak_sessions == 1 for c in farm.cameras.values())
