@@ -111,3 +111,33 @@ async def test_a_hundred_cameras_watched_at_once(tmp_path: Path, mosquitto: Mosq
                                                                limit=500)]
             assert downs == ["cam-042"]
             assert all(c.peak_sessions == 1 for c in farm.cameras.values())
+
+
+@pytest.mark.parametrize(("fault", "reason"), [
+    ("garbage", "rtsp_garbage"), ("absurd_length", "rtp_frame_too_large")])
+async def test_a_camera_talking_nonsense_is_counted_and_logged_once(
+        tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture,
+        fault: str, reason: str) -> None:
+    farm = CameraFarm.build(3, ClipSpec("h264"))
+    async with farm:
+        site = with_cameras(write_site(tmp_path, devices=(mosquitto.host, mosquitto.port)),
+                            farm, login=False)
+        async with running_gateway(site) as gw:
+            caplog.set_level("INFO")
+            assert await farm.control(f"cam-003 {fault} on") == "ok"
+            farm["cam-003"].disconnect()
+            sup = next(s for s in gw.supervisors if s.name == "cam-003")
+            await until(lambda: sup.failures.get("protocol", 0) >= 3)
+            page = await scrape(gw)
+            m = re.search(rf'^gateway_payloads_rejected_total{{driver="rtsp",'
+                          rf'reason="{reason}"}} (\S+)$', page, re.M)
+            assert m is not None and float(m.group(1)) >= 3
+            logged = [r for r in caplog.records if "payload rejected" in r.getMessage()
+                      and reason in r.getMessage()]
+            assert len(logged) == 1  # then only counted
+            assert "source=cam-003" in logged[0].getMessage()
+            assert cameras_of(gw) == {"cam-001": LinkState.UP, "cam-002": LinkState.UP,
+                                      "cam-003": LinkState.DOWN}
+            assert len(gw.store.events_for("cam-003", "camera.stream.down")) == 1
+            assert await farm.control(f"cam-003 {fault} off") == "ok"
+            await until(lambda: cameras_of(gw)["cam-003"] is LinkState.UP)
