@@ -49,6 +49,7 @@ from gateway.metrics import Metrics
 from gateway.mqtt_loop import Tls
 from gateway.pipeline import Pipeline, record_to_alert
 from gateway.rules import RuleRegistry
+from gateway.rules.cameras import CameraRules, CameraSpec
 from gateway.rules.fire import DetectorSpec, FireParams, FireRules, detector_flags
 from gateway.rules.presence import PresenceRules, PresenceSpec
 from gateway.sdnotify import notify
@@ -137,7 +138,12 @@ class Gateway:
     def _rules(self) -> RuleRegistry:
         """Every rule module, presence first: a device heard again is news before what
         its report says."""
-        return RuleRegistry([self._presence_rules(), self._fire_rules()])
+        return RuleRegistry([self._presence_rules(), self._fire_rules(), self._camera_rules()])
+
+    def _camera_rules(self) -> CameraRules:
+        cfg = self.site.rules.cameras
+        return CameraRules((CameraSpec(d.id, d.zone) for d in self.site.devices_of("rtsp")),
+                           down_for_s=cfg.down_for_s, degraded_for_s=cfg.degraded_for_s)
 
     def _fire_rules(self) -> FireRules:
         cfg = self.site.rules.fire

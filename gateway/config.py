@@ -34,6 +34,7 @@ from drivers.modbus.config import parse_modbus_address as parse_modbus_address
 from drivers.mqtt.config import DetectorClass as DetectorClass
 from drivers.mqtt.config import MqttDevice as MqttDevice
 from drivers.rtsp.config import CameraDevice as CameraDevice
+from drivers.rtsp.config import CameraRulesConfig
 from gateway.config_parts import CommandAllow as CommandAllow
 from gateway.config_parts import CommandRate as CommandRate
 from gateway.config_parts import CommandValue as CommandValue
@@ -207,6 +208,7 @@ class FireRulesConfig(Model):
 
 class RulesConfig(Model):
     fire: FireRulesConfig = Field(default_factory=FireRulesConfig)
+    cameras: CameraRulesConfig = Field(default_factory=CameraRulesConfig)
 
 
 Device = Annotated[

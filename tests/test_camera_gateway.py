@@ -21,8 +21,11 @@ from tests.brokers import Mosquitto
 from tests.harness import running_gateway, write_site
 
 
-def with_cameras(site: Path, farm: CameraFarm, *, login: bool) -> Path:
+def with_cameras(site: Path, farm: CameraFarm, *, login: bool,
+                 down_for_s: float | None = None) -> Path:
     doc = yaml.safe_load(site.read_text())
+    if down_for_s is not None:
+        doc["rules"]["cameras"] = {"down_for_s": down_for_s}
     for cam in farm.cameras.values():
         entry = {"driver": "rtsp", "id": cam.id, "kind": "camera", "zone": "main-office-a",
                  "address": cam.url}
@@ -61,7 +64,7 @@ async def test_a_stalled_camera_is_a_committed_event_and_a_gauge(
     farm = CameraFarm.build(3, ClipSpec("h265"), username="viewer", password="pw")
     async with farm:
         site = with_cameras(write_site(tmp_path, devices=(mosquitto.host, mosquitto.port)),
-                            farm, login=True)
+                            farm, login=True, down_for_s=1.0)
         async with running_gateway(site) as gw:
             assert set(cameras_of(gw)) == {"cam-001", "cam-002", "cam-003"}
             page = await scrape(gw)
@@ -83,10 +86,17 @@ async def test_a_stalled_camera_is_a_committed_event_and_a_gauge(
             assert "stalled" in down[0]["data"]["reason"]
             assert sample(await scrape(gw), "gateway_camera_up", "cam-002") == 0.0
             assert cameras_of(gw)["cam-001"] is LinkState.UP
+            # Lost for longer than `rules.cameras.down_for_s`: an alert in the zone.
+            await until(lambda: [a.key for a in gw.book.active()] == [
+                "camera.stream_lost:cam-002"])
+            alert = gw.book.active()[0]
+            assert alert.zone == "main-office-a" and "stalled" in alert.summary
 
             assert await farm.control("cam-002 stall off") == "ok"
             await until(lambda: len(gw.store.events_for("cam-002", "camera.stream.up")) == 2)
             assert sample(await scrape(gw), "gateway_camera_up", "cam-002") == 1.0
+            await until(lambda: gw.book.active() == [])
+            assert gw.store.active_alerts() == []
             assert gw.store.events_for("cam-001", "camera.stream.down") == []
 
 
