@@ -64,6 +64,7 @@ from gateway.metrics import Metrics
 from gateway.mqtt_loop import Tls
 from gateway.pipeline import Pipeline, record_to_alert
 from gateway.rules import RuleRegistry
+from gateway.rules.cameras import CameraRules, CameraSpec
 from gateway.rules.fire import DetectorSpec, FireParams, FireRules, detector_flags
 from gateway.rules.presence import PresenceRules, PresenceSpec
 from gateway.sdnotify import notify
@@ -167,7 +168,8 @@ class Gateway:
         its report says."""
         self.lifts = build_modules(self.site, self.db_path)
         modules: list[Any] = [self._presence_rules(), self._fire_rules(), *self.lifts.modules,
-                              water_rules(self.site, self.store, self.clock.now())]
+                              water_rules(self.site, self.store, self.clock.now()),
+                              self._camera_rules()]
         if self.gates is not None:
             modules.append(self.gates.rules())
         return RuleRegistry(modules)
@@ -196,6 +198,11 @@ class Gateway:
                       port=self.overrides.push_port, controllers=controllers)
         gates.register_metrics(self.metrics.registry)
         return gates
+
+    def _camera_rules(self) -> CameraRules:
+        cfg = self.site.rules.cameras
+        return CameraRules((CameraSpec(d.id, d.zone) for d in self.site.devices_of("rtsp")),
+                           down_for_s=cfg.down_for_s, degraded_for_s=cfg.degraded_for_s)
 
     def _fire_rules(self) -> FireRules:
         cfg = self.site.rules.fire

@@ -35,6 +35,7 @@ from drivers.mqtt.config import DetectorClass as DetectorClass
 from drivers.mqtt.config import MqttDevice as MqttDevice
 from drivers.mqtt.config import MqttGateDevice as MqttGateDevice
 from drivers.rtsp.config import CameraDevice as CameraDevice
+from drivers.rtsp.config import CameraRulesConfig
 from gateway.config_parts import CommandAllow as CommandAllow
 from gateway.config_parts import CommandRate as CommandRate
 from gateway.config_parts import CommandValue as CommandValue
@@ -217,6 +218,7 @@ class RulesConfig(Model):
     fire: FireRulesConfig = Field(default_factory=FireRulesConfig)
     elevator: ElevatorRulesConfig = Field(default_factory=ElevatorRulesConfig)
     water: WaterRulesConfig = Field(default_factory=WaterRulesConfig)
+    cameras: CameraRulesConfig = Field(default_factory=CameraRulesConfig)
 
 
 Device = Annotated[

@@ -83,6 +83,7 @@ class Camera:
     password: str | None = None
     auth: str = "digest"  # "digest" or "basic" when a login is set
     max_sessions: int = 2  # a camera's few stream slots
+    public: str = _PUBLIC  # the methods OPTIONS names
     host: str = "127.0.0.1"
     port: int = 0
     faults: Faults = field(default_factory=Faults)
@@ -231,7 +232,7 @@ class _Connection(asyncio.Protocol):
             self._answer(401, "Unauthorized", cseq, {"WWW-Authenticate": cam.challenge()})
             return
         if method == "OPTIONS":
-            self._answer(200, "OK", cseq, {"Public": _PUBLIC})
+            self._answer(200, "OK", cseq, {"Public": cam.public})
         elif method == "DESCRIBE":
             body = cam.stream.sdp(cam.host)
             self._answer(200, "OK", cseq, {"Content-Base": f"{url.rstrip('/')}/",

@@ -210,3 +210,27 @@ async def test_nobody_listening_is_unreachable() -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_keep_alives_hold_the_session() -> None:
+    farm = CameraFarm.build(2, ClipSpec("h264"))
+    async with farm:
+        farm["cam-002"].public = "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN"  # no GET_PARAMETER
+        sink = RecordingSink()
+        tasks = []
+        for cam in farm.cameras.values():
+            dev = CameraDevice(driver="rtsp", id=cam.id, kind="camera", zone="gate",
+                               address=cam.url)
+            timing = Timing(stall_s=1.0, tick_s=0.05, keepalive_s=0.2)
+            tasks.append(asyncio.create_task(
+                Supervisor(CameraDriver(dev, sink, timing=timing)).run()))
+        try:
+            await until(lambda: farm["cam-001"].requests.get("GET_PARAMETER", 0) >= 3)
+            await until(lambda: farm["cam-002"].requests.get("OPTIONS", 0) >= 4)
+            assert "GET_PARAMETER" not in farm["cam-002"].requests
+            assert farm["cam-001"].requests["PLAY"] == 1  # one session all along
+            assert farm["cam-002"].requests["PLAY"] == 1
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)

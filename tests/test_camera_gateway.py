@@ -21,8 +21,11 @@ from tests.brokers import Mosquitto
 from tests.harness import running_gateway, write_site
 
 
-def with_cameras(site: Path, farm: CameraFarm, *, login: bool) -> Path:
+def with_cameras(site: Path, farm: CameraFarm, *, login: bool,
+                 down_for_s: float | None = None) -> Path:
     doc = yaml.safe_load(site.read_text())
+    if down_for_s is not None:
+        doc["rules"]["cameras"] = {"down_for_s": down_for_s}
     for cam in farm.cameras.values():
         entry = {"driver": "rtsp", "id": cam.id, "kind": "camera", "zone": "main-office-a",
                  "address": cam.url}
@@ -61,7 +64,7 @@ async def test_a_stalled_camera_is_a_committed_event_and_a_gauge(
     farm = CameraFarm.build(3, ClipSpec("h265"), username="viewer", password="pw")
     async with farm:
         site = with_cameras(write_site(tmp_path, devices=(mosquitto.host, mosquitto.port)),
-                            farm, login=True)
+                            farm, login=True, down_for_s=1.0)
         async with running_gateway(site) as gw:
             assert set(cameras_of(gw)) == {"cam-001", "cam-002", "cam-003"}
             page = await scrape(gw)
@@ -83,10 +86,17 @@ async def test_a_stalled_camera_is_a_committed_event_and_a_gauge(
             assert "stalled" in down[0]["data"]["reason"]
             assert sample(await scrape(gw), "gateway_camera_up", "cam-002") == 0.0
             assert cameras_of(gw)["cam-001"] is LinkState.UP
+            # Lost for longer than `rules.cameras.down_for_s`: an alert in the zone.
+            await until(lambda: [a.key for a in gw.book.active()] == [
+                "camera.stream_lost:cam-002"])
+            alert = gw.book.active()[0]
+            assert alert.zone == "main-office-a" and "stalled" in alert.summary
 
             assert await farm.control("cam-002 stall off") == "ok"
             await until(lambda: len(gw.store.events_for("cam-002", "camera.stream.up")) == 2)
             assert sample(await scrape(gw), "gateway_camera_up", "cam-002") == 1.0
+            await until(lambda: gw.book.active() == [])
+            assert gw.store.active_alerts() == []
             assert gw.store.events_for("cam-001", "camera.stream.down") == []
 
 
@@ -111,3 +121,33 @@ async def test_a_hundred_cameras_watched_at_once(tmp_path: Path, mosquitto: Mosq
                                                                limit=500)]
             assert downs == ["cam-042"]
             assert all(c.peak_sessions == 1 for c in farm.cameras.values())
+
+
+@pytest.mark.parametrize(("fault", "reason"), [
+    ("garbage", "rtsp_garbage"), ("absurd_length", "rtp_frame_too_large")])
+async def test_a_camera_talking_nonsense_is_counted_and_logged_once(
+        tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture,
+        fault: str, reason: str) -> None:
+    farm = CameraFarm.build(3, ClipSpec("h264"))
+    async with farm:
+        site = with_cameras(write_site(tmp_path, devices=(mosquitto.host, mosquitto.port)),
+                            farm, login=False)
+        async with running_gateway(site) as gw:
+            caplog.set_level("INFO")
+            assert await farm.control(f"cam-003 {fault} on") == "ok"
+            farm["cam-003"].disconnect()
+            sup = next(s for s in gw.supervisors if s.name == "cam-003")
+            await until(lambda: sup.failures.get("protocol", 0) >= 3)
+            page = await scrape(gw)
+            m = re.search(rf'^gateway_payloads_rejected_total{{driver="rtsp",'
+                          rf'reason="{reason}"}} (\S+)$', page, re.M)
+            assert m is not None and float(m.group(1)) >= 3
+            logged = [r for r in caplog.records if "payload rejected" in r.getMessage()
+                      and reason in r.getMessage()]
+            assert len(logged) == 1  # then only counted
+            assert "source=cam-003" in logged[0].getMessage()
+            assert cameras_of(gw) == {"cam-001": LinkState.UP, "cam-002": LinkState.UP,
+                                      "cam-003": LinkState.DOWN}
+            assert len(gw.store.events_for("cam-003", "camera.stream.down")) == 1
+            assert await farm.control(f"cam-003 {fault} off") == "ok"
+            await until(lambda: cameras_of(gw)["cam-003"] is LinkState.UP)

@@ -39,3 +39,11 @@ class CameraDevice(Model):
         if self.password is not None and self.username is None:
             raise located([(("password",), "a password needs a username", None)])
         return self
+
+
+class CameraRulesConfig(Model):
+    """`rules.cameras` in the site file: how long a stream stays lost, or slow, before it
+    is an alert (a reconnect of a second is no blind spot)."""
+
+    down_for_s: float = Field(default=30.0, ge=0, le=3600)
+    degraded_for_s: float = Field(default=60.0, ge=0, le=3600)

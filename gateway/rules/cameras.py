@@ -1,0 +1,108 @@
+"""Cameras: a stream that stays lost, or stays at a low frame rate, is an alert. The
+stream monitor's supervisor says `camera.stream.down` / `.degraded` / `.up` on each
+transition; an alert fires once the condition has held `for` its duration (a reconnect
+of a second is no blind spot) and clears when the stream is back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from gateway.alerts import Alert, AlertSignal, AlertState
+from gateway.errors import ConfigError
+from gateway.events import Event, Heartbeat, Reading, Severity
+
+STREAM_LOST = "camera.stream_lost"
+LOW_FPS = "camera.low_fps"
+_KINDS = {"camera.stream.down": STREAM_LOST, "camera.stream.degraded": LOW_FPS}
+_SEVERITY = {STREAM_LOST: Severity.MAJOR, LOW_FPS: Severity.MINOR}
+_WHAT = {STREAM_LOST: "stream lost", LOW_FPS: "low frame rate"}
+
+_NOTHING: list[AlertSignal] = []
+
+
+@dataclass(frozen=True, slots=True)
+class CameraSpec:
+    id: str
+    zone: str
+
+
+class _Camera:
+    __slots__ = ("firing", "pending", "reason", "since", "spec")
+
+    def __init__(self, spec: CameraSpec) -> None:
+        self.spec = spec
+        self.pending: str | None = None  # the rule whose condition holds, not yet firing
+        self.firing: str | None = None
+        self.since = 0.0
+        self.reason = ""
+
+
+class CameraRules:
+    """Per camera at most one condition at a time: a lost stream supersedes a slow one."""
+
+    name = "cameras"
+
+    def __init__(self, cameras: Iterable[CameraSpec], *, down_for_s: float = 30.0,
+                 degraded_for_s: float = 60.0) -> None:
+        if down_for_s < 0 or degraded_for_s < 0:
+            raise ConfigError("cameras: `for` durations must not be negative")
+        self._for = {STREAM_LOST: down_for_s, LOW_FPS: degraded_for_s}
+        self._cameras: dict[str, _Camera] = {}
+        for spec in cameras:
+            if spec.id in self._cameras:
+                raise ConfigError(f"camera {spec.id}: listed twice")
+            self._cameras[spec.id] = _Camera(spec)
+
+    def restore(self, firing: Iterable[Alert]) -> None:
+        for alert in firing:
+            cam = self._cameras.get(alert.source)
+            if cam is not None and alert.rule in _SEVERITY and alert.state is AlertState.FIRING:
+                cam.firing = alert.rule
+
+    def observe(self, item: Event | Reading | Heartbeat, now: float) -> list[AlertSignal]:
+        if not isinstance(item, Event) or not item.kind.startswith("camera.stream."):
+            return _NOTHING
+        cam = self._cameras.get(item.source)
+        if cam is None:
+            return _NOTHING
+        rule = _KINDS.get(item.kind)
+        if rule is None and item.kind != "camera.stream.up":
+            return _NOTHING
+        out: list[AlertSignal] = []
+        if cam.firing is not None and cam.firing != rule:
+            out.append(self._signal(cam, cam.firing, now, active=False))
+            cam.firing = None
+        if rule is None or cam.firing == rule:
+            cam.pending = None
+            return out or _NOTHING
+        if cam.pending != rule:
+            cam.pending, cam.since = rule, now
+            cam.reason = str(item.data.get("reason", ""))[:200]
+        out += self._due(cam, now)
+        return out or _NOTHING
+
+    def tick(self, now: float) -> list[AlertSignal]:
+        out = _NOTHING
+        for cam in self._cameras.values():
+            if cam.pending is not None:
+                fired = self._due(cam, now)
+                if fired:
+                    out = fired if out is _NOTHING else [*out, *fired]
+        return out
+
+    def _due(self, cam: _Camera, now: float) -> list[AlertSignal]:
+        rule = cam.pending
+        if rule is None or now - cam.since < self._for[rule]:
+            return _NOTHING
+        cam.pending, cam.firing = None, rule
+        return [self._signal(cam, rule, now, active=True)]
+
+    def _signal(self, cam: _Camera, rule: str, now: float, *, active: bool) -> AlertSignal:
+        what = _WHAT[rule]
+        if active:
+            summary = f"Camera {cam.spec.id}: {what} for {now - cam.since:.0f} s ({cam.reason})"
+        else:
+            summary = f"Camera {cam.spec.id}: {what} no more"
+        return AlertSignal(rule, cam.spec.id, cam.spec.zone, _SEVERITY[rule], active, summary,
+                           {"reason": cam.reason} if active else {})

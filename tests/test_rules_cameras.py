@@ -1,0 +1,91 @@
+"""Camera alerts from the stream's transitions, from tables: a lost stream or a low frame
+rate that holds for its duration fires, its end clears, a lost stream supersedes a slow
+one, and a restart takes over what was firing."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.alerts import Alert, AlertState
+from gateway.errors import ConfigError
+from gateway.events import Event, Reading, Severity
+from gateway.rules.cameras import LOW_FPS, STREAM_LOST, CameraRules, CameraSpec
+
+T0 = 1_764_000_000.0
+
+
+def ev(kind: str, source: str = "cam-001", reason: str = "stalled") -> Event:
+    return Event(f"camera.stream.{kind}", source, seq=1, time=T0, data={"reason": reason})
+
+
+def run(steps: list[tuple[float, str | None]], **for_s: float) -> list[tuple[float, str, bool]]:
+    """(time offset, transition or None for a tick) -> (time, rule, active) signalled."""
+    rules = CameraRules([CameraSpec("cam-001", "gate")], **for_s)
+    out = []
+    for t, kind in steps:
+        said = rules.tick(T0 + t) if kind is None else rules.observe(ev(kind), T0 + t)
+        out += [(t, s.rule, s.active) for s in said]
+    return out
+
+
+@pytest.mark.parametrize(("steps", "expected"), [
+    # a reconnect of a second is no alert
+    ([(0, "up"), (10, "down"), (11, "up"), (50, None)], []),
+    # a stream lost for its 30 s fires on the tick, and clears when it is back
+    ([(0, "up"), (10, "down"), (39, None), (40, None), (41, None), (90, "up")],
+     [(40, STREAM_LOST, True), (90, STREAM_LOST, False)]),
+    # repeated down events while down do not restart the clock
+    ([(0, "down"), (20, "down"), (30, None)], [(30, STREAM_LOST, True)]),
+    # low frame rate: 60 s
+    ([(0, "degraded"), (59, None), (60, None), (70, "up")],
+     [(60, LOW_FPS, True), (70, LOW_FPS, False)]),
+    # a slow stream that is then lost: the slow alert clears, the lost one starts its clock
+    ([(0, "degraded"), (60, None), (61, "down"), (91, None)],
+     [(60, LOW_FPS, True), (61, LOW_FPS, False), (91, STREAM_LOST, True)]),
+    # back but slow: the lost alert clears
+    ([(0, "down"), (30, None), (35, "degraded")],
+     [(30, STREAM_LOST, True), (35, STREAM_LOST, False)]),
+])
+def test_camera_alerts(steps: list[tuple[float, str | None]],
+                       expected: list[tuple[float, str, bool]]) -> None:
+    assert run(steps) == expected
+
+
+def test_no_duration_fires_at_once() -> None:
+    assert run([(0, "down"), (1, "up")], down_for_s=0) == [
+        (0, STREAM_LOST, True), (1, STREAM_LOST, False)]
+
+
+def test_the_signal_carries_the_camera_its_zone_and_the_reason() -> None:
+    rules = CameraRules([CameraSpec("cam-007", "main-gatehouse")], down_for_s=0)
+    [signal] = rules.observe(ev("down", "cam-007", "Unreachable: stalled: nothing for 3.1 s"),
+                             T0)
+    assert (signal.rule, signal.source, signal.zone, signal.severity) == (
+        STREAM_LOST, "cam-007", "main-gatehouse", Severity.MAJOR)
+    assert "stalled" in signal.summary
+    assert signal.data == {"reason": "Unreachable: stalled: nothing for 3.1 s"}
+
+
+def test_others_are_not_its_business() -> None:
+    rules = CameraRules([CameraSpec("cam-001", "gate")], down_for_s=0)
+    assert rules.observe(ev("down", "cam-099"), T0) == []
+    assert rules.observe(Event("modbus.line.down", "cam-001", seq=1, time=T0), T0) == []
+    assert rules.observe(Reading("cam-001", "stream_fps", 2.0, "fps", T0), T0) == []
+    assert rules.observe(ev("unit.down"), T0) == []
+
+
+def test_a_restart_takes_over_a_firing_alert() -> None:
+    rules = CameraRules([CameraSpec("cam-001", "gate")])
+    rules.restore([Alert("a1", f"{STREAM_LOST}:cam-001", STREAM_LOST, "cam-001", "gate",
+                         Severity.MAJOR, AlertState.FIRING, T0, None, "lost", {})])
+    assert rules.observe(ev("down"), T0 + 1) == []  # still down: no second alert
+    assert rules.tick(T0 + 100) == []
+    [clear] = rules.observe(ev("up"), T0 + 200)
+    assert (clear.rule, clear.active) == (STREAM_LOST, False)
+
+
+def test_bad_setup_is_refused() -> None:
+    with pytest.raises(ConfigError, match="listed twice"):
+        CameraRules([CameraSpec("c", "z"), CameraSpec("c", "z")])
+    with pytest.raises(ConfigError, match="negative"):
+        CameraRules([], down_for_s=-1)
