@@ -164,14 +164,18 @@ class KeyframeDecoder:
         if ctx is None:
             ctx = av.CodecContext.create("h264" if codec is Codec.H264 else "hevc", "r")
             self._contexts[codec] = ctx
+        # Each keyframe starts afresh: shared by many cameras, the decoder must not take
+        # one camera's picture for the next of another's (an H.265 CRA with the same
+        # picture count as the last one would be dropped as a duplicate).
+        ctx.flush_buffers()
         try:
             frames = ctx.decode(av.Packet(access_unit))
             if not frames:  # a decoder that holds a frame back: flush it out
                 frames = ctx.decode(None)
-                ctx.flush_buffers()
         except av.error.FFmpegError:
-            ctx.flush_buffers()
             return None
+        finally:
+            ctx.flush_buffers()
         if not frames:
             return None
         plane: Any = frames[-1].planes[0]  # a buffer of line_size x height bytes
