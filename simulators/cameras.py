@@ -415,6 +415,8 @@ async def _serve(args: argparse.Namespace) -> None:
     spec = ClipSpec(args.codec, args.width, args.height, args.fps, args.seconds, args.bitrate)
     farm = CameraFarm.build(args.count, spec, username=args.username, password=args.password,
                             auth=args.auth)
+    for content in filter(None, args.pictures.split(",")):
+        Stream.of(dataclasses.replace(spec, content=content))  # encoded before it is asked for
     async with farm:
         for cam in farm.cameras.values():
             print(json.dumps({"id": cam.id, "port": cam.port, "url": cam.url}), flush=True)
@@ -442,6 +444,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--username")
     p.add_argument("--password")
     p.add_argument("--auth", choices=("digest", "basic"), default="digest")
+    p.add_argument("--pictures", default="", help="picture faults to encode at start-up, "
+                   "comma-separated (black,frozen,blurred,covered,night)")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(p.parse_args(argv)))
 
