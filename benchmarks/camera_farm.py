@@ -21,10 +21,10 @@ class Farm:
     """`python -m simulators.cameras` as a child process; `urls` by camera id."""
 
     def __init__(self, count: int, codec: str, width: int, height: int, bitrate: int,
-                 fps: int = 25) -> None:
+                 fps: int = 25, pictures: str = "") -> None:
         self.args = [sys.executable, "-m", "simulators.cameras", "--count", str(count),
                      "--codec", codec, "--width", str(width), "--height", str(height),
-                     "--bitrate", str(bitrate), "--fps", str(fps)]
+                     "--bitrate", str(bitrate), "--fps", str(fps), "--pictures", pictures]
         self.urls: dict[str, str] = {}
         self.proc: subprocess.Popen[str] | None = None
 

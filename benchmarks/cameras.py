@@ -5,9 +5,11 @@ frame, on the same simulated cameras in the same run.
 
 For each scenario (1080p H.264 at 4 Mbit/s, 720p H.265 at 1.5 Mbit/s, both 25 fps):
 1. the gateway's stream monitors (drivers/rtsp, one supervisor per camera, as the daemon
-   runs them) watch every camera: CPU (% of one core) and RSS of their process;
+   runs them: stream health from the RTP, one keyframe per camera decoded every 15 s for
+   picture health) watch every camera: CPU (% of one core) and RSS of their process;
 2. stream loss: one camera at a time stalls (RTP stops, the connection stays open) and
-   then is cut off; the time until its supervisor reports it down;
+   then is cut off; the time until its supervisor reports it down; then picture faults:
+   two cameras turn black and two freeze, and the time until each is told;
 3. the naive monitor: `cv2.VideoCapture` in a thread per camera, reading (decoding) every
    frame of `--naive` cameras, CPU extrapolated to all of them, and the ratio printed.
 The simulated cameras run in their own process; their CPU is printed apart."""
@@ -75,6 +77,27 @@ async def watch(farm: Farm, seconds: float, probes: int) -> dict[str, float]:
         await until(lambda sup=sup: sup.state is LinkState.UP)
     out["stall_p50"], out["stall_max"] = statistics.median(stalls), max(stalls)
     out["cut_p50"], out["cut_max"] = statistics.median(cuts), max(cuts)
+    # Picture faults: two cameras turn black and two freeze, at once; the time until
+    # each one's `camera.image.*` event (sampling every 15 s, three bad in a row).
+    loop = asyncio.get_running_loop()
+    probes_at: dict[str, tuple[str, float]] = {}
+    ids = list(farm.urls)[probes : probes + 4]
+    for cam_id, picture in zip(ids, ("black", "frozen", "black", "frozen"), strict=True):
+        farm.control(f"{cam_id} picture {picture}")  # answered once the clip is encoded
+        probes_at[cam_id] = (picture, loop.time())
+
+    def told(cam_id: str) -> float | None:
+        picture, since = probes_at[cam_id]
+        for at, event in sink.events:
+            if event.source == cam_id and event.kind == f"camera.image.{picture}":
+                return at - since
+        return None
+
+    await until(lambda: all(told(c) is not None for c in ids), deadline_s=180)
+    for picture in ("black", "frozen"):
+        times = [told(c) or 0.0 for c in ids if probes_at[c][0] == picture]
+        out[f"{picture}_max"] = max(times)
+        out[f"{picture}_min"] = min(times)
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -131,7 +154,7 @@ async def main() -> None:
           f"naive monitor on {args.naive}, extrapolated x{args.cameras / args.naive:g}")
     for name in args.scenarios.split(","):
         codec, w, h, bitrate = SCENARIOS[name]
-        with Farm(args.cameras, codec, w, h, bitrate) as farm:
+        with Farm(args.cameras, codec, w, h, bitrate, pictures="black,frozen") as farm:
             got = await watch(farm, args.seconds, args.probes)
             n_cpu, n_fps = await asyncio.to_thread(naive, list(farm.urls.values())[:args.naive],
                                                    args.seconds)
@@ -143,6 +166,9 @@ async def main() -> None:
         print(f"  stream loss      stalled: p50 {got['stall_p50']:.2f} s, max "
               f"{got['stall_max']:.2f} s; cut off: p50 {got['cut_p50']:.3f} s, max "
               f"{got['cut_max']:.3f} s")
+        print(f"  picture faults   black: {got['black_min']:.0f}-{got['black_max']:.0f} s; "
+              f"frozen: {got['frozen_min']:.0f}-{got['frozen_max']:.0f} s (one keyframe "
+              "per camera every 15 s, three bad in a row)")
         print(f"  naive (cv2)      CPU {n_cpu:5.1f}% for {args.naive} ({n_fps} frames/s "
               f"decoded), {extrapolated:.0f}% extrapolated to {args.cameras}: "
               f"{extrapolated / max(got['cpu'], 0.01):.0f}x the stream monitors")

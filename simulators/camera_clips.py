@@ -10,6 +10,7 @@ import struct
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 # Payload per RTP packet: an Ethernet MTU less IP, TCP, interleave and RTP headers.
 MAX_PAYLOAD = 1400
@@ -24,11 +25,14 @@ class ClipSpec:
     fps: int = 25
     seconds: int = 2
     bitrate: int = 256_000  # bits/s: a camera's sub-stream
+    # What the camera sees: scene, or a picture fault: black, frozen, blurred, covered,
+    # night (dark, grainy IR: must not read as black).
+    content: str = "scene"
 
     @property
     def key(self) -> str:
         return (f"{self.codec}-{self.width}x{self.height}-{self.fps}fps-{self.seconds}s-"
-                f"{self.bitrate // 1000}k")
+                f"{self.bitrate // 1000}k-{self.content}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,16 +139,12 @@ def _encode(spec: ClipSpec) -> list[list[bytes]]:
                                       "repeat-headers=1:log-level=error"}
     rng = np.random.default_rng(7)
     h, w = spec.height, spec.width
-    base = np.tile(np.linspace(30, 220, w, dtype=np.uint8), (h, 1))
     frames: list[list[bytes]] = []
     total = spec.fps * spec.seconds
     for n in range(total + 1):
         packets = []
         if n < total:
-            y = np.roll(base, 4 * n, axis=1).copy()
-            bar = (n * 7) % max(1, h - 20)
-            y[bar : bar + 20, :] = 240
-            y ^= rng.integers(0, 24, size=(h, w), dtype=np.uint8)  # texture: a real bitrate
+            y = _picture(spec.content, 0 if spec.content == "frozen" else n, h, w, rng)
             u = np.full((h // 2, w // 2), 128, dtype=np.uint8)
             yuv = np.concatenate([y.reshape(-1), u.reshape(-1), u.reshape(-1)])
             frame = av.VideoFrame.from_ndarray(yuv.reshape(h * 3 // 2, w), format="yuv420p")
@@ -155,6 +155,34 @@ def _encode(spec: ClipSpec) -> list[list[bytes]]:
         for packet in packets:
             frames.append(split_annex_b(bytes(packet)))
     return frames
+
+
+def _picture(content: str, n: int, h: int, w: int, rng: Any) -> Any:
+    """Frame `n`'s luma plane for a content kind (numpy and OpenCV, the camera extra)."""
+    import cv2
+    import numpy as np
+
+    base = np.tile(np.linspace(30, 220, w, dtype=np.uint8), (h, 1))
+    scene = np.roll(base, 4 * n, axis=1)
+    bar = (n * 7) % max(1, h - 20)
+    scene[bar : bar + 20, :] = 240
+    # Texture, so the bitrate and the edges are a real camera's; the same every frame
+    # for a frozen picture.
+    grain = (np.random.default_rng(11) if content == "frozen" else rng).integers(
+        0, 24, size=(h, w), dtype=np.uint8)
+    if content in ("scene", "frozen"):
+        return scene ^ grain
+    if content == "black":
+        return (16 + rng.integers(0, 3, size=(h, w))).astype(np.uint8)
+    if content == "blurred":
+        return cv2.GaussianBlur(scene ^ grain, (0, 0), 5)
+    if content == "covered":  # a hand over the lens: dark, a soft shading, no edges
+        shade = np.tile(np.linspace(50, 90, h, dtype=np.float32)[:, None], (1, w))
+        return cv2.GaussianBlur(shade, (0, 0), 9).astype(np.uint8)
+    if content == "night":  # IR: dark, low contrast, heavy sensor grain
+        ir = 18 + 0.3 * (scene ^ grain) + rng.normal(0, 9, size=(h, w))
+        return np.clip(ir, 0, 255).astype(np.uint8)
+    raise ValueError(f"no content {content!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,12 +2,14 @@
 RTP/AVP/TCP interleaved, PLAY, GET_PARAMETER, TEARDOWN; Digest or Basic auth), serving a
 looped H.264 or H.265 clip, many cameras in one process. Each camera has faults a test can
 switch: stall, refuse, disconnect, auth failure, low fps, garbage answers, oversized
-headers, absurd interleaved frame lengths.
+headers, absurd interleaved frame lengths, and what the picture shows (black, frozen,
+blurred, covered, night).
 
     python -m simulators.cameras --count 100 --codec h264
 
 prints one JSON line per camera ({"id", "port", "url"}), then reads control lines on stdin:
-`<camera id|*> <fault> <on|off|value>` (e.g. `cam-003 stall on`, `* low_fps 5`)."""
+`<camera id|*> <fault> <on|off|value>` (e.g. `cam-003 stall on`, `* low_fps 5`,
+`cam-007 picture black`)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import logging
 import secrets
@@ -39,6 +42,7 @@ log = logging.getLogger("simulators.cameras")
 _MAX_REQUEST = 16 * 1024
 # A client that does not read is dropped frames, as a camera's encoder queue would.
 _WRITE_HIGH_WATER = 512 * 1024
+_PICTURES = ("scene", "black", "frozen", "blurred", "covered", "night")
 _PUBLIC = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, GET_PARAMETER, SET_PARAMETER, TEARDOWN"
 
 
@@ -51,6 +55,10 @@ class Faults:
     garbage: bool = False  # answers every request with bytes that are not RTSP
     oversized: bool = False  # answers with a header that never ends
     absurd_length: bool = False  # after PLAY, interleaved frames that are not RTP
+    picture: str = "scene"  # or black, frozen, blurred, covered, night (camera_clips)
+
+
+_STREAMS: dict[ClipSpec, Stream] = {}  # every camera showing the same content shares it
 
 
 @dataclass
@@ -62,8 +70,11 @@ class Stream:
 
     @classmethod
     def of(cls, spec: ClipSpec, cache: Path | None = None) -> Stream:
-        clip = load_clip(spec, cache)
-        return cls(clip, packetise(clip))
+        found = _STREAMS.get(spec)
+        if found is None:
+            clip = load_clip(spec, cache)
+            found = _STREAMS[spec] = cls(clip, packetise(clip))
+        return found
 
     def sdp(self, address: str) -> bytes:
         codec = "H264" if self.clip.spec.codec == "h264" else "H265"
@@ -97,6 +108,13 @@ class Camera:
     @property
     def url(self) -> str:
         return f"rtsp://{self.host}:{self.port}/sub"
+
+    def showing(self) -> Stream:
+        """The stream for what the camera sees now (its picture fault, if any)."""
+        content = self.faults.picture
+        if content == self.stream.clip.spec.content:
+            return self.stream
+        return Stream.of(dataclasses.replace(self.stream.clip.spec, content=content))
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -170,6 +188,7 @@ class _Connection(asyncio.Protocol):
         self._ts = secrets.randbelow(1 << 32)
         self._ssrc = secrets.randbelow(1 << 32)
         self._next_at = 0.0
+        self._showing: Stream | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -308,9 +327,11 @@ class _Connection(asyncio.Protocol):
         if not self.playing or self.transport is None:
             return
         cam = self.camera
-        spec = cam.stream.clip.spec
-        fps = cam.faults.low_fps or spec.fps
-        frames = cam.stream.frames
+        stream = cam.showing()
+        if stream is not self._showing:  # another picture starts at its keyframe
+            self._showing, self._frame = stream, 0
+        fps = cam.faults.low_fps or stream.clip.spec.fps
+        frames = stream.frames
         frame = frames[self._frame % len(frames)]
         self._frame += 1
         if cam.faults.absurd_length:
@@ -377,6 +398,12 @@ class CameraFarm:
                 cam.disconnect()
             elif fault == "low_fps":
                 cam.faults.low_fps = None if value == "off" else float(value)
+            elif fault == "picture":
+                if value not in _PICTURES:
+                    return f"error: no picture {value}"
+                spec = dataclasses.replace(cam.stream.clip.spec, content=value)
+                await asyncio.to_thread(Stream.of, spec)  # encoded before it is needed
+                cam.faults.picture = value
             elif fault in ("stall", "auth_fail", "garbage", "oversized", "absurd_length"):
                 setattr(cam.faults, fault, on)
             else:
@@ -388,6 +415,8 @@ async def _serve(args: argparse.Namespace) -> None:
     spec = ClipSpec(args.codec, args.width, args.height, args.fps, args.seconds, args.bitrate)
     farm = CameraFarm.build(args.count, spec, username=args.username, password=args.password,
                             auth=args.auth)
+    for content in filter(None, args.pictures.split(",")):
+        Stream.of(dataclasses.replace(spec, content=content))  # encoded before it is asked for
     async with farm:
         for cam in farm.cameras.values():
             print(json.dumps({"id": cam.id, "port": cam.port, "url": cam.url}), flush=True)
@@ -415,6 +444,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--username")
     p.add_argument("--password")
     p.add_argument("--auth", choices=("digest", "basic"), default="digest")
+    p.add_argument("--pictures", default="", help="picture faults to encode at start-up, "
+                   "comma-separated (black,frozen,blurred,covered,night)")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(p.parse_args(argv)))
 

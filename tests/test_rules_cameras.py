@@ -89,3 +89,42 @@ def test_bad_setup_is_refused() -> None:
         CameraRules([CameraSpec("c", "z"), CameraSpec("c", "z")])
     with pytest.raises(ConfigError, match="negative"):
         CameraRules([], down_for_s=-1)
+
+
+def image(state: str, source: str = "cam-001") -> Event:
+    return Event(f"camera.image.{state}", source, seq=1, time=T0, data={"mean": 17.0})
+
+
+@pytest.mark.parametrize(("states", "expected"), [
+    (["black", "ok"], [("camera.picture_black", True), ("camera.picture_black", False)]),
+    (["ok"], []),  # good from the start: no news
+    (["frozen", "frozen"], [("camera.picture_frozen", True)]),
+    (["blurred", "covered", "ok"], [
+        ("camera.picture_blurred", True), ("camera.picture_blurred", False),
+        ("camera.picture_covered", True), ("camera.picture_covered", False)]),
+    (["purple"], []),  # a state this module does not know
+])
+def test_picture_alerts(states: list[str], expected: list[tuple[str, bool]]) -> None:
+    rules = CameraRules([CameraSpec("cam-001", "gate")])
+    said = [(s.rule, s.active) for n, state in enumerate(states)
+            for s in rules.observe(image(state), T0 + n)]
+    assert said == expected
+
+
+def test_a_picture_alert_carries_the_figures_and_its_severity() -> None:
+    rules = CameraRules([CameraSpec("cam-001", "gate")])
+    [signal] = rules.observe(image("covered"), T0)
+    assert (signal.severity, signal.zone, signal.data) == (Severity.MAJOR, "gate",
+                                                           {"mean": 17.0})
+    [blur] = CameraRules([CameraSpec("cam-001", "gate")]).observe(image("blurred"), T0)
+    assert blur.severity is Severity.MINOR
+
+
+def test_a_restart_takes_over_a_picture_alert() -> None:
+    rules = CameraRules([CameraSpec("cam-001", "gate")])
+    rules.restore([Alert("a2", "camera.picture_black:cam-001", "camera.picture_black",
+                         "cam-001", "gate", Severity.MAJOR, AlertState.FIRING, T0, None,
+                         "black", {})])
+    assert rules.observe(image("black"), T0 + 1) == []
+    [clear] = rules.observe(image("ok"), T0 + 2)
+    assert (clear.rule, clear.active) == ("camera.picture_black", False)

@@ -32,6 +32,9 @@ class CameraDevice(Model):
     # Below this the stream is degraded; unset: half the rate the camera advertises (or
     # first shows).
     min_fps: Annotated[float, Field(gt=0, le=120)] | None = None
+    # One keyframe is decoded for picture health this often (staggered by camera); three
+    # bad ones in a row make a picture fault, so the default tells one within 60 s.
+    picture_every_s: float = Field(default=15.0, ge=1, le=600)
     commands: DeviceCommands | None = None
 
     @model_validator(mode="after")

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import zlib
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -17,17 +18,20 @@ from drivers.rtsp import auth
 from drivers.rtsp.config import CameraDevice
 from drivers.rtsp.connection import RtspConnection
 from drivers.rtsp.health import Snapshot, StreamHealth
+from drivers.rtsp.keyframe import KeyframeDecoder, KeyframeGrabber
 from drivers.rtsp.messages import Response, session_of
-from drivers.rtsp.rtp import RtpPacket
+from drivers.rtsp.picture import Picture, PictureJudge, measure
+from drivers.rtsp.rtp import Codec, RtpPacket
 from drivers.rtsp.sdp import Description, VideoTrack, control_url, parse_sdp
 from gateway.clock import Clock, SystemClock
 from gateway.contract import Link, Sink
 from gateway.errors import AuthError, PayloadRejected, ProtocolError, Unreachable
-from gateway.events import Reading
+from gateway.events import Event, Reading, Severity
 
 log = logging.getLogger("drivers.rtsp")
 
 DRIVER = "rtsp"
+_SHARED_DECODER = KeyframeDecoder()  # one decoder per codec for every camera
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +50,8 @@ class CameraDriver:
     """Watches one camera's stream; `snapshot()` is what it measured, for the metrics."""
 
     def __init__(self, device: CameraDevice, sink: Sink, *, password: str | None = None,
-                 clock: Clock | None = None, timing: Timing | None = None) -> None:
+                 clock: Clock | None = None, timing: Timing | None = None,
+                 decoder: KeyframeDecoder | None = None) -> None:
         self.device = device
         self.name = device.id
         self.sink = sink
@@ -64,6 +69,13 @@ class CameraDriver:
         self._reference_fps: float | None = None
         self._degraded = False
         self._session: str | None = None
+        self.decoder = decoder or _SHARED_DECODER
+        self.picture = PictureJudge()
+        self.keyframe: bytes | None = None  # the latest keyframe taken (Annex B)
+        self._grabber: KeyframeGrabber | None = None
+        self._fresh_keyframe = False
+        # Cameras sample in turn, not all in the same second.
+        self._phase = (zlib.crc32(device.id.encode()) % 1000) / 1000
 
     def snapshot(self) -> Snapshot | None:
         health = self.health
@@ -120,6 +132,7 @@ class CameraDriver:
         keepalive_s = min(t.keepalive_s, timeout / 2) if timeout else t.keepalive_s
         loop = asyncio.get_running_loop()
         self.health = StreamHealth(video.codec, video.clock_rate, loop.time())
+        self._grabber = KeyframeGrabber(video.codec)
         self._reference_fps = video.framerate
         play_url = control_url(base, sdp.control)
         played = await self._ask(conn, "PLAY", play_url,
@@ -129,6 +142,8 @@ class CameraDriver:
         started = loop.time()
         next_keepalive = started + keepalive_s
         next_report = started + t.report_s
+        every = self.device.picture_every_s
+        next_picture = started + self._phase * every
         while True:
             if conn.ended.done() or conn.failure is not None:
                 raise conn.failure or Unreachable("the camera closed the connection")
@@ -150,6 +165,12 @@ class CameraDriver:
             if now >= next_report:
                 next_report = now + t.report_s
                 self._report(health.snapshot(now), link)
+            if now >= next_picture and self.streaming:
+                next_picture = now + every
+                self._grabber.arm()
+            if self._fresh_keyframe:
+                self._fresh_keyframe = False
+                await self._judge_picture(video.codec, health)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(t.tick_s):
                     await asyncio.shield(conn.ended)
@@ -176,10 +197,40 @@ class CameraDriver:
             self._degraded = False
             link.up()
 
+    async def _judge_picture(self, codec: Codec, health: StreamHealth) -> None:
+        if self.keyframe is None:
+            return
+        luma = self.decoder.luma(codec, self.keyframe)
+        if luma is None:
+            self._rejected("keyframe_undecodable", f"{len(self.keyframe)} bytes")
+            return
+        figures = measure(luma)
+        changed = self.picture.sample(figures, health.p_median())
+        if changed is None:
+            return
+        log.info("camera=%s picture=%s mean=%.0f std=%.1f sharpness=%.0f edges=%.3f",
+                 self.name, changed, figures.mean, figures.std, figures.sharpness,
+                 figures.edges)
+        severity = Severity.INFO if changed is Picture.OK else Severity.MINOR
+        await self.sink.event(Event(
+            f"camera.image.{changed}", self.name, seq=self.sink.next_seq(self.name),
+            time=self.clock.now(), severity=severity,
+            data={"mean": round(figures.mean, 1), "std": round(figures.std, 1),
+                  "sharpness": round(figures.sharpness), "edges": round(figures.edges, 4)}))
+
     def _rtp(self, now: float, pkt: RtpPacket, data: bytes) -> None:
         health = self.health
         if health is None:
             return
+        grabber = self._grabber
+        if grabber is not None and grabber.armed:
+            try:
+                taken = grabber.feed(pkt, data)
+            except PayloadRejected as exc:
+                self._rejected(exc.reason, exc.detail)
+                taken = None
+            if taken is not None:
+                self.keyframe, self._fresh_keyframe = taken, True
         try:
             health.packet(now, pkt, data)
         except PayloadRejected as exc:

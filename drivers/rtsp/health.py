@@ -133,6 +133,7 @@ class StreamHealth:
         self._frame_key = False
         self._last_key_ts: int | None = None
         self._key_interval: float | None = None
+        self.p_sizes: deque[int] = deque(maxlen=50)  # bytes of the latest P-frames
 
     def packet(self, now: float, pkt: RtpPacket, data: bytes | bytearray) -> None:
         self.packets += 1
@@ -174,7 +175,9 @@ class StreamHealth:
         self.frames += 1
         self.frames_seen.add(now, 1.0)
         self.bytes.add(now, self._frame_bytes)
-        if self._frame_key:
+        if not self._frame_key:
+            self.p_sizes.append(self._frame_bytes)
+        else:
             if self._last_key_ts is not None:
                 step = (self._timestamp - self._last_key_ts) & 0xFFFFFFFF
                 if step < 0x80000000:
@@ -182,6 +185,13 @@ class StreamHealth:
             self._last_key_ts = self._timestamp
         self._frame_bytes = 0
         self._frame_key = False
+
+    def p_median(self) -> float | None:
+        """The median size of the latest P-frames: it collapses when the picture freezes."""
+        if len(self.p_sizes) < 10:
+            return None
+        ordered = sorted(self.p_sizes)
+        return float(ordered[len(ordered) // 2])
 
     def snapshot(self, now: float) -> Snapshot:
         covered = min(self.bytes.window_s, max(now - self.started, 1e-9))

@@ -1,7 +1,11 @@
 """Cameras: a stream that stays lost, or stays at a low frame rate, is an alert. The
 stream monitor's supervisor says `camera.stream.down` / `.degraded` / `.up` on each
 transition; an alert fires once the condition has held `for` its duration (a reconnect
-of a second is no blind spot) and clears when the stream is back."""
+of a second is no blind spot) and clears when the stream is back.
+
+The picture's state comes as `camera.image.<state>` once several keyframes in a row
+agreed (the driver debounces): `camera.picture_<state>` fires at once and clears on
+`camera.image.ok` or when another bad state replaces it."""
 
 from __future__ import annotations
 
@@ -19,6 +23,11 @@ _SEVERITY = {STREAM_LOST: Severity.MAJOR, LOW_FPS: Severity.MINOR}
 _WHAT = {STREAM_LOST: "stream lost", LOW_FPS: "low frame rate"}
 
 _NOTHING: list[AlertSignal] = []
+PICTURE = "camera.picture_"
+# Covered may be tampering: a person at the camera. The others are maintenance.
+_PICTURE_SEVERITY = {"black": Severity.MAJOR, "blank": Severity.MAJOR,
+                     "covered": Severity.MAJOR, "blurred": Severity.MINOR,
+                     "frozen": Severity.MAJOR}
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +37,7 @@ class CameraSpec:
 
 
 class _Camera:
-    __slots__ = ("firing", "pending", "reason", "since", "spec")
+    __slots__ = ("firing", "pending", "picture", "reason", "since", "spec")
 
     def __init__(self, spec: CameraSpec) -> None:
         self.spec = spec
@@ -36,6 +45,7 @@ class _Camera:
         self.firing: str | None = None
         self.since = 0.0
         self.reason = ""
+        self.picture: str | None = None  # the firing picture rule
 
 
 class CameraRules:
@@ -57,14 +67,22 @@ class CameraRules:
     def restore(self, firing: Iterable[Alert]) -> None:
         for alert in firing:
             cam = self._cameras.get(alert.source)
-            if cam is not None and alert.rule in _SEVERITY and alert.state is AlertState.FIRING:
+            if cam is None or alert.state is not AlertState.FIRING:
+                continue
+            if alert.rule in _SEVERITY:
                 cam.firing = alert.rule
+            elif alert.rule.startswith(PICTURE):
+                cam.picture = alert.rule
 
     def observe(self, item: Event | Reading | Heartbeat, now: float) -> list[AlertSignal]:
-        if not isinstance(item, Event) or not item.kind.startswith("camera.stream."):
+        if not isinstance(item, Event) or not item.kind.startswith("camera."):
             return _NOTHING
         cam = self._cameras.get(item.source)
         if cam is None:
+            return _NOTHING
+        if item.kind.startswith("camera.image."):
+            return self._picture(cam, item)
+        if not item.kind.startswith("camera.stream."):
             return _NOTHING
         rule = _KINDS.get(item.kind)
         if rule is None and item.kind != "camera.stream.up":
@@ -81,6 +99,25 @@ class CameraRules:
             cam.reason = str(item.data.get("reason", ""))[:200]
         out += self._due(cam, now)
         return out or _NOTHING
+
+    def _picture(self, cam: _Camera, item: Event) -> list[AlertSignal]:
+        state = item.kind.removeprefix("camera.image.")
+        if state != "ok" and state not in _PICTURE_SEVERITY:
+            return _NOTHING
+        rule = None if state == "ok" else PICTURE + state
+        if rule == cam.picture:
+            return _NOTHING
+        out: list[AlertSignal] = []
+        spec = cam.spec
+        if cam.picture is not None:
+            old = cam.picture.removeprefix(PICTURE)
+            out.append(AlertSignal(cam.picture, spec.id, spec.zone, _PICTURE_SEVERITY[old],
+                                   False, f"Camera {spec.id}: picture no longer {old}"))
+        cam.picture = rule
+        if rule is not None:
+            out.append(AlertSignal(rule, spec.id, spec.zone, _PICTURE_SEVERITY[state], True,
+                                   f"Camera {spec.id}: picture {state}", dict(item.data)))
+        return out
 
     def tick(self, now: float) -> list[AlertSignal]:
         out = _NOTHING
