@@ -462,7 +462,7 @@ def _temperature_issues(path: Path, site: Site, lines: dict[Loc, int]) -> list[C
 
     found: list[ConfigIssue] = []
     for m, measure in enumerate(site.energy.measures):
-        if measure.degree_days is not None:
+        if measure.degree_days is not None and measure.degree_days.temperature_csv:
             name = measure.degree_days.temperature_csv
             file = path.parent / name
             try:
