@@ -145,3 +145,22 @@ def test_an_absurd_day_mean_is_refused(tmp_path: Path) -> None:
 def test_degree_days_take_a_file_or_a_sensor(spec: dict[str, object]) -> None:
     with pytest.raises(ValidationError, match="either temperature_csv or sensor"):
         DegreeDays.model_validate(spec)
+
+
+def test_a_sensor_that_is_not_in_the_site_file_is_a_config_issue(tmp_path: Path) -> None:
+    from gateway.config import check_config
+    from tests.test_config import MINIMAL, _write
+
+    measure = """
+energy:
+  measures:
+    - id: pumps
+      name: AC pumps
+      meters: [hd-main-01]
+      baseline: {start: 2025-01-01, end: 2026-01-01}
+      reporting: {start: 2026-01-01, end: 2027-01-01}
+      degree_days: {sensor: {source: ts-nowhere}}
+"""
+    issues = check_config(_write(tmp_path, MINIMAL + measure), environ={})
+    assert [i.message for i in issues if "ts-nowhere" in i.message] == [
+        "no device 'ts-nowhere' in the site file for the degree-days' temperatures"]
