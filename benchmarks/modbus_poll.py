@@ -1,11 +1,12 @@
 """Modbus polling cost: the driver against simulated meters in another process.
 
-    .venv/bin/python benchmarks/modbus_poll.py [--seconds 10]
+    .venv/bin/python benchmarks/modbus_poll.py [--seconds 10] [--only compound]
 
 Scenarios:
 - plan: one Modbus TCP endpoint, 5 meters polled every 0.1 s, block reads as planned
   against one request per register (what the peers do);
-- compound: ~30 meters at 1 Hz (one TCP gateway, three serial servers);
+- compound: ~30 meters at 1 Hz (one TCP gateway, three serial servers), without and with
+  a 64-register gap bridge;
 - fleet: 1,000 devices at 1 Hz over 20 TCP endpoints and 4 RTU lines.
 
 Prints requests/s, registers/s, CPU seconds per 1,000 polls, CPU % of one core, poll
@@ -172,7 +173,18 @@ async def measure(name: str, groups: list[list[MeterBinding]], seconds: float) -
                   requests_per_device)
 
 
-async def main(seconds: float) -> list[dict[str, Any]]:
+async def main(seconds: float, only: str | None = None) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    if only in (None, "plan"):
+        rows += await _plan(seconds)
+    if only in (None, "compound"):
+        rows += await _compound(seconds)
+    if only in (None, "fleet"):
+        rows += await _fleet(seconds)
+    return rows
+
+
+async def _plan(seconds: float) -> list[dict[str, Any]]:
     rows = []
     with simulators("1:5") as ports:
         port = ports["tcp"][0]
@@ -181,10 +193,22 @@ async def main(seconds: float) -> list[dict[str, Any]]:
                                     ("plan: block reads, gap bridge 64", False, 64)]:
             groups = [bindings_for("tcp", port, 5, 0.1, per_tag, gap)]
             rows.append((await measure(label, groups, seconds)).row())
+    return rows
+
+
+async def _compound(seconds: float) -> list[dict[str, Any]]:
+    rows = []
     with simulators("1:6", "3:8:rtu") as ports:
-        groups = [bindings_for("tcp", ports["tcp"][0], 6, 1.0)]
-        groups += [bindings_for("rtu+tcp", p, 8, 1.0) for p in ports["rtu"]]
-        rows.append((await measure("compound: 30 meters at 1 Hz", groups, seconds)).row())
+        for label, gap in [("compound: 30 meters at 1 Hz", 0),
+                           ("compound: 30 meters at 1 Hz, gap bridge 64", 64)]:
+            groups = [bindings_for("tcp", ports["tcp"][0], 6, 1.0, gap=gap)]
+            groups += [bindings_for("rtu+tcp", p, 8, 1.0, gap=gap) for p in ports["rtu"]]
+            rows.append((await measure(label, groups, seconds)).row())
+    return rows
+
+
+async def _fleet(seconds: float) -> list[dict[str, Any]]:
+    rows = []
     with simulators("20:40", "4:50:rtu") as ports:
         groups = [bindings_for("tcp", p, 40, 1.0) for p in ports["tcp"]]
         groups += [bindings_for("rtu+tcp", p, 50, 1.0) for p in ports["rtu"]]
@@ -195,5 +219,7 @@ async def main(seconds: float) -> list[dict[str, Any]]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0)
-    for row in asyncio.run(main(parser.parse_args().seconds)):
+    parser.add_argument("--only", choices=["plan", "compound", "fleet"])
+    args = parser.parse_args()
+    for row in asyncio.run(main(args.seconds, args.only)):
         print(json.dumps(row, ensure_ascii=False))

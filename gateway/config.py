@@ -461,8 +461,14 @@ def _temperature_issues(path: Path, site: Site, lines: dict[Loc, int]) -> list[C
     from gateway.savings_report import SavingsError, read_temperatures
 
     found: list[ConfigIssue] = []
+    ids = {device.id for device in site.devices}
     for m, measure in enumerate(site.energy.measures):
-        if measure.degree_days is not None:
+        sensor = measure.degree_days.sensor if measure.degree_days is not None else None
+        if sensor is not None and sensor.source not in ids:
+            at: Loc = ("energy", "measures", m, "degree_days", "sensor", "source")
+            found.append(_issue(str(path), lines, at, f"no device {sensor.source!r} in the "
+                                "site file for the degree-days' temperatures"))
+        if measure.degree_days is not None and measure.degree_days.temperature_csv:
             name = measure.degree_days.temperature_csv
             file = path.parent / name
             try:

@@ -52,13 +52,38 @@ class Period(Model):
         return self
 
 
-class DegreeDays(Model):
-    """Adjust the baseline by degree-days from a daily mean temperature file
-    (`date,mean_c` per line): cooling above `base_c`, heating below it, or both."""
+class TemperatureSeries(Model):
+    """An outdoor temperature sensor's readings in the store: its daily means are the
+    mean of its hourly means, for a day with at least `min_hours` hours of readings."""
 
-    temperature_csv: str
+    source: Name
+    metric: Name = "temperature_c"
+    min_hours: int = Field(default=18, ge=1, le=24)
+
+
+class DegreeDays(Model):
+    """Adjust the baseline by degree-days from daily mean temperatures: a file
+    (`date,mean_c` per line) or an outdoor sensor's series in the store, one of the two.
+    Cooling above `base_c`, heating below it, or both."""
+
+    temperature_csv: str | None = None
+    sensor: TemperatureSeries | None = None
     base_c: float = Field(default=18.0, ge=-10, le=35)
     kind: Literal["cooling", "heating", "both"] = "both"
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> DegreeDays:
+        if (self.temperature_csv is None) == (self.sensor is None):
+            raise ValueError("degree-days take either temperature_csv or sensor, not both "
+                             "or neither")
+        return self
+
+    @property
+    def origin(self) -> str:
+        """Where the temperatures come from, for messages."""
+        if self.sensor is not None:
+            return f"{self.sensor.source}/{self.sensor.metric} in the store"
+        return str(self.temperature_csv)
 
 
 class Measure(Model):

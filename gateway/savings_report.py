@@ -26,6 +26,7 @@ from gateway.errors import ConfigError
 from gateway.metering import MeterSpec, Quantity
 from gateway.savings import LIMITS, cv_rmse, fit, nmbe
 from gateway.store.queries import hourly_consumption
+from gateway.temperature_days import daily_means
 
 UNITS: dict[Quantity, str] = {Quantity.ENERGY: "kWh", Quantity.WATER: "m3",
                               Quantity.GAS: "Nm3"}
@@ -112,7 +113,7 @@ def degree_days(day_means: Mapping[dt.date, float], cfg: DegreeDays, bucket: Buc
             break
         share = (min(bucket.end, day_start + 86_400) - max(bucket.start, day_start)) / 86_400
         if day not in day_means:
-            raise SavingsError(f"no mean temperature for {day} in {cfg.temperature_csv}")
+            raise SavingsError(f"no mean temperature for {day} in {cfg.origin}")
         mean = day_means[day]
         cooling, heating = max(0.0, mean - cfg.base_c), max(0.0, cfg.base_c - mean)
         dd = {"cooling": cooling, "heating": heating, "both": cooling + heating}[cfg.kind]
@@ -259,7 +260,7 @@ def report(measure: Measure, specs: Mapping[str, MeterSpec], hourly: Hourly, *,
         for metric, quantity in spec.totals.items():
             by_quantity.setdefault(quantity, []).append((meter, metric))
     if measure.degree_days is not None and temperatures is None:
-        raise SavingsError(f"{measure.id}: degree-days need {measure.degree_days.temperature_csv}")
+        raise SavingsError(f"{measure.id}: degree-days need {measure.degree_days.origin}")
     parts = [_part(q, by_quantity[q], measure, baseline, reporting, hourly, tz, tariffs,
                    temperatures, now) for q in Quantity if q in by_quantity]
     total = sum(p["saving_yuan"] for p in parts)
@@ -295,12 +296,21 @@ def report_from_db(db_path: Path, measure: Measure, specs: Mapping[str, MeterSpe
     if not db_path.exists():
         raise SavingsError(f"no store at {db_path}")
     temperatures = None
-    if temperature_csv is None and measure.degree_days is not None:
-        temperature_csv = site_dir / measure.degree_days.temperature_csv
+    cfg = measure.degree_days
+    if temperature_csv is None and cfg is not None and cfg.temperature_csv is not None:
+        temperature_csv = site_dir / cfg.temperature_csv
     if temperature_csv is not None:
         temperatures = read_temperatures(temperature_csv)
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
+        if temperatures is None and cfg is not None and cfg.sensor is not None:
+            periods = [baseline or measure.baseline, reporting or measure.reporting]
+            temperatures = daily_means(conn, cfg.sensor, min(p.start for p in periods),
+                                       max(p.end for p in periods), ZoneInfo(timezone))
+            for day, mean in temperatures.items():
+                if not -60 <= mean <= 60:
+                    raise SavingsError(f"{cfg.origin}: {mean:g} C on {day} is not a daily "
+                                       "mean temperature")
         return report(measure, specs, hourly_from(conn), tariffs=tariffs, timezone=timezone,
                       baseline=baseline, reporting=reporting, temperatures=temperatures,
                       now=now)

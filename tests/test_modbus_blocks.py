@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from drivers.modbus.blocks import Block, Tag, decode, encode, plan, split
+from drivers.modbus.blocks import Block, Tag, decode, decoder, encode, plan, split
 from drivers.modbus.profile import Register
 
 
@@ -110,3 +112,47 @@ def test_split_cuts_a_block_into_values_and_checks_its_length() -> None:
     assert split(block, [7, 0, 0xFFFF, 0xFFFE]) == {"m0": 7, "m1": -2}
     with pytest.raises(ValueError, match="block of 4 registers answered with 3"):
         split(block, [7, 0, 0xFFFF])
+
+
+_TYPES = ["int16", "uint16", "int32", "uint32", "float32", "float64", "bits"]
+_ORDERS = ["big", "little"]
+
+
+@st.composite
+def _blocks_and_words(draw: st.DrawFn) -> tuple[Block, list[int]]:
+    tags, address = [], 0
+    for i in range(draw(st.integers(1, 6))):
+        address += draw(st.integers(0, 3))
+        type_ = draw(st.sampled_from(_TYPES))
+        reg = _reg(f"m{i}", address, type_, byte_order=draw(st.sampled_from(_ORDERS)),
+                   scale=draw(st.sampled_from([1.0, 0.1, 0.001, 10.0])))
+        tags.append(Tag(reg, address, draw(st.sampled_from(_ORDERS))))
+        address += reg.width
+    (block,) = plan(tags, gap=3)
+    words = draw(st.lists(st.integers(0, 0xFFFF), min_size=block.count,
+                          max_size=block.count))
+    return block, words
+
+
+def _same(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_blocks_and_words())
+def test_a_prepared_decoder_gives_what_split_gives(case: tuple[Block, list[int]]) -> None:
+    # The poll path decodes with the prepared decoder; split (tag by tag) is the reference.
+    block, words = case
+    want, got = split(block, words), decoder(block)(words)
+    assert list(got) == list(want)
+    assert all(_same(got[k], want[k]) for k in want), (got, want)
+
+
+def test_a_prepared_decoder_refuses_a_short_answer_and_a_word_out_of_range() -> None:
+    (block,) = plan(_tags((0, "uint16"), (2, "int32")), gap=1)
+    decode_block = decoder(block)
+    assert decode_block([7, 0, 0xFFFF, 0xFFFE]) == {"m0": 7, "m1": -2}
+    with pytest.raises(ValueError, match="block of 4 registers answered with 3"):
+        decode_block([7, 0, 0xFFFF])
+    with pytest.raises(ValueError, match="block of 4 registers"):
+        decode_block([7, 0, 0x10000, 0])

@@ -107,10 +107,15 @@ class ModbusLink:
     async def read(self, request: Request) -> list[int]:
         """Registers (FC03/04) or bits as 0/1 (FC01/02) of one read."""
         client, fc = self._client, request.function
-        readers = {3: client.read_holding_registers, 4: client.read_input_registers,
-                   1: client.read_coils, 2: client.read_discrete_inputs}
-        reader = readers.get(fc)
-        if reader is None:
+        if fc == 3:
+            reader = client.read_holding_registers
+        elif fc == 4:
+            reader = client.read_input_registers
+        elif fc == 1:
+            reader = client.read_coils
+        elif fc == 2:
+            reader = client.read_discrete_inputs
+        else:
             raise ValueError(f"function {fc} is not a read")
         answer = await self._call(fc, lambda: reader(request.address, count=request.count,
                                                      device_id=request.unit))
@@ -167,12 +172,12 @@ async def _cancellable(call: Awaitable[_T]) -> _T:
 
     pymodbus waits with asyncio.wait_for (connects and requests alike), which on Python
     3.11 swallows a cancel that lands as the connection is made or the answer arrives:
-    the driver would then poll on after the daemon's shutdown. The call runs as its own
-    task, waited for with asyncio.wait, whose cancel always reaches us."""
-    pending = asyncio.ensure_future(call)
-    try:
-        await asyncio.wait({pending})
-    except asyncio.CancelledError:
-        pending.cancel()
-        raise
-    return pending.result()
+    the driver would then poll on after the daemon's shutdown. A cancel request is
+    counted on the task (`Task.cancelling`) even when it is swallowed, so one that came
+    in during the call is raised here once the call returns. No task per request."""
+    task = asyncio.current_task()
+    before = task.cancelling() if task is not None else 0
+    result = await call
+    if task is not None and task.cancelling() > before:
+        raise asyncio.CancelledError
+    return result

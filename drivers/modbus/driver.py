@@ -93,6 +93,9 @@ class ModbusDriver:
             raise ValueError("a Modbus driver needs at least one device")
         self.name = name
         self._bindings = {b.device.id: b for b in bindings}
+        # Each device's registers by metric, looked up once per value polled.
+        self._registers = {b.device.id: {r.metric: r for r in b.profile.registers}
+                           for b in bindings}
         self._endpoint: ModbusEndpoint = bindings[0].device.endpoint
         self._sink = sink
         self._clock = clock or SystemClock()
@@ -219,9 +222,10 @@ class ModbusDriver:
             self._answered = True
             self._link.up()
         binding = self._bindings[source]
+        registers = self._registers[source]
         status = binding.profile.status
         for metric, value in values.items():
-            reg = binding.profile.register(metric)
+            reg = registers[metric]
             if status is not None and reg.type == "bits":
                 continue  # status words become events on change (status_events), not readings
             flag = check(reg, value)

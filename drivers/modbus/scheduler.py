@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from drivers.modbus.adapter import ILLEGAL_ADDRESS, BadAnswer, ExceptionAnswer, NoAnswer, Request
-from drivers.modbus.blocks import Block, split
+from drivers.modbus.blocks import Block, Decoder, decoder
 from gateway.clock import Clock, SystemClock
 from gateway.errors import Unreachable
 
@@ -87,6 +87,16 @@ class _Unit:
     answered_once: bool = False
     probed: int = 0
 
+    # The plan in use as (block, its request), made once per plan, not once per poll.
+    reads: list[tuple[Block, Request, Decoder]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.use_plan()
+
+    def use_plan(self) -> None:
+        self.reads = [(b, Request(b.function, self.poll.unit, b.start, b.count), decoder(b))
+                      for b in self.poll.plans[0]]
+
     @property
     def blocks(self) -> list[Block]:
         return self.poll.plans[0]
@@ -103,6 +113,15 @@ class _Command:
     done: asyncio.Future[Any] = field(compare=False)
     # Any other transaction to run ahead of the polls (a coil write, a read-back).
     op: Callable[[Transactions], Awaitable[Any]] | None = field(default=None, compare=False)
+
+
+def _due(unit: _Unit) -> float:
+    return unit.due
+
+
+def _settle(woken: asyncio.Future[bool]) -> None:
+    if not woken.done():
+        woken.set_result(False)
 
 
 Values = Callable[[str, dict[str, float], float], None]
@@ -139,7 +158,7 @@ class LineScheduler:
         ]
         self._commands: list[_Command] = []
         self._seq = itertools.count()
-        self._wake = asyncio.Event()
+        self._woken: asyncio.Future[bool] | None = None
         self.polls = 0
         self.transactions = 0
         self.completed: collections.Counter[str] = collections.Counter()  # polls, by device
@@ -157,7 +176,7 @@ class LineScheduler:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._commands, _Command(priority, next(self._seq), unit, address,
                                                 tuple(values), single, done))
-        self._wake.set()
+        self._kick()
         await done
 
     async def transact(self, op: Callable[[Transactions], Awaitable[_R]], *,
@@ -167,7 +186,7 @@ class LineScheduler:
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._commands, _Command(priority, next(self._seq), 0, 0, (), False,
                                                 done, op))
-        self._wake.set()
+        self._kick()
         result: _R = await done
         return result
 
@@ -178,17 +197,29 @@ class LineScheduler:
             if self._commands:
                 await self._command(heapq.heappop(self._commands))
                 continue
-            unit = min(self._units, key=lambda u: u.due)
+            unit = min(self._units, key=_due)
             wait = unit.due - self._clock.monotonic()
-            if wait > 0:
-                self._wake.clear()
-                try:
-                    async with asyncio.timeout(wait):
-                        await self._wake.wait()
-                    continue  # a command came in
-                except TimeoutError:
-                    pass
+            if wait > 0 and await self._sleep(wait):
+                continue  # a command came in
             await self._poll(unit)
+
+    async def _sleep(self, wait: float) -> bool:
+        """Wait `wait` seconds or until a command comes in (then True). One timer and one
+        future per wait: no timeout scope, no exception on the usual path."""
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[bool] = loop.create_future()
+        self._woken = woken
+        timer = loop.call_later(wait, _settle, woken)
+        try:
+            return await woken
+        finally:
+            timer.cancel()
+            self._woken = None
+
+    def _kick(self) -> None:
+        woken = self._woken
+        if woken is not None and not woken.done():
+            woken.set_result(True)
 
     async def _transaction(self) -> None:
         self.transactions += 1
@@ -219,11 +250,10 @@ class LineScheduler:
             self._on_late(max(0.0, self._clock.monotonic() - unit.due))
         values: dict[str, float] = {}
         silent = reprobe = False
-        for block in list(unit.blocks):
-            request = Request(block.function, unit.poll.unit, block.start, block.count)
+        for _block, request, decode in unit.reads:
             try:
                 words = await self._link.read(request)
-                values.update(split(block, words))
+                values.update(decode(words))
             except NoAnswer:
                 silent = True
                 break  # the unit is silent: do not spend the line on its other blocks
@@ -264,6 +294,7 @@ class LineScheduler:
             return False
         unit.probed += 1
         unit.poll.plans.append(unit.poll.plans.pop(0))
+        unit.use_plan()
         log.info("device=%s probing its next register map variant", unit.poll.key)
         unit.due = self._clock.monotonic()
         return True
