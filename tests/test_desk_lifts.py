@@ -25,7 +25,8 @@ async def test_the_desk_shows_a_trapped_lift_and_the_standing_fire_risks(
             # Every lift of the site, with its building, before anything happens.
             await page.until("document.querySelectorAll('#lift-rows tr').length === 3")
             await page.until(f"{_lift('lift-2', '.floor')}?.textContent === 'B1'")
-            assert await page.eval(f"{_lift('lift-3')}.children[1].textContent") == "health"
+            assert await page.eval(f"{_lift('lift-3')}.children[1].textContent") \
+                == "public health building"
             assert await page.eval("document.getElementById('standing').hidden") is False
             assert await page.eval("document.querySelector('#isolations li.none') !== null")
             state = await page.eval(f"{_lift('lift-1', '.state')}.textContent")

@@ -285,7 +285,7 @@ function liftRow(lift) {
   const tr = el("tr");
   tr.dataset.lift = lift.lift;
   const s = lift.status;
-  tr.append(el("td", "", lift.lift), el("td", "", lift.building));
+  tr.append(el("td", "", lift.lift), el("td", "", lift.building_name || lift.building));
   if (!s) {
     tr.classList.add("silent");
     const cell = el("td");
