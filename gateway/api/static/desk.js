@@ -299,7 +299,7 @@ function liftRow(lift) {
   tr.append(bilingual(el("td", "direction"), DIRECTIONS[s.direction] || DIRECTIONS.unknown));
   const door = s.door_open ? ["开", "Open"] : ["关", "Closed"];
   const doorCell = bilingual(el("td", "door"), door);
-  if (!s.door_zone) doorCell.append(el("span", "en", " · 非平层 between landings"));
+  if (!s.door_zone) doorCell.append(el("span", "en landing", "非平层 between landings"));
   tr.append(doorCell);
   tr.append(bilingual(el("td", "state"), liftState(lift, s)));
   return tr;
