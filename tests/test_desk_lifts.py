@@ -61,3 +61,10 @@ async def test_the_desk_shows_a_trapped_lift_and_the_standing_fire_risks(
             await page.until("document.querySelector('#isolations li.none') !== null")
             await page.until("document.querySelector('#panel-faults li.none') !== null")
             assert "elevator.entrapment:lift-1" not in {a.key for a in gw.book.active()}
+
+            # A box that stops answering: its row says so, not its last floor as if live.
+            fleet.lifts["lift-3"].meter.faults.dead = True
+            await page.until(f"{_lift('lift-3')}?.classList.contains('silent')", within=30)
+            state = await page.eval(f"{_lift('lift-3', '.state')}.textContent")
+            assert "失联" in state and "Silent" in state
+            assert await page.eval(f"{_lift('lift-3')}.classList.contains('unavailable')")

@@ -267,9 +267,18 @@ function floorName(floor) {
   return floor < 0 ? `B${-floor}` : String(floor);
 }
 
+// A box gone quiet: what the row shows is only the last thing it said.
+function liftSilent(id) {
+  for (const a of alerts.values()) {
+    if (a.source === id && (a.rule === "device.stale" || a.rule === "device.down")) return true;
+  }
+  return false;
+}
+
 function liftState(lift, s) {
   const alerts = lift.alerts || [];
   if (alerts.includes("elevator.entrapment")) return ["困人", "TRAPPED"];
+  if (liftSilent(lift.lift)) return ["失联（最后状态）", "Silent: last known state"];
   if (s.power_loss) return ["停电", "Power lost"];
   if (alerts.includes("elevator.fire_return_failed")) return ruleLabel("elevator.fire_return_failed");
   if (s.fault) return [`故障 ${s.fault}`, "Fault"];
@@ -294,6 +303,7 @@ function liftRow(lift) {
     return tr;
   }
   if (!lift.available) tr.classList.add("unavailable");
+  if (liftSilent(lift.lift)) tr.classList.add("silent");
   if ((lift.alerts || []).includes("elevator.entrapment")) tr.classList.add("trapped");
   tr.append(el("td", "floor", floorName(s.floor)));
   tr.append(bilingual(el("td", "direction"), DIRECTIONS[s.direction] || DIRECTIONS.unknown));
