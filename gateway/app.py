@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import signal
 from collections.abc import Mapping
@@ -74,6 +75,10 @@ from gateway.supervisor import Backoff, LinkState, Supervisor
 from gateway.vehicles.wiring import Gates
 
 log = logging.getLogger("gateway.app")
+
+# When start-up's objects are frozen out of the collector (`freeze_heap`): the core, its
+# drivers and their profiles are built by then.
+HEAP_FREEZE_AFTER_S = 3.0
 
 RETENTION_EVERY_S = 3600.0
 # A broker that comes back is used within seconds: queued alarms reach it within 5 s of
@@ -458,6 +463,7 @@ class Gateway:
                     loop.add_signal_handler(sig, self.request_shutdown)
             self.ready.set()
             notify("READY=1")
+            loop.call_later(HEAP_FREEZE_AFTER_S, freeze_heap)
             log.info("gateway ready site=%s devices=%d http=%s:%s db=%s", self.site.site.id,
                      len(self._heat_detectors()), self._http_host(), self.http_port,
                      self.db_path)
@@ -632,6 +638,16 @@ class Gateway:
                 self.metrics.states_dropped(deleted["outbox_states_for_bound"])
                 if any(deleted.values()):
                     log.info("retention deleted=%s", deleted)
+
+
+def freeze_heap() -> None:
+    """Move everything alive after start-up (modules, models, profiles, the site) out of
+    the garbage collector's sight. A full collection then walks only what came since: at
+    10,000 reports/s one took about 70 ms, twice a second, each a pause of the event loop
+    that every alarm in flight waited through (docs/benchmarks.md)."""
+    gc.collect()
+    gc.freeze()
+    log.info("heap frozen objects=%d", gc.get_freeze_count())
 
 
 def _tls(cfg: TlsConfig | None) -> Tls | None:

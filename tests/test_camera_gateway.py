@@ -22,7 +22,7 @@ from tests.harness import running_gateway, write_site
 
 
 def with_cameras(site: Path, farm: CameraFarm, *, login: bool,
-                 down_for_s: float | None = None) -> Path:
+                 down_for_s: float | None = None, picture_every_s: float | None = None) -> Path:
     doc = yaml.safe_load(site.read_text())
     if down_for_s is not None:
         doc["rules"]["cameras"] = {"down_for_s": down_for_s}
@@ -31,6 +31,8 @@ def with_cameras(site: Path, farm: CameraFarm, *, login: bool,
                  "address": cam.url}
         if login:
             entry |= {"username": "viewer", "password": {"env": "TEST_CAMERA_PASSWORD"}}
+        if picture_every_s is not None:
+            entry["picture_every_s"] = picture_every_s
         doc["devices"].append(entry)
     site.write_text(yaml.safe_dump(doc, sort_keys=False))
     return site
@@ -151,3 +153,24 @@ async def test_a_camera_talking_nonsense_is_counted_and_logged_once(
             assert len(gw.store.events_for("cam-003", "camera.stream.down")) == 1
             assert await farm.control(f"cam-003 {fault} off") == "ok"
             await until(lambda: cameras_of(gw)["cam-003"] is LinkState.UP)
+
+
+async def test_a_black_picture_is_an_alert_in_the_cameras_zone_until_it_is_back(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    farm = CameraFarm.build(2, ClipSpec("h264"))
+    async with farm:
+        site = with_cameras(write_site(tmp_path, devices=(mosquitto.host, mosquitto.port)),
+                            farm, login=False, picture_every_s=1.0)
+        async with running_gateway(site) as gw:
+            await asyncio.sleep(4.0)  # the cameras' baselines: three good pictures each
+            assert await farm.control("cam-001 picture black") == "ok"
+            await until(lambda: [a.key for a in gw.book.active()] == [
+                "camera.picture_black:cam-001"])
+            alert = gw.book.active()[0]
+            assert alert.zone == "main-office-a"
+            [event] = gw.store.events_for("cam-001", "camera.image.black")
+            assert event["data"]["mean"] < 28
+            assert await farm.control("cam-001 picture scene") == "ok"
+            await until(lambda: gw.book.active() == [])
+            assert len(gw.store.events_for("cam-001", "camera.image.ok")) == 1
+            assert gw.store.events_for("cam-002", "camera.image.black") == []
