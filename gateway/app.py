@@ -604,7 +604,8 @@ class Gateway:
         add_lift_routes(app, LiftDesk(
             lambda: self.lifts, self.book.active,
             lambda firm, month: report(self.site, self.db_path, firm, month, self.clock.now()),
-            self.clock.now, zone_names))
+            self.clock.now, zone_names,
+            building_names={b.id: b.name for b in self.site.buildings}))
         if self.gates is not None:
             add_gate_routes(app, self.gates, self.commander.execute, lambda: self.ingest,
                             self.clock)

@@ -1,6 +1,7 @@
 """The whole simulated compound in one process: `compound-gateway simulate`.
 
-Today the heat-detector fleet; other device families join the task group here.
+The heat-detector fleet, and with --lifts the site's lift boxes and fire panel gateway;
+other device families join the task group here.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from gateway.errors import ConfigError
 from simulators.heat_detectors import FIRE_MODES, HeatDetectorFleet
@@ -63,11 +65,62 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID[:MODE]",
         help="start a fire at this detector (repeatable)",
     )
+    lifts = parser.add_argument_group(
+        "lifts and fire panel",
+        "serve the site file's lift boxes and fire panel gateway as simulated Modbus TCP "
+        "servers on loopback, for a gateway run on the site file --lifts-site writes")
+    lifts.add_argument("--lifts", action="store_true",
+                       help="also simulate the lifts and the fire panel (needs --site)")
+    lifts.add_argument("--lifts-site", type=Path, metavar="FILE",
+                       help="write the site file with those boxes' addresses on loopback")
+    lifts.add_argument("--lift-step", type=_step, action="append", default=[],
+                       metavar="'SECONDS LINE'",
+                       help="a timed control line, e.g. '20 trap lift-main-05', "
+                            "'30 isolate sd-m-office-a', '40 recall on' (repeatable)")
+    lifts.add_argument("--lift-scenario", action="store_true",
+                       help="play the demo's steps: a trapped passenger, a detector fault")
     return parser
+
+
+def _step(text: str) -> tuple[float, str]:
+    from simulators.compound_lifts import parse_step
+
+    try:
+        return parse_step(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+async def _lifts(args: argparse.Namespace) -> None:
+    if not args.lifts:
+        return
+    from simulators.compound_lifts import SCENARIO, serve_site
+
+    steps = list(args.lift_step) + (list(SCENARIO) if args.lift_scenario else [])
+    await serve_site(Path(args.site), speed=args.time_scale, steps=steps,
+                     site_out=args.lifts_site)
+
+
+def _lifts_only(args: argparse.Namespace) -> bool:
+    """--lifts on a site file without heat detectors: the boxes alone, no broker needed."""
+    if not args.lifts:
+        return False
+    if not args.site:
+        raise ConfigError("--lifts needs --site: the lifts and the panel come from it")
+    from gateway.config import load_site
+
+    site = load_site(args.site)
+    return not any(d.kind == "heat_detector" and d.enabled for d in site.devices)
 
 
 async def run_compound(args: argparse.Namespace, stop: asyncio.Event) -> None:
     host, port = args.broker
+    if _lifts_only(args):
+        async with asyncio.TaskGroup() as tasks:
+            lifts_only = tasks.create_task(_lifts(args), name="sim-lifts")
+            await stop.wait()
+            lifts_only.cancel()
+        return
     fleet = HeatDetectorFleet(
         host,
         port,
@@ -82,12 +135,14 @@ async def run_compound(args: argparse.Namespace, stop: asyncio.Event) -> None:
     _log.info("event=simulate_start broker=%s:%d detectors=%d", host, port, len(fleet.detectors))
     async with asyncio.TaskGroup() as tasks:
         running = tasks.create_task(fleet.run(), name="sim-heat-detectors")
+        lifts = tasks.create_task(_lifts(args), name="sim-lifts")
         if args.fire:
             await fleet.wait_connected(timeout=30)
             for device, mode in args.fire:
                 fleet.fire(device, mode)
         await stop.wait()
         running.cancel()
+        lifts.cancel()
     _log.info("event=simulate_stop published=%d", fleet.published)
 
 

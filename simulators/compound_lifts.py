@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from drivers.modbus.config import ModbusDevice
 from gateway.config import Site
@@ -138,6 +140,69 @@ async def _serve(site_path: str, speed: float) -> None:
             print(apply(lifts, line), flush=True)
     finally:
         runner.cancel()
+        await lifts.stop()
+
+
+def pointed_site(site_path: Path, addresses: dict[str, str], out: Path) -> None:
+    """A copy of the site file (comments kept) at `out` with each simulated box's address
+    on loopback, and the profiles beside it: `compound-gateway run --site OUT`."""
+    import shutil
+
+    from ruamel.yaml import YAML
+
+    yaml = YAML()  # round trip: the engineer's comments and order stay
+    data = yaml.load(site_path.read_text(encoding="utf-8"))
+    for device in data.get("devices") or []:
+        if device.get("id") in addresses:
+            device["address"] = addresses[device["id"]]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    profiles = site_path.parent / "profiles"
+    if profiles.is_dir() and profiles.resolve() != (out.parent / "profiles").resolve():
+        shutil.copytree(profiles, out.parent / "profiles", dirs_exist_ok=True)
+    # Whole or not at all: a gateway started on `out` never reads half of it.
+    partial = out.with_name(f".{out.name}.partial")
+    with partial.open("w", encoding="utf-8") as fh:
+        yaml.dump(data, fh)
+    partial.replace(out)
+
+
+def parse_step(text: str) -> tuple[float, str]:
+    """A timed control line: `SECONDS LINE`, e.g. `20 trap lift-main-05` (see `apply`)."""
+    at, _, line = text.strip().partition(" ")
+    try:
+        seconds = float(at)
+    except ValueError:
+        raise ValueError(f"a lift step starts with its second, got {text!r}") from None
+    if seconds < 0 or not line.strip():
+        raise ValueError(f"a lift step is SECONDS ACTION TARGET, got {text!r}")
+    return seconds, line.strip()
+
+
+async def serve_site(site_path: Path, *, speed: float = 1.0,
+                     steps: Sequence[tuple[float, str]] = (),
+                     site_out: Path | None = None) -> None:
+    """`compound-gateway simulate --lifts`: serve the site file's lift boxes and fire panel
+    gateway on loopback, move the lifts along the day's traffic and play the timed control
+    lines, until cancelled. A step that fails is logged with its error and the rest go on."""
+    from gateway.config import load_site
+
+    lifts = await CompoundLifts.start(load_site(site_path), speed=speed)
+    try:
+        addresses = {d.id: d.address for d in lifts.site.devices_of("modbus")
+                     if d.kind in ("elevator", "fire_panel")}
+        log.info("event=lifts_served boxes=%d addresses=%s", len(addresses),
+                 " ".join(f"{k}={v}" for k, v in sorted(addresses.items())))
+        if site_out is not None:
+            pointed_site(site_path, addresses, site_out)
+            log.info("event=lifts_site_written path=%s", site_out)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(lifts.fleet.run(), name="lift-traffic")
+            started = asyncio.get_running_loop().time()
+            for at, line in sorted(steps):
+                await asyncio.sleep(max(0.0, started + at - asyncio.get_running_loop().time()))
+                answer = apply(lifts, line)
+                log.info("event=lift_step line=%r answer=%r", line, answer)
+    finally:
         await lifts.stop()
 
 

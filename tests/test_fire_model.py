@@ -174,6 +174,31 @@ def test_isolations_are_listed_by_zone_with_their_start() -> None:
                                                                        ("mcp-b1", 30.0)]
 
 
+
+def test_panel_faults_are_standing_risks_beside_the_isolations() -> None:
+    m = model()
+    book = AlertBook()
+    steps = ((10.0, Event("fire.panel.status", "fp", 1, 0.0, data={"bits": ["bus_fault"]})),
+             (20.0, point("sd-b1", "power_fault", "isolated")),
+             (30.0, point("sd-a1", "fault")))  # a plain fault is an alert, not a standing risk
+    for t, ev in steps:
+        for signal in m.observe(ev, t):
+            book.apply(signal, t)
+    view = isolations(book.active(), {"office-b": "Office B"})
+    assert [(f["rule"], f["source"], f["zone_name"], f["since"]) for f in view["panel_faults"]] \
+        == [("fire.panel.bus_fault", "fp", "office-a", 10.0),
+            ("fire.point.power_fault", "sd-b1", "Office B", 20.0)]
+    assert view["total"] == 1
+    # A generator of alerts is read once for both lists.
+    view = isolations(iter(book.active()), {})
+    assert view["total"] == 1 and len(view["panel_faults"]) == 2
+    for t, ev in ((40.0, Event("fire.panel.status", "fp", 2, 0.0, data={"bits": []})),
+                  (50.0, point("sd-b1", "isolated"))):
+        for signal in m.observe(ev, t):
+            book.apply(signal, t)
+    assert isolations(book.active(), {})["panel_faults"] == []
+
+
 TRIGGERS = [("sd-b1", "panel"), ("mcp-b1", "panel"), ("mcp-b2", "panel"),
             ("hd-8", "detector"), ("hd-9", "detector")]
 

@@ -9,7 +9,7 @@ import functools
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aiohttp import web
@@ -32,6 +32,7 @@ class LiftDesk:
     report: Report
     now: Callable[[], float]
     zone_names: Mapping[str, str]
+    building_names: Mapping[str, str] = field(default_factory=dict)
 
 
 _LIFTS: Final = web.AppKey("lifts", LiftDesk)
@@ -61,7 +62,9 @@ async def _lifts(request: web.Request) -> web.Response:
     desk = request.app[_LIFTS]
     mods = _modules(request)
     calendar = {c["lift"]: c for c in mods.maintenance.calendar(desk.now())}
-    lifts = [lift | {"maintenance": calendar.get(str(lift["lift"]))}
+    lifts = [lift | {"maintenance": calendar.get(str(lift["lift"])),
+                     "building_name": desk.building_names.get(str(lift["building"]),
+                                                              lift["building"])}
              for lift in mods.elevator.snapshot()]
     return _json({"lifts": lifts})
 

@@ -241,6 +241,7 @@ class FireModel:
 
 def isolations(firing: Iterable[Alert], zone_names: Mapping[str, str]) -> dict[str, Any]:
     """The standing risk: every isolated panel point, since when, by zone."""
+    firing = list(firing)
     by_zone: dict[str, list[dict[str, Any]]] = {}
     for alert in firing:
         if alert.rule == ISOLATED and alert.state is AlertState.FIRING:
@@ -252,7 +253,23 @@ def isolations(firing: Iterable[Alert], zone_names: Mapping[str, str]) -> dict[s
     return {"zones": [{"zone": zone, "zone_name": zone_names.get(zone, zone),
                        "isolated": sorted(points, key=lambda p: p["since"])}
                       for zone, points in sorted(by_zone.items())],
-            "total": sum(len(p) for p in by_zone.values())}
+            "total": sum(len(p) for p in by_zone.values()),
+            "panel_faults": panel_faults(firing, zone_names)}
+
+
+# The panel's own standing faults, and a point that lost its power: the system still looks
+# armed while part of it cannot raise an alarm.
+PANEL_RISKS = frozenset({rule for rule, _ in PANEL_RULES.values()}
+                        | {POINT_RULES["power_fault"][0]})
+
+
+def panel_faults(firing: Iterable[Alert], zone_names: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Every firing panel power, bus or manual fault and point power fault, oldest first."""
+    faults = [{"rule": a.rule, "source": a.source, "zone": a.zone,
+               "zone_name": zone_names.get(a.zone, a.zone), "since": a.raised_at,
+               "summary": a.summary, "drill": a.drill}
+              for a in firing if a.rule in PANEL_RISKS and a.state is AlertState.FIRING]
+    return sorted(faults, key=lambda f: (f["since"], f["rule"], f["source"]))
 
 
 def _add(out: list[AlertSignal], signal: AlertSignal) -> list[AlertSignal]:

@@ -176,6 +176,7 @@ function render() {
   const fire = list.some((a) => isFireAlarm(a) && !a.drill);
   document.getElementById("banner").classList.toggle("fire", fire);
   document.title = fire ? "火警 FIRE ALARM · 安防值班台" : "安防值班台 Security desk";
+  standingSoon(); // an alert changed: the lifts and risks may have too
 }
 
 function setLive(live) {
@@ -228,6 +229,181 @@ function tick() {
   }
 }
 
+// ---- The lifts and the standing fire risks, read from the lift and fire API ----------
+
+const DIRECTIONS = {
+  up: ["↑ 上行", "Up"],
+  down: ["↓ 下行", "Down"],
+  none: ["停", "Stopped"],
+  unknown: ["?", "Unknown"],
+};
+
+const MODES = {
+  normal: ["正常", "Normal"],
+  inspection: ["检修", "Inspection"],
+  out_of_service: ["停用", "Out of service"],
+  fire_return: ["消防返回", "Fire return"],
+  firefighter: ["消防员操作", "Firefighter"],
+  unknown: ["未知模式", "Unknown mode"],
+};
+
+const POINT_KINDS = {
+  detector: ["探测器", "detector"],
+  manual_call_point: ["手动报警按钮", "manual call point"],
+  module: ["模块", "module"],
+};
+
+const STANDING_EVERY_MS = 2000;
+let standingBusy = false;
+let standingQueued = false;
+
+function bilingual(node, [zh, en]) {
+  node.append(document.createTextNode(`${zh} `), el("span", "en", en));
+  return node;
+}
+
+function floorName(floor) {
+  if (typeof floor !== "number") return "?";
+  return floor < 0 ? `B${-floor}` : String(floor);
+}
+
+// A box gone quiet: what the row shows is only the last thing it said.
+function liftSilent(id) {
+  for (const a of alerts.values()) {
+    if (a.source === id && (a.rule === "device.stale" || a.rule === "device.down")) return true;
+  }
+  return false;
+}
+
+function liftState(lift, s) {
+  const alerts = lift.alerts || [];
+  if (alerts.includes("elevator.entrapment")) return ["困人", "TRAPPED"];
+  if (liftSilent(lift.lift)) return ["失联（最后状态）", "Silent: last known state"];
+  if (s.power_loss) return ["停电", "Power lost"];
+  if (alerts.includes("elevator.fire_return_failed")) return ruleLabel("elevator.fire_return_failed");
+  if (s.fault) return [`故障 ${s.fault}`, "Fault"];
+  if (alerts.includes("elevator.stopped_outside_landing")) {
+    return ruleLabel("elevator.stopped_outside_landing");
+  }
+  const mode = MODES[s.mode] || [s.mode, ""];
+  if (s.technician) return [`${mode[0]} · 维保人员在场`, `${mode[1]} · technician on site`];
+  return mode;
+}
+
+function liftRow(lift) {
+  const tr = el("tr");
+  tr.dataset.lift = lift.lift;
+  const s = lift.status;
+  tr.append(el("td", "", lift.lift), el("td", "", lift.building_name || lift.building));
+  if (!s) {
+    tr.classList.add("silent");
+    const cell = el("td");
+    cell.colSpan = 4;
+    tr.append(bilingual(cell, ["无数据", "No data yet"]));
+    return tr;
+  }
+  if (!lift.available) tr.classList.add("unavailable");
+  if (liftSilent(lift.lift)) tr.classList.add("silent");
+  if ((lift.alerts || []).includes("elevator.entrapment")) tr.classList.add("trapped");
+  tr.append(el("td", "floor", floorName(s.floor)));
+  tr.append(bilingual(el("td", "direction"), DIRECTIONS[s.direction] || DIRECTIONS.unknown));
+  const door = s.door_open ? ["开", "Open"] : ["关", "Closed"];
+  const doorCell = bilingual(el("td", "door"), door);
+  if (!s.door_zone) doorCell.append(el("span", "en landing", "非平层 between landings"));
+  tr.append(doorCell);
+  tr.append(bilingual(el("td", "state"), liftState(lift, s)));
+  return tr;
+}
+
+function since(node, seconds) {
+  node.append(document.createTextNode(` ${localTime(seconds)}`));
+  const ago = el("span", "age", age(seconds));
+  ago.dataset.raisedAt = seconds;
+  node.append(ago);
+  return node;
+}
+
+function noneItem() {
+  return bilingual(el("li", "none"), ["无", "None"]);
+}
+
+function isolationItems(view) {
+  const items = [];
+  for (const zone of view.zones || []) {
+    for (const p of zone.isolated || []) {
+      const li = el("li");
+      li.dataset.point = p.point;
+      li.append(el("span", "zone", zone.zone_name || zone.zone));
+      li.append(document.createTextNode(`${p.name || p.point} `));
+      const kind = POINT_KINDS[p.kind];
+      if (kind) li.append(el("span", "en", `${kind[0]} ${kind[1]}`));
+      if (p.drill) li.append(el("span", "drill-badge", "演习 DRILL"));
+      items.push(since(li, p.since));
+    }
+  }
+  return items.length ? items : [noneItem()];
+}
+
+function panelFaultItems(view) {
+  const items = (view.panel_faults || []).map((f) => {
+    const li = el("li");
+    li.dataset.rule = f.rule;
+    li.dataset.source = f.source;
+    li.append(el("span", "zone", f.zone_name || f.zone || "-"));
+    bilingual(li, ruleLabel(f.rule));
+    li.append(document.createTextNode(` ${f.source}`));
+    return since(li, f.since);
+  });
+  return items.length ? items : [noneItem()];
+}
+
+async function fetchJson(path) {
+  const reply = await fetch(path, { cache: "no-store" });
+  if (!reply.ok) return null; // a gateway without lifts or a fire panel: no panel
+  return reply.json();
+}
+
+async function refreshStanding() {
+  if (standingBusy) {
+    standingQueued = true;
+    return;
+  }
+  standingBusy = true;
+  try {
+    const [lifts, risks] = await Promise.all([
+      fetchJson("/api/lifts").catch(() => undefined),
+      fetchJson("/api/fire/isolations").catch(() => undefined),
+    ]);
+    // undefined: the link failed, keep what is shown; null: this gateway has no such view.
+    if (lifts !== undefined) {
+      const list = (lifts && lifts.lifts) || [];
+      document.getElementById("lift-rows").replaceChildren(...list.map(liftRow));
+      document.getElementById("lifts-panel").hidden = list.length === 0;
+    }
+    if (risks !== undefined) {
+      document.getElementById("risks-panel").hidden = !risks;
+      if (risks) {
+        document.getElementById("isolations").replaceChildren(...isolationItems(risks));
+        document.getElementById("panel-faults").replaceChildren(...panelFaultItems(risks));
+      }
+    }
+    document.getElementById("standing").hidden =
+      document.getElementById("lifts-panel").hidden && document.getElementById("risks-panel").hidden;
+  } finally {
+    standingBusy = false;
+    if (standingQueued) {
+      standingQueued = false;
+      refreshStanding();
+    }
+  }
+}
+
+function standingSoon() {
+  refreshStanding();
+}
+
 connect();
 tick();
 setInterval(tick, 1000);
+refreshStanding();
+setInterval(refreshStanding, STANDING_EVERY_MS);
