@@ -492,3 +492,31 @@ async def test_a_gate_controller_over_mqtt_reads_plates_and_takes_commands(
         await ctl.report_state()  # still closed
         await until(lambda: [a for a in c.active("gate.jammed")
                              if a.source == "gate-health-in"])
+
+
+async def test_occupancy_and_who_is_inside_survive_a_restart(tmp_path: Path) -> None:
+    async with compound(tmp_path) as c:
+        assert (await c.cameras["gate-main-in"].read("湘A12345")).opened
+        assert (await c.cameras["gate-main-in"].read("湘A8B8B8")).opened
+        assert not (await c.cameras["gate-main-in"].read("湘A99999")).opened  # barred
+        # A visitor let in by hand: unregistered, yet inside.
+        assert not (await c.cameras["gate-main-in"].read("鄂B54321")).opened
+        status, _ = await c.post("/api/gates/gate-main-in/open",
+                                 {"reason": "visitor for room 214", "operator": "wang",
+                                  "plate": "鄂B54321"})
+        assert status == 200
+        await c.cameras["gate-parking-b1"].read("湘A12345")
+        await until(lambda: c.barriers.barriers["gate-parking-b1"].state == "open")
+        assert (await c.cameras["gate-main-out"].read("湘A8B8B8")).opened
+        before = c.gateway.gates.occupancy() if c.gateway.gates else {}
+        assert before["compound"] == 2 and before["main-parking-b1"] == 1
+    # The same data folder, a new daemon: the counts come back from the stored reads.
+    async with compound(tmp_path) as c:
+        assert c.gateway.gates is not None and c.gateway.gates.occupancy() == before
+        text = await c.metrics()
+        assert 'gateway_zone_occupancy{zone="compound"} 2.0' in text
+        assert 'gateway_zone_occupancy{zone="main-parking-b1"} 1.0' in text
+        # The visitor let in by hand before the restart is let out after it.
+        result = await c.cameras["gate-main-out"].read("鄂B54321")
+        assert result.opened
+        assert c.gateway.gates.occupancy()["compound"] == 1

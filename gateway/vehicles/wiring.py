@@ -21,6 +21,7 @@ from gateway.rules.presence import PresenceSpec
 from gateway.rules.vehicles import GatePolicy, GateRuleSpec, VehicleRules
 from gateway.secrets import resolve_secret
 from gateway.vehicles.config import GatesConfig
+from gateway.vehicles.history import stored_reads
 from gateway.vehicles.pictures import PictureStore
 from gateway.vehicles.privacy import Pseudonyms
 from gateway.vehicles.registry import DB_NAME, Registry, Vehicle
@@ -56,16 +57,23 @@ class Gates:
     def close(self) -> None:
         self.registry.close()
 
-    def rules(self) -> VehicleRules:
-        """A fresh module for each core build, from the registry as it is now."""
+    def rules(self, store_path: Path | None = None) -> VehicleRules:
+        """A fresh module for each core build, from the registry as it is now; with
+        `store_path`, occupancy and who is inside rebuilt from the stored reads."""
         c = self.config
         policy = GatePolicy(frozenset(c.fuzzy_open), c.held_open_s, c.tailgate_window_s,
                             c.refused_clear_s, c.overstay_grace_s, c.linkage_retry_s,
                             c.linkage_attempts, c.open_on_drill)
         specs = [GateRuleSpec(d.id, d.zone, d.direction, d.area, d.reports_loop)
                  for d in self.all_gates]
-        self.rule_module = VehicleRules(specs, policy, self.registry.vehicles(), self.names)
-        return self.rule_module
+        module = VehicleRules(specs, policy, self.registry.vehicles(), self.names)
+        if store_path is not None:
+            reads = stored_reads(store_path, {d.id for d in self.devices})
+            passages = module.rebuild(reads)
+            log.info("gate occupancy rebuilt reads=%d passages=%d occupancy=%s",
+                     len(reads), passages, module.occupancy())
+        self.rule_module = module
+        return module
 
     def presence_specs(self) -> list[PresenceSpec]:
         return [PresenceSpec(d.id, d.zone, d.heartbeat_s,
