@@ -35,7 +35,10 @@ async def test_a_registered_car_is_let_in_by_the_reply(tmp_path: Path) -> None:
         assert detail["why"].startswith("staff ")
         status, body = await c.get("/api/gates")
         assert status == 200 and b'"compound": 1' in body
-        assert 'gateway_gate_answer_seconds_count{vendor="vzenith"} 1.0' in await c.metrics()
+        text = await c.metrics()
+        assert 'gateway_gate_answer_seconds_count{vendor="vzenith"} 1.0' in text
+        assert 'gateway_gate_decisions_total{decision="open",gate="gate-main-in"} 1.0' in text
+        assert 'gateway_gate_decisions_total{decision="refused",gate="gate-main-in"} 0.0' in text
 
 
 async def test_a_fuzzy_read_opens_only_for_the_classes_the_policy_names(
@@ -69,6 +72,8 @@ async def test_an_unknown_car_stays_out_alerts_with_its_picture_and_the_desk_ope
         result = await cam.read("鄂B54321")
         assert result.status == 200 and not result.opened
         assert c.barriers.barriers["gate-main-in"].state == "closed"
+        assert ('gateway_gate_decisions_total{decision="refused",gate="gate-main-in"} 1.0'
+                in await c.metrics())
         await until(lambda: c.active("gate.refused"))
         [alert] = c.active("gate.refused")
         assert alert.source == "gate-main-in" and alert.data["reason"] == "not registered"
@@ -143,6 +148,10 @@ async def test_an_offline_replay_is_history_and_never_opens(tmp_path: Path) -> N
         assert c.audit("decision.%") == [] and c.audit("command.%") == []
         assert all(b.state == "closed" for b in c.barriers.barriers.values())
         assert not c.active("gate.refused")
+        text = await c.metrics()
+        for gate in ("gate-main-in", "gate-suv-lot"):
+            assert f'gateway_gate_decisions_total{{decision="offline",gate="{gate}"}} 1.0' in text
+            assert f'gateway_gate_decisions_total{{decision="open",gate="{gate}"}} 0.0' in text
 
 
 @pytest.mark.parametrize("name", sorted(MALFORMED))

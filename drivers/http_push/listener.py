@@ -119,6 +119,7 @@ class PlateListener:
         self, gates: list[GateSpec], sink: Sink, *, host: str, port: int, limits: Limits,
         pictures: PictureStore, pseudonyms: Pseudonyms, clock: Clock | None = None,
         on_answered: Callable[[str, float], None] | None = None,
+        on_decided: Callable[[str, str], None] | None = None,
     ) -> None:
         self.name = "http_push:listener"
         self.gates = {g.id: g for g in gates}
@@ -132,6 +133,8 @@ class PlateListener:
         self._clock = clock or SystemClock()
         # (vendor, seconds from the push received to its answer), for each plate read
         self._on_answered = on_answered
+        # (gate, outcome) for each plate read decided: see `DECISIONS`
+        self._on_decided = on_decided
         self._seen: dict[str, OrderedDict[str, asyncio.Future[_Answer]]] = {
             g.id: OrderedDict() for g in gates}
         # Commands for Vzenith cameras without a gate API, told with the next heartbeat.
@@ -334,12 +337,22 @@ class PlateListener:
                   "pictures": pictures, "vendor": gate.vendor},
         )
 
+    def _decided(self, gate: GateSpec, outcome: str) -> None:
+        if self._on_decided is not None:
+            self._on_decided(gate.id, outcome)
+
+    def _outcome(self, gate: GateSpec, decision: Decision) -> None:
+        self._decided(gate, "open" if decision.asks("open", gate.id) else (
+            "no_decision" if decision.reason.startswith("no decision") else "refused"))
+
     async def _decide_vzenith(self, gate: GateSpec, read: PlateRead, event: Event) -> _Answer:
         if read.offline:
             return await self._history(gate, event, _json_answer(VZENITH_SHUT))
         decision = await self._sink.decide(event, self._limits.decide_timeout_s)
         if decision.reason.startswith("not committed"):
+            self._decided(gate, "not_stored")
             return _json_answer({"error": decision.reason}, 503)
+        self._outcome(gate, decision)
         opens = decision.asks("open", gate.id)
         self._log_decision(gate, read, decision)
         for command in decision.commands:
@@ -352,13 +365,16 @@ class PlateListener:
             return await self._history(gate, event, _Answer(200, b"OK", "text/plain"))
         decision = await self._sink.decide(event, self._limits.decide_timeout_s)
         if decision.reason.startswith("not committed"):
+            self._decided(gate, "not_stored")
             return _json_answer({"error": decision.reason}, 503)
         if not decision.allow and decision.reason.startswith("no decision"):
             # The camera never resends: answer only once the read is stored.
             try:
                 await asyncio.wait_for(self._sink.settle(), self._limits.decide_timeout_s)
             except Exception as exc:
+                self._decided(gate, "not_stored")
                 return _json_answer({"error": f"not stored: {exc!r}"}, 503)
+        self._outcome(gate, decision)
         self._log_decision(gate, read, decision)
         for command in decision.commands:
             self._spawn(self._carry_out(command))
@@ -371,7 +387,9 @@ class PlateListener:
         try:
             await self._sink.settle()
         except Exception as exc:
+            self._decided(gate, "not_stored")
             return _json_answer({"error": f"not stored: {exc!r}"}, 503)
+        self._decided(gate, "offline")
         return ok
 
     def _log_decision(self, gate: GateSpec, read: PlateRead, decision: Decision) -> None:

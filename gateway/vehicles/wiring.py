@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from drivers.http_push.config import HttpPushDevice
@@ -52,6 +52,7 @@ class Gates:
         self.rule_module: VehicleRules | None = None
         self.listener: PlateListener | None = None
         self._answer_seconds: Histogram | None = None
+        self._decisions: Counter | None = None
         self.registry.on_change(self._registry_changed)
 
     def close(self) -> None:
@@ -110,12 +111,16 @@ class Gates:
             limits=Limits(listen.max_body_kb * 1024, listen.max_picture_kb * 1024,
                           listen.decide_timeout_s, listen.verify_s),
             pictures=self.pictures, pseudonyms=self.names, clock=self.clock,
-            on_answered=self._answered)
+            on_answered=self._answered, on_decided=self._decided)
         return self.listener
 
     def _answered(self, vendor: str, seconds: float) -> None:
         if self._answer_seconds is not None:
             self._answer_seconds.labels(vendor).observe(seconds)
+
+    def _decided(self, gate: str, outcome: str) -> None:
+        if self._decisions is not None:
+            self._decisions.labels(gate, outcome).inc()
 
     @property
     def push_port(self) -> int | None:
@@ -133,6 +138,15 @@ class Gates:
             "From a plate camera's push received to its answer (the reply that opens the"
             " gate, or the 200 after the commit), by camera style.",
             ["vendor"], buckets=LATENCY_BUCKETS, registry=registry)
+        self._decisions = Counter(
+            "gateway_gate_decisions",
+            "Plate reads pushed by the cameras, by gate and outcome: open, refused,"
+            " no_decision (none in time: not opened), offline (history, never opened),"
+            " not_stored (not committed: the camera sends it again).",
+            ["gate", "decision"], registry=registry)
+        for d in self.devices:
+            for outcome in ("open", "refused"):
+                self._decisions.labels(d.id, outcome)
 
     def _registry_changed(self, vehicles: list[Vehicle]) -> None:
         if self.rule_module is not None:
