@@ -529,3 +529,27 @@ async def test_occupancy_and_who_is_inside_survive_a_restart(tmp_path: Path) -> 
         result = await c.cameras["gate-main-out"].read("鄂B54321")
         assert result.opened
         assert c.gateway.gates.occupancy()["compound"] == 1
+
+
+async def test_a_picture_that_cannot_be_written_does_not_keep_the_barrier_shut(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with compound(tmp_path) as c:
+        assert c.gateway.gates is not None
+        day = c.gateway.gates.pictures.name("x", 0, b"", c.gateway.clock.now()).split("/")[0]
+        (c.gateway.gates.pictures.folder / day).write_text("not a folder")  # mkdir fails
+        with caplog.at_level(logging.ERROR, logger="drivers.http_push"):
+            result = await c.cameras["gate-main-in"].read("湘A8B8B8")
+        assert result.status == 200 and result.opened
+        [plate] = c.events("gate.plate")
+        [name] = plate["pictures"]
+        assert c.gateway.gates.pictures.path(name) is None
+        assert any("plate picture not written" in r.getMessage() for r in caplog.records)
+        assert c.gateway.gates.listener is not None
+        assert c.gateway.gates.listener.pictures_failed == 1
+        # The listener goes on: the next read with its picture folder back is whole.
+        (c.gateway.gates.pictures.folder / day).unlink()
+        assert (await c.cameras["gate-main-in"].read("湘A12345")).opened
+        [_, second] = c.events("gate.plate")
+        [name] = second["pictures"]
+        assert c.gateway.gates.pictures.path(name) is not None

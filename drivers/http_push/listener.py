@@ -144,6 +144,7 @@ class PlateListener:
         self.port: int | None = None
         self.bound = asyncio.Event()
         self.refused = 0
+        self.pictures_failed = 0
 
     # ---- running ------------------------------------------------------------------------
     async def run(self, link: Link) -> None:
@@ -306,9 +307,17 @@ class PlateListener:
         seen[read.plate_id] = answer
         while len(seen) > SEEN_PER_CAMERA:
             seen.popitem(last=False)
+        writing: asyncio.Future[None] | None = None
         try:
-            event = self._plate_event(gate, read)
+            event, pictures = self._plate_event(gate, read)
+            if pictures:
+                # Written beside the commit, not before it: the decision does not wait
+                # for the picture files, the answer does.
+                writing = asyncio.ensure_future(
+                    asyncio.to_thread(self._write_pictures, gate, pictures))
             result = await decide(gate, read, event)
+            if writing is not None:
+                await writing
         except BaseException as exc:
             seen.pop(read.plate_id, None)
             if isinstance(exc, asyncio.CancelledError):
@@ -322,11 +331,25 @@ class PlateListener:
         answer.set_result(result)
         return result
 
-    def _plate_event(self, gate: GateSpec, read: PlateRead) -> Event:
+    def _write_pictures(self, gate: GateSpec, pictures: list[tuple[str, bytes]]) -> None:
+        """On a worker thread. A picture that cannot be written is logged; the read and
+        its decision stand (the barrier does not wait on the picture folder)."""
+        for name, data in pictures:
+            try:
+                self._pictures.write(name, data)
+            except OSError as exc:
+                self.pictures_failed += 1
+                log.error("plate picture not written gate=%s picture=%s error=%r", gate.id,
+                          name, exc)
+
+    def _plate_event(self, gate: GateSpec, read: PlateRead
+                     ) -> tuple[Event, list[tuple[str, bytes]]]:
+        """The read's event, and its pictures to write under the names the event gives."""
         now = self._clock.now()
         event_id = new_id(now)
-        pictures = [self._pictures.save(event_id, n, data, now)
-                    for n, data in enumerate(read.pictures)]
+        writes = [(self._pictures.name(event_id, n, data, now), data)
+                  for n, data in enumerate(read.pictures)]
+        pictures = [name for name, _ in writes]
         return Event(
             "gate.plate", gate.id, seq=self._sink.next_seq(gate.id), time=now,
             severity=Severity.INFO, zone=gate.zone, device_time=read.device_time, id=event_id,
@@ -335,7 +358,7 @@ class PlateListener:
                   "colour": read.colour, "offline": read.offline,
                   "province_low_confidence": read.province_low_confidence,
                   "pictures": pictures, "vendor": gate.vendor},
-        )
+        ), writes
 
     def _decided(self, gate: GateSpec, outcome: str) -> None:
         if self._on_decided is not None:
