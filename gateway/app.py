@@ -176,7 +176,7 @@ class Gateway:
                               water_rules(self.site, self.store, self.clock.now()),
                               self._camera_rules()]
         if self.gates is not None:
-            modules.append(self.gates.rules())
+            modules.append(self.gates.rules(self.db_path))
         return RuleRegistry(modules)
 
     def _gate_drivers(self, gates: Gates) -> None:

@@ -35,7 +35,10 @@ async def test_a_registered_car_is_let_in_by_the_reply(tmp_path: Path) -> None:
         assert detail["why"].startswith("staff ")
         status, body = await c.get("/api/gates")
         assert status == 200 and b'"compound": 1' in body
-        assert 'gateway_gate_answer_seconds_count{vendor="vzenith"} 1.0' in await c.metrics()
+        text = await c.metrics()
+        assert 'gateway_gate_answer_seconds_count{vendor="vzenith"} 1.0' in text
+        assert 'gateway_gate_decisions_total{decision="open",gate="gate-main-in"} 1.0' in text
+        assert 'gateway_gate_decisions_total{decision="refused",gate="gate-main-in"} 0.0' in text
 
 
 async def test_a_fuzzy_read_opens_only_for_the_classes_the_policy_names(
@@ -69,6 +72,8 @@ async def test_an_unknown_car_stays_out_alerts_with_its_picture_and_the_desk_ope
         result = await cam.read("鄂B54321")
         assert result.status == 200 and not result.opened
         assert c.barriers.barriers["gate-main-in"].state == "closed"
+        assert ('gateway_gate_decisions_total{decision="refused",gate="gate-main-in"} 1.0'
+                in await c.metrics())
         await until(lambda: c.active("gate.refused"))
         [alert] = c.active("gate.refused")
         assert alert.source == "gate-main-in" and alert.data["reason"] == "not registered"
@@ -143,6 +148,10 @@ async def test_an_offline_replay_is_history_and_never_opens(tmp_path: Path) -> N
         assert c.audit("decision.%") == [] and c.audit("command.%") == []
         assert all(b.state == "closed" for b in c.barriers.barriers.values())
         assert not c.active("gate.refused")
+        text = await c.metrics()
+        for gate in ("gate-main-in", "gate-suv-lot"):
+            assert f'gateway_gate_decisions_total{{decision="offline",gate="{gate}"}} 1.0' in text
+            assert f'gateway_gate_decisions_total{{decision="open",gate="{gate}"}} 0.0' in text
 
 
 @pytest.mark.parametrize("name", sorted(MALFORMED))
@@ -492,3 +501,55 @@ async def test_a_gate_controller_over_mqtt_reads_plates_and_takes_commands(
         await ctl.report_state()  # still closed
         await until(lambda: [a for a in c.active("gate.jammed")
                              if a.source == "gate-health-in"])
+
+
+async def test_occupancy_and_who_is_inside_survive_a_restart(tmp_path: Path) -> None:
+    async with compound(tmp_path) as c:
+        assert (await c.cameras["gate-main-in"].read("湘A12345")).opened
+        assert (await c.cameras["gate-main-in"].read("湘A8B8B8")).opened
+        assert not (await c.cameras["gate-main-in"].read("湘A99999")).opened  # barred
+        # A visitor let in by hand: unregistered, yet inside.
+        assert not (await c.cameras["gate-main-in"].read("鄂B54321")).opened
+        status, _ = await c.post("/api/gates/gate-main-in/open",
+                                 {"reason": "visitor for room 214", "operator": "wang",
+                                  "plate": "鄂B54321"})
+        assert status == 200
+        await c.cameras["gate-parking-b1"].read("湘A12345")
+        await until(lambda: c.barriers.barriers["gate-parking-b1"].state == "open")
+        assert (await c.cameras["gate-main-out"].read("湘A8B8B8")).opened
+        before = c.gateway.gates.occupancy() if c.gateway.gates else {}
+        assert before["compound"] == 2 and before["main-parking-b1"] == 1
+    # The same data folder, a new daemon: the counts come back from the stored reads.
+    async with compound(tmp_path) as c:
+        assert c.gateway.gates is not None and c.gateway.gates.occupancy() == before
+        text = await c.metrics()
+        assert 'gateway_zone_occupancy{zone="compound"} 2.0' in text
+        assert 'gateway_zone_occupancy{zone="main-parking-b1"} 1.0' in text
+        # The visitor let in by hand before the restart is let out after it.
+        result = await c.cameras["gate-main-out"].read("鄂B54321")
+        assert result.opened
+        assert c.gateway.gates.occupancy()["compound"] == 1
+
+
+async def test_a_picture_that_cannot_be_written_does_not_keep_the_barrier_shut(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with compound(tmp_path) as c:
+        assert c.gateway.gates is not None
+        day = c.gateway.gates.pictures.name("x", 0, b"", c.gateway.clock.now()).split("/")[0]
+        (c.gateway.gates.pictures.folder / day).write_text("not a folder")  # mkdir fails
+        with caplog.at_level(logging.ERROR, logger="drivers.http_push"):
+            result = await c.cameras["gate-main-in"].read("湘A8B8B8")
+        assert result.status == 200 and result.opened
+        [plate] = c.events("gate.plate")
+        [name] = plate["pictures"]
+        assert c.gateway.gates.pictures.path(name) is None
+        assert any("plate picture not written" in r.getMessage() for r in caplog.records)
+        assert c.gateway.gates.listener is not None
+        assert c.gateway.gates.listener.pictures_failed == 1
+        # The listener goes on: the next read with its picture folder back is whole.
+        (c.gateway.gates.pictures.folder / day).unlink()
+        assert (await c.cameras["gate-main-in"].read("湘A12345")).opened
+        [_, second] = c.events("gate.plate")
+        [name] = second["pictures"]
+        assert c.gateway.gates.pictures.path(name) is not None

@@ -20,6 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.cli import main as cli_main
+from gateway.clock import SystemClock
 from gateway.config import SecretRef, check_config, load_site
 from gateway.events import Reading, Severity
 from gateway.lift_metrics import LiftCollector
@@ -28,6 +29,7 @@ from gateway.metering import Metering
 from gateway.meters import meter_specs
 from gateway.metrics import Metrics
 from gateway.secrets import resolve_secret
+from gateway.vehicles.wiring import Gates
 from tests.brokers import free_port, mosquitto_binary, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,7 +94,7 @@ def unit_directives() -> dict[str, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def exported() -> set[str]:
+def exported(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     """Every sample name on a metrics page where each family has at least one sample."""
     m = Metrics()
     m.event("fire.detector.alarm")
@@ -136,6 +138,15 @@ def exported() -> set[str]:
         for counter in ("trips", "running_hours", "door_cycles"):
             lifts.elevator.observe(Reading(str(spec["lift"]), counter, 1.0, "", 0.0), 0.0)
     m.registry.register(LiftCollector(lambda: lifts))
+    # The shipped site's barrier gates: their occupancy, one answer and one decision.
+    site = load_site(ROOT / "config" / "site.yaml")
+    gates = Gates(site.devices_of("http_push"), site.gates, tmp_path_factory.mktemp("gates"),
+                  timezone=site.site.timezone, clock=SystemClock())
+    gates.register_metrics(m.registry)
+    gates.rules()
+    gates._answered("vzenith", 0.004)
+    gates._decided("gate-main-in", "open")
+    gates.close()
     m.render()
     page = m.render()[0].decode()
     return {s.name for family in text_string_to_metric_families(page) for s in family.samples}
@@ -201,6 +212,22 @@ def test_the_dashboard_shows_what_the_facilities_manager_needs() -> None:
         "gateway_alarm_to_forward_seconds_bucket", "gateway_bus_queue_depth",
         "gateway_bus_dropped_total", "gateway_store_commits_total",
     } <= used
+
+
+def test_the_dashboard_shows_the_barrier_gates() -> None:
+    used = {name for query in dashboard_queries() for name in METRIC_NAME.findall(query)}
+    assert {
+        "gateway_zone_occupancy", "gateway_gate_decisions_total",
+        "gateway_gate_answer_seconds_bucket", "gateway_payloads_rejected_total",
+    } <= used
+    exprs = dashboard_exprs()
+    # The answer budget is a p99; refused pushes are those of the gate drivers.
+    assert any("histogram_quantile(0.99" in e and "gateway_gate_answer_seconds" in e
+               for e in exprs)
+    assert any("gateway_payloads_rejected_total" in e and "http_push" in e for e in exprs)
+    for expr in exprs:
+        if "gateway_gate_decisions_total" in expr:
+            assert "increase(" in expr, expr
 
 
 def test_the_dashboard_shows_energy_and_water_per_building_and_system() -> None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.alerts import Alert, AlertSignal, AlertState
 from gateway.commands import Command
@@ -23,6 +25,7 @@ from gateway.rules.vehicles import (
     TAILGATE,
     GatePolicy,
     GateRuleSpec,
+    StoredRead,
     VehicleRules,
 )
 from gateway.vehicles.plates import PlateKind
@@ -399,3 +402,70 @@ def test_a_command_only_sent_keeps_the_fire_hold_waiting_for_its_result() -> Non
                     status="sent"), T0 + 0.1)
     again = [v for v in r.tick(T0 + 6) if isinstance(v, Command) and v.device == "gate-main-in"]
     assert again == []  # still awaiting the result, not failed
+
+
+# ---- rebuilt after a restart ----------------------------------------------------------
+READS = ["湘A12345", "湘A8B8B8", "湘A66666", "湘A59999", "鄂B54321", "湘AI2345", ""]
+STEPS = st.lists(st.tuples(st.sampled_from([g.id for g in GATES]), st.sampled_from(READS),
+                           st.booleans(), st.booleans()), max_size=25)
+
+
+@settings(max_examples=60, deadline=None)
+@given(STEPS)
+def test_occupancy_and_who_is_inside_rebuild_from_the_stored_reads(
+        steps: list[tuple[str, str, bool, bool]]) -> None:
+    """A restart replays the stored reads with their stored decisions: the counts and the
+    vehicles inside come out as the running module had them."""
+    live = rules()
+    stored: list[StoredRead] = []
+    for n, (gate, text, by_hand, offline) in enumerate(steps):
+        now = T0 + n
+        said = live.observe(plate(gate, text, n + 1, offline=offline), now)
+        opened = any(isinstance(v, Command) for v in said)
+        stored.append(StoredRead(now, gate, "gate.plate",
+                                 {"plate": text, "offline": offline}, opened))
+        if by_hand and not opened and not offline:
+            live.observe(event("gate.manual_open", gate, who="wang"), now)
+            stored.append(StoredRead(now, gate, "gate.manual_open", {"who": "wang"}))
+    rebuilt = rules()
+    rebuilt.rebuild(stored)
+    assert rebuilt.occupancy() == live.occupancy()
+    # Who is inside: every vehicle let in by hand may still leave by the exit gate.
+    for text in READS:
+        gone = plate("gate-main-out", text, 99)
+        assert bool(rebuilt.observe(gone, T0 + 100)) == bool(live.observe(gone, T0 + 100))
+
+
+@pytest.mark.parametrize(
+    ("reads", "passages", "expected"),
+    [
+        # A stored "no" stays a no, even for a plate the registry would let in now.
+        ([("gate-main-in", "湘A12345", False)], 0, {"compound": 0}),
+        # A stored open counts, even for a plate the registry no longer holds.
+        ([("gate-main-in", "鄂B54321", True)], 1, {"compound": 1}),
+        # No stored decision (a gate controller's read): judged against the registry now.
+        ([("gate-main-in", "湘A12345", None), ("gate-main-in", "鄂B54321", None)], 1,
+         {"compound": 1}),
+        ([("gate-main-in", "湘A8B8B8", True), ("gate-main-out", "湘A8B8B8", True)], 2,
+         {"compound": 0}),
+        # A gate no longer in the site file is passed over.
+        ([("gate-suv-lot", "湘A66666", True), ("gate-elsewhere", "湘A66666", True)], 1,
+         {"suv-lot-north": 1}),
+    ],
+)
+def test_rebuild_takes_the_stored_decision_where_there_is_one(
+        reads: list[tuple[str, str, bool | None]], passages: int,
+        expected: dict[str, int]) -> None:
+    r = rules()
+    counted = r.rebuild(StoredRead(T0 + n, gate, "gate.plate", {"plate": text}, opened)
+                        for n, (gate, text, opened) in enumerate(reads))
+    assert counted == passages
+    assert {k: v for k, v in r.occupancy().items() if k in expected} == expected
+
+
+def test_a_rebuilt_passage_is_no_alibi_for_a_loop_after_the_restart() -> None:
+    r = rules()
+    r.rebuild([StoredRead(T0, "gate-parking-b1", "gate.plate", {"plate": "湘A12345"}, True)])
+    assert r.occupancy()["main-parking-b1"] == 1
+    [signal] = r.observe(event("gate.loop", "gate-parking-b1"), T0 + 1)
+    assert isinstance(signal, AlertSignal) and signal.rule == TAILGATE

@@ -5,9 +5,20 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from gateway.config_parts import DeviceCommands, Model, Name, SecretRef, check_http, check_ip
+
+
+def _not_dahua(value: object) -> object:
+    """Dahua's ITSAPI push is a vendor protocol whose format the gateway does not speak
+    (nor does the site's documentation describe it): refused by name rather than taken
+    and then every push refused."""
+    if value == "dahua":
+        raise ValueError("'dahua' is not supported: the gateway takes Vzenith-style"
+                         " (JSON AlarmInfoPlate) and Hikvision-style (multipart anpr.xml)"
+                         " pushes only; a Dahua ITSAPI camera cannot be configured yet")
+    return value
 
 
 class HttpPushDevice(Model):
@@ -17,7 +28,7 @@ class HttpPushDevice(Model):
     zone: str
     # The plate camera's address: a push is attributed to its gate by source address.
     address: Annotated[str, AfterValidator(check_ip)]
-    vendor: Literal["vzenith", "hikvision", "dahua"]
+    vendor: Annotated[Literal["vzenith", "hikvision"], BeforeValidator(_not_dahua)]
     enabled: bool = True
     commands: DeviceCommands | None = None
     # Sent by the camera as the push URL's `key` or as the HTTP Basic password; a camera

@@ -119,6 +119,7 @@ class PlateListener:
         self, gates: list[GateSpec], sink: Sink, *, host: str, port: int, limits: Limits,
         pictures: PictureStore, pseudonyms: Pseudonyms, clock: Clock | None = None,
         on_answered: Callable[[str, float], None] | None = None,
+        on_decided: Callable[[str, str], None] | None = None,
     ) -> None:
         self.name = "http_push:listener"
         self.gates = {g.id: g for g in gates}
@@ -132,6 +133,8 @@ class PlateListener:
         self._clock = clock or SystemClock()
         # (vendor, seconds from the push received to its answer), for each plate read
         self._on_answered = on_answered
+        # (gate, outcome) for each plate read decided: see `DECISIONS`
+        self._on_decided = on_decided
         self._seen: dict[str, OrderedDict[str, asyncio.Future[_Answer]]] = {
             g.id: OrderedDict() for g in gates}
         # Commands for Vzenith cameras without a gate API, told with the next heartbeat.
@@ -141,6 +144,7 @@ class PlateListener:
         self.port: int | None = None
         self.bound = asyncio.Event()
         self.refused = 0
+        self.pictures_failed = 0
 
     # ---- running ------------------------------------------------------------------------
     async def run(self, link: Link) -> None:
@@ -303,9 +307,17 @@ class PlateListener:
         seen[read.plate_id] = answer
         while len(seen) > SEEN_PER_CAMERA:
             seen.popitem(last=False)
+        writing: asyncio.Future[None] | None = None
         try:
-            event = self._plate_event(gate, read)
+            event, pictures = self._plate_event(gate, read)
+            if pictures:
+                # Written beside the commit, not before it: the decision does not wait
+                # for the picture files, the answer does.
+                writing = asyncio.ensure_future(
+                    asyncio.to_thread(self._write_pictures, gate, pictures))
             result = await decide(gate, read, event)
+            if writing is not None:
+                await writing
         except BaseException as exc:
             seen.pop(read.plate_id, None)
             if isinstance(exc, asyncio.CancelledError):
@@ -319,11 +331,25 @@ class PlateListener:
         answer.set_result(result)
         return result
 
-    def _plate_event(self, gate: GateSpec, read: PlateRead) -> Event:
+    def _write_pictures(self, gate: GateSpec, pictures: list[tuple[str, bytes]]) -> None:
+        """On a worker thread. A picture that cannot be written is logged; the read and
+        its decision stand (the barrier does not wait on the picture folder)."""
+        for name, data in pictures:
+            try:
+                self._pictures.write(name, data)
+            except OSError as exc:
+                self.pictures_failed += 1
+                log.error("plate picture not written gate=%s picture=%s error=%r", gate.id,
+                          name, exc)
+
+    def _plate_event(self, gate: GateSpec, read: PlateRead
+                     ) -> tuple[Event, list[tuple[str, bytes]]]:
+        """The read's event, and its pictures to write under the names the event gives."""
         now = self._clock.now()
         event_id = new_id(now)
-        pictures = [self._pictures.save(event_id, n, data, now)
-                    for n, data in enumerate(read.pictures)]
+        writes = [(self._pictures.name(event_id, n, data, now), data)
+                  for n, data in enumerate(read.pictures)]
+        pictures = [name for name, _ in writes]
         return Event(
             "gate.plate", gate.id, seq=self._sink.next_seq(gate.id), time=now,
             severity=Severity.INFO, zone=gate.zone, device_time=read.device_time, id=event_id,
@@ -332,14 +358,24 @@ class PlateListener:
                   "colour": read.colour, "offline": read.offline,
                   "province_low_confidence": read.province_low_confidence,
                   "pictures": pictures, "vendor": gate.vendor},
-        )
+        ), writes
+
+    def _decided(self, gate: GateSpec, outcome: str) -> None:
+        if self._on_decided is not None:
+            self._on_decided(gate.id, outcome)
+
+    def _outcome(self, gate: GateSpec, decision: Decision) -> None:
+        self._decided(gate, "open" if decision.asks("open", gate.id) else (
+            "no_decision" if decision.reason.startswith("no decision") else "refused"))
 
     async def _decide_vzenith(self, gate: GateSpec, read: PlateRead, event: Event) -> _Answer:
         if read.offline:
             return await self._history(gate, event, _json_answer(VZENITH_SHUT))
         decision = await self._sink.decide(event, self._limits.decide_timeout_s)
         if decision.reason.startswith("not committed"):
+            self._decided(gate, "not_stored")
             return _json_answer({"error": decision.reason}, 503)
+        self._outcome(gate, decision)
         opens = decision.asks("open", gate.id)
         self._log_decision(gate, read, decision)
         for command in decision.commands:
@@ -352,13 +388,16 @@ class PlateListener:
             return await self._history(gate, event, _Answer(200, b"OK", "text/plain"))
         decision = await self._sink.decide(event, self._limits.decide_timeout_s)
         if decision.reason.startswith("not committed"):
+            self._decided(gate, "not_stored")
             return _json_answer({"error": decision.reason}, 503)
         if not decision.allow and decision.reason.startswith("no decision"):
             # The camera never resends: answer only once the read is stored.
             try:
                 await asyncio.wait_for(self._sink.settle(), self._limits.decide_timeout_s)
             except Exception as exc:
+                self._decided(gate, "not_stored")
                 return _json_answer({"error": f"not stored: {exc!r}"}, 503)
+        self._outcome(gate, decision)
         self._log_decision(gate, read, decision)
         for command in decision.commands:
             self._spawn(self._carry_out(command))
@@ -371,7 +410,9 @@ class PlateListener:
         try:
             await self._sink.settle()
         except Exception as exc:
+            self._decided(gate, "not_stored")
             return _json_answer({"error": f"not stored: {exc!r}"}, 503)
+        self._decided(gate, "offline")
         return ok
 
     def _log_decision(self, gate: GateSpec, read: PlateRead, decision: Decision) -> None:

@@ -19,7 +19,7 @@ linkage. Pure: the registry comes in as a snapshot, time as a number.
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gateway.alerts import Alert, AlertSignal, AlertState
@@ -75,6 +75,20 @@ class GatePolicy:
     linkage_retry_s: float = 5.0
     linkage_attempts: int = 5
     open_on_drill: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRead:
+    """A stored gate event (`gate.plate` or `gate.manual_open`), to rebuild who is inside
+    after a restart. `opened` is the decision stored with the read (a `decision.open`
+    audit row); None where no decision was awaited (a gate controller's read), which is
+    judged again against the registry as it is now, at the read's own time."""
+
+    time: float
+    gate: str
+    kind: str
+    data: Mapping[str, object]
+    opened: bool | None = None
 
 
 @dataclass(slots=True)
@@ -149,6 +163,39 @@ class VehicleRules:
                 # Held before the restart: sent again on the first tick, until released.
                 for g in self._gates:
                     self._holds[g] = _Hold(last_sent=float("-inf"), attempts=0, awaiting=False)
+
+    def rebuild(self, history: Iterable[StoredRead]) -> int:
+        """Occupancy and the vehicles inside from the stored entries and exits, oldest
+        first (at start, before any live item). Raises nothing and commands nothing;
+        returns the number of passages counted."""
+        passages = 0
+        for read in history:
+            gate = self._gates.get(read.gate)
+            if gate is None:
+                continue
+            data = read.data
+            if read.kind == "gate.manual_open":
+                self._passage(gate, str(data.get("plate") or gate.refused_plate), read.time)
+                passages += 1
+                continue
+            if read.kind != "gate.plate" or data.get("offline"):
+                continue
+            plate = str(data.get("plate", ""))
+            low = bool(data.get("province_low_confidence"))
+            opened = read.opened
+            if opened is None:
+                opened = self.judge(gate.spec, plate, read.time,
+                                    province_low_confidence=low).allow
+            if not opened:
+                gate.refused_plate = plate
+                continue
+            m = match(plate, self._vehicles, province_low_confidence=low) if plate else None
+            who = m.plate if m is not None and m.plate is not None else plate
+            self._passage(gate, who, read.time)
+            passages += 1
+        for gate in self._gates.values():
+            gate.last_open = None  # a passage before the restart is no alibi after it
+        return passages
 
     # ---- items --------------------------------------------------------------------------
     def observe(self, item: Event | Reading | Heartbeat, now: float) -> Sequence[Verdict]:

@@ -19,15 +19,24 @@ class PictureStore:
 
     def save(self, event_id: str, n: int, data: bytes, now: float) -> str:
         """Write one picture (whole or not at all) and return its name for the event."""
+        name = self.name(event_id, n, data, now)
+        self.write(name, data)
+        return name
+
+    @staticmethod
+    def name(event_id: str, n: int, data: bytes, now: float) -> str:
+        """The name picture `n` of event `event_id` is stored under (no disk access)."""
         day = dt.datetime.fromtimestamp(now, dt.UTC).strftime(_DAY)
         ext = "png" if data.startswith(b"\x89PNG") else "jpg"
-        name = f"{day}/{event_id}-{n}.{ext}"
+        return f"{day}/{event_id}-{n}.{ext}"
+
+    def write(self, name: str, data: bytes) -> None:
+        """Write a named picture, whole or not at all (blocking: run it off the loop)."""
         target = self.folder / name
         target.parent.mkdir(exist_ok=True)
         tmp = target.with_suffix(".part")
         tmp.write_bytes(data)
         os.replace(tmp, target)
-        return name
 
     def path(self, name: str) -> Path | None:
         """The file of a picture name, or None for a name that is not one of ours."""

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from drivers.http_push.config import HttpPushDevice
@@ -21,6 +21,7 @@ from gateway.rules.presence import PresenceSpec
 from gateway.rules.vehicles import GatePolicy, GateRuleSpec, VehicleRules
 from gateway.secrets import resolve_secret
 from gateway.vehicles.config import GatesConfig
+from gateway.vehicles.history import stored_reads
 from gateway.vehicles.pictures import PictureStore
 from gateway.vehicles.privacy import Pseudonyms
 from gateway.vehicles.registry import DB_NAME, Registry, Vehicle
@@ -51,21 +52,29 @@ class Gates:
         self.rule_module: VehicleRules | None = None
         self.listener: PlateListener | None = None
         self._answer_seconds: Histogram | None = None
+        self._decisions: Counter | None = None
         self.registry.on_change(self._registry_changed)
 
     def close(self) -> None:
         self.registry.close()
 
-    def rules(self) -> VehicleRules:
-        """A fresh module for each core build, from the registry as it is now."""
+    def rules(self, store_path: Path | None = None) -> VehicleRules:
+        """A fresh module for each core build, from the registry as it is now; with
+        `store_path`, occupancy and who is inside rebuilt from the stored reads."""
         c = self.config
         policy = GatePolicy(frozenset(c.fuzzy_open), c.held_open_s, c.tailgate_window_s,
                             c.refused_clear_s, c.overstay_grace_s, c.linkage_retry_s,
                             c.linkage_attempts, c.open_on_drill)
         specs = [GateRuleSpec(d.id, d.zone, d.direction, d.area, d.reports_loop)
                  for d in self.all_gates]
-        self.rule_module = VehicleRules(specs, policy, self.registry.vehicles(), self.names)
-        return self.rule_module
+        module = VehicleRules(specs, policy, self.registry.vehicles(), self.names)
+        if store_path is not None:
+            reads = stored_reads(store_path, {d.id for d in self.devices})
+            passages = module.rebuild(reads)
+            log.info("gate occupancy rebuilt reads=%d passages=%d occupancy=%s",
+                     len(reads), passages, module.occupancy())
+        self.rule_module = module
+        return module
 
     def presence_specs(self) -> list[PresenceSpec]:
         return [PresenceSpec(d.id, d.zone, d.heartbeat_s,
@@ -102,12 +111,16 @@ class Gates:
             limits=Limits(listen.max_body_kb * 1024, listen.max_picture_kb * 1024,
                           listen.decide_timeout_s, listen.verify_s),
             pictures=self.pictures, pseudonyms=self.names, clock=self.clock,
-            on_answered=self._answered)
+            on_answered=self._answered, on_decided=self._decided)
         return self.listener
 
     def _answered(self, vendor: str, seconds: float) -> None:
         if self._answer_seconds is not None:
             self._answer_seconds.labels(vendor).observe(seconds)
+
+    def _decided(self, gate: str, outcome: str) -> None:
+        if self._decisions is not None:
+            self._decisions.labels(gate, outcome).inc()
 
     @property
     def push_port(self) -> int | None:
@@ -125,6 +138,15 @@ class Gates:
             "From a plate camera's push received to its answer (the reply that opens the"
             " gate, or the 200 after the commit), by camera style.",
             ["vendor"], buckets=LATENCY_BUCKETS, registry=registry)
+        self._decisions = Counter(
+            "gateway_gate_decisions",
+            "Plate reads pushed by the cameras, by gate and outcome: open, refused,"
+            " no_decision (none in time: not opened), offline (history, never opened),"
+            " not_stored (not committed: the camera sends it again).",
+            ["gate", "decision"], registry=registry)
+        for d in self.devices:
+            for outcome in ("open", "refused"):
+                self._decisions.labels(d.id, outcome)
 
     def _registry_changed(self, vehicles: list[Vehicle]) -> None:
         if self.rule_module is not None:
