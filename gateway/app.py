@@ -9,7 +9,7 @@ import functools
 import gc
 import logging
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from gateway.api.bounds import HttpLimits
 from gateway.api.gates import add_gate_routes
 from gateway.api.lifts import LiftDesk, add_lift_routes
 from gateway.api.savings import add_savings_routes
+from gateway.api.snapshots import add_snapshot_routes
 from gateway.bus import Bus
 from gateway.camera_metrics import CameraGauges, WatchedCamera
 from gateway.clock import Clock, SystemClock
@@ -70,6 +71,7 @@ from gateway.rules.fire import DetectorSpec, FireParams, FireRules, detector_fla
 from gateway.rules.presence import PresenceRules, PresenceSpec
 from gateway.sdnotify import notify
 from gateway.secrets import resolve_secret
+from gateway.snapshots import KeyframeSource, Snapshots, ZoneCamera
 from gateway.store import AuditRow, OutboxRow, Retention, Store, WriteBatch
 from gateway.supervisor import Backoff, LinkState, Supervisor
 from gateway.vehicles.wiring import Gates
@@ -130,6 +132,7 @@ class Gateway:
         self.camera_gauges = CameraGauges(self.metrics.registry)
         data_dir = self.overrides.data_dir or Path(site.gateway.data_dir)
         self.db_path = data_dir / "gateway.db"
+        self.snapshots = Snapshots(data_dir / "snapshots", site.retention.snapshots_days)
         r = site.retention
         self.store = Store(
             self.db_path,
@@ -367,6 +370,7 @@ class Gateway:
 
         out: list[Supervisor] = []
         watched: list[WatchedCamera] = []
+        keyframes: dict[str, Callable[[], tuple[str, bytes] | None]] = {}
         for d in devices:
             password = resolve_secret(d.password, self.environ) if d.password else None
             driver = CameraDriver(d, self.ingest, password=password, clock=self.clock)
@@ -375,8 +379,11 @@ class Gateway:
                              family="camera.stream")
             watched.append(WatchedCamera(d.id, d.zone, driver.snapshot,
                                          functools.partial(getattr, sup, "state")))
+            keyframes[d.id] = driver.last_keyframe
             out.append(sup)
         self.camera_gauges.bind(watched)
+        self.snapshots.bind([ZoneCamera(d.id, d.zone) for d in devices],
+                            [KeyframeSource(keyframes)])  # the ONVIF URI goes first, later
         return out
 
     def _binding(self, device: MqttDevice) -> DeviceBinding:
@@ -502,6 +509,7 @@ class Gateway:
             on_store_failed=lambda exc: self._core_failed.set(),
             on_command=self._linkage_command, decisions=self.ingest.decisions,
             on_reading=self.metering.observe,
+            on_raised=self.snapshots.attach,
         )
         pipeline.restore_device_states(self.store.device_states())
         self._device_seqs = self.store.last_device_seq()
@@ -612,6 +620,7 @@ class Gateway:
         savings = SavingsDesk(self.site, self.site_path, self.db_path, self.metering.specs,
                               now=self.clock.now)
         add_savings_routes(app, savings.report_async, savings.measures)
+        add_snapshot_routes(app, self.snapshots)
         host = self._http_host()
         port = self.overrides.http_port
         runner = await serve(app, host, http.port if port is None else port)

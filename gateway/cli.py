@@ -67,7 +67,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
     _setup_logging(args.log_level or "info")
-    return asyncio.run(run_demo(Path(args.site), Path(args.data_dir), args.http_port))
+    return asyncio.run(run_demo(Path(args.site), Path(args.data_dir), args.http_port,
+                                args.cameras))
 
 
 def _cmd_savings(args: argparse.Namespace) -> int:
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.add_argument("--site", default=DEFAULT_SITE)
     p_demo.add_argument("--data-dir", default="data/demo")
     p_demo.add_argument("--http-port", type=int, default=8080)
+    p_demo.add_argument("--cameras", type=int, default=10, help="simulated cameras (up to 100)")
     p_demo.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p_demo.set_defaults(func=_cmd_demo)
 

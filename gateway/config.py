@@ -159,6 +159,8 @@ class RetentionConfig(Model):
     max_db_mb: int = Field(default=4096, ge=16)
     # Past this many outbox rows the oldest state rows are dropped; alarms never are.
     outbox_max_rows: int = Field(default=1_000_000, ge=1000)
+    # Alarm snapshots (JPEG files under the data directory) are kept this long.
+    snapshots_days: float = Field(default=30, gt=0, le=3650)
 
 
 # EN 54-5 (= GB 4716) static response ranges per class, degrees C.

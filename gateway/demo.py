@@ -12,6 +12,7 @@ from pathlib import Path
 from gateway.app import Gateway, Overrides
 from gateway.broker import LocalBroker, free_port, port_is_free
 from gateway.config import load_site
+from simulators.compound_cameras import DEMO_CAMERAS, CompoundCameras
 from simulators.compound_lifts import CompoundLifts
 from simulators.compound_meters import start_meters
 from simulators.gates import GateDemo
@@ -46,12 +47,15 @@ async def _scenario(fleet: HeatDetectorFleet) -> None:
             getattr(fleet, action)(device)
 
 
-async def run_demo(site_path: Path, data_dir: Path, http_port: int) -> int:
+async def run_demo(site_path: Path, data_dir: Path, http_port: int,
+                   cameras: int = DEMO_CAMERAS) -> int:
     site = load_site(site_path)
     lifts = await CompoundLifts.start(site)  # the lift boxes and the fire panel gateway
     site = lifts.site
     gates = await GateDemo.start(site, data_dir, site_path.parent / "vehicles.csv")
     site = gates.site
+    cams = await CompoundCameras.start(site, cameras)  # the first N cameras, on loopback
+    site = cams.site
     broker = LocalBroker()
     await broker.start()
     if not port_is_free("127.0.0.1", http_port):
@@ -85,6 +89,7 @@ async def run_demo(site_path: Path, data_dir: Path, http_port: int) -> int:
                 f"  broker:          {broker.kind} on {broker.host}:{broker.port}"
                 f"  (alerts on {site.gateway.topic_prefix}/alert/#)\n"
                 f"  store:           {gateway.db_path}\n"
+                f"  cameras:         {len(cams.farm.cameras)} simulated (--cameras N)\n"
                 "  inject a fire:   mosquitto_pub -p "
                 f"{broker.port} -t furong/sim/control "
                 "-m '{\"action\":\"fire\",\"device\":\"hd-main-03\",\"mode\":\"fast\"}'\n",
@@ -98,6 +103,7 @@ async def run_demo(site_path: Path, data_dir: Path, http_port: int) -> int:
                 task.cancel()
     finally:
         await lifts.stop()
+        await cams.stop()
         with contextlib.suppress(Exception):
             await broker.stop()
         await meters.stop()

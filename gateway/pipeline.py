@@ -81,6 +81,7 @@ class Pipeline:
         on_command: Callable[[Command], None] | None = None,
         decisions: Decisions | None = None,
         on_reading: Callable[[Reading], None] | None = None,
+        on_raised: Callable[[Alert], None] | None = None,
     ) -> None:
         self._bus = bus
         self._store = store
@@ -92,6 +93,7 @@ class Pipeline:
         self._on_committed = on_committed
         self._on_store_failed = on_store_failed
         self._on_command = on_command
+        self._on_raised = on_raised  # before the commit: may add to the alert's data
         self._decisions = decisions if decisions is not None else Decisions()
         self._on_reading = on_reading  # the meters' figures (gateway.metering)
         self._last_submitted: asyncio.Future[None] | None = None
@@ -212,6 +214,8 @@ class Pipeline:
             if change is None:
                 continue
             pending.changes.append(change)
+            if change.change == "raised" and self._on_raised is not None:
+                self._on_raised(change.alert)
             wb.alerts.append(alert_to_record(change.alert))
             wb.outbox.extend(alert_rows(change, self._routes))
             if change.change == "raised":

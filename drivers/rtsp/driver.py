@@ -72,10 +72,17 @@ class CameraDriver:
         self.decoder = decoder or _SHARED_DECODER
         self.picture = PictureJudge()
         self.keyframe: bytes | None = None  # the latest keyframe taken (Annex B)
+        self.keyframe_codec: Codec | None = None  # the codec it is in
         self._grabber: KeyframeGrabber | None = None
         self._fresh_keyframe = False
         # Cameras sample in turn, not all in the same second.
         self._phase = (zlib.crc32(device.id.encode()) % 1000) / 1000
+
+    def last_keyframe(self) -> tuple[str, bytes] | None:
+        """(codec, Annex B access unit) of the latest keyframe taken, for alarm snapshots."""
+        if self.keyframe is None or self.keyframe_codec is None:
+            return None
+        return str(self.keyframe_codec), self.keyframe
 
     def snapshot(self) -> Snapshot | None:
         health = self.health
@@ -231,6 +238,7 @@ class CameraDriver:
                 taken = None
             if taken is not None:
                 self.keyframe, self._fresh_keyframe = taken, True
+                self.keyframe_codec = grabber.codec
         try:
             health.packet(now, pkt, data)
         except PayloadRejected as exc:
