@@ -11,9 +11,12 @@ from pathlib import Path
 import aiohttp
 import cv2
 import numpy as np
+import pytest
 import yaml
+from pydantic import ValidationError
 
 from gateway.alerts import Alert, AlertState, Severity
+from gateway.config import RetentionConfig
 from gateway.snapshots import KeyframeSource, Snapshots, ZoneCamera, encode_keyframe
 from simulators.camera_clips import ClipSpec, load_clip
 from simulators.cameras import CameraFarm
@@ -153,3 +156,11 @@ async def test_a_fire_alert_carries_its_zones_snapshots(
                                     for m in desk.messages))
             [sent] = [m for m in desk.messages if m.get("alert", {}).get("id") == fire.id]
             assert sent["alert"]["data"]["snapshots"] == refs
+
+
+def test_the_site_file_keeps_snapshots_for_a_positive_number_of_days() -> None:
+    assert RetentionConfig().snapshots_days == 30
+    assert RetentionConfig(snapshots_days=7).snapshots_days == 7
+    for bad in (0, -1, 100_000):
+        with pytest.raises(ValidationError):
+            RetentionConfig(snapshots_days=bad)
