@@ -74,6 +74,7 @@ from gateway.secrets import resolve_secret
 from gateway.snapshots import KeyframeSource, Snapshots, ZoneCamera
 from gateway.store import AuditRow, OutboxRow, Retention, Store, WriteBatch
 from gateway.supervisor import Backoff, LinkState, Supervisor
+from gateway.tasks import log_failure
 from gateway.vehicles.wiring import Gates
 
 log = logging.getLogger("gateway.app")
@@ -249,7 +250,7 @@ class Gateway:
         )
         self._linkage.add(task)
         task.add_done_callback(self._linkage.discard)
-        task.add_done_callback(_log_failure)
+        task.add_done_callback(log_failure)
 
     def _heat_detectors(self) -> list[MqttDevice]:
         return [
@@ -663,7 +664,3 @@ def _tls(cfg: TlsConfig | None) -> Tls | None:
     return None if cfg is None else Tls(cfg.ca_file, cfg.cert_file, cfg.key_file)
 
 
-def _log_failure(task: asyncio.Task[Any]) -> None:
-    """A task nobody awaits must not take its error with it."""
-    if not task.cancelled() and task.exception() is not None:
-        log.error("task=%s failed", task.get_name(), exc_info=task.exception())

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 from gateway.alerts import Alert
+from gateway.tasks import log_failure
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,7 @@ class Snapshots:
         task = loop.create_task(self._make(alert.id, jobs), name=f"snapshots:{alert.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(log_failure)
 
     async def _make(self, alert_id: str, jobs: list[tuple[str, list[Job]]]) -> None:
         for camera, tries in jobs:
@@ -189,7 +191,13 @@ class Snapshots:
                 self.failed += 1
                 log.warning("no snapshot alert=%s camera=%s", alert_id, camera)
                 continue
-            await asyncio.to_thread(self._write, target, jpeg)
+            try:
+                await asyncio.to_thread(self._write, target, jpeg)
+            except OSError as exc:  # a full or read-only disk: the other cameras still try
+                self.failed += 1
+                log.warning("snapshot not written alert=%s camera=%s error=%r",
+                            alert_id, camera, exc)
+                continue
             self.written += 1
         await asyncio.to_thread(self.sweep)
 

@@ -181,3 +181,25 @@ class DeskSubscriber:
         async with asyncio.timeout(timeout):
             while not predicate(self):
                 await asyncio.sleep(0.05)
+
+
+def plant_room_site(folder: Path, devices: str, extra: str = "") -> Path:
+    """A site file of one plant room with the given Modbus `devices:` lines (YAML, already
+    indented as list items), the shipped profiles beside it, and `extra` top-level YAML."""
+    shutil.copytree(ROOT / "config" / "profiles", folder / "profiles", dirs_exist_ok=True)
+    text = f"""\
+site: {{id: furong-test, name: Furong test}}
+gateway:
+  data_dir: {folder / 'data'}
+  http: {{host: 127.0.0.1, port: 0}}
+buildings:
+  - id: main
+    name: main compound
+    zones:
+      - {{id: main-plant-room, name: plant room}}
+devices:
+{devices.rstrip()}
+{extra}"""
+    path = folder / "site.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -6,7 +6,6 @@ daemon, rebuilt from SQLite on disk."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import sqlite3
 import urllib.request
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from gateway.metering import (
 )
 from gateway.meters import meter_specs
 from simulators.modbus_meters import MeterServer, SimulatedMeter, meter
-from tests.harness import ROOT, running_gateway
+from tests.harness import ROOT, plant_room_site, running_gateway
 
 E, W, G = Quantity.ENERGY, Quantity.WATER, Quantity.GAS
 
@@ -152,27 +151,14 @@ def test_the_shipped_site_meters_have_bounded_labels() -> None:
 
 
 def _site(folder: Path, port: int) -> Path:
-    shutil.copytree(ROOT / "config" / "profiles", folder / "profiles", dirs_exist_ok=True)
-    text = f"""\
-site: {{id: furong-test, name: Furong test}}
-gateway:
-  data_dir: {folder / 'data'}
-  http: {{host: 127.0.0.1, port: 0}}
-buildings:
-  - id: main
-    name: main compound
-    zones:
-      - {{id: main-plant-room, name: plant room}}
-devices:
+    path = plant_room_site(folder, f"""\
   - {{driver: modbus, id: em-lighting, kind: energy_meter, zone: main-plant-room,
      address: "tcp://127.0.0.1:{port}/1", profile: eastron-sdm630, poll_s: 0.2,
      system: lighting, breaker_a: 10000}}
   - {{driver: modbus, id: wm-main, kind: water_meter, zone: main-plant-room,
      address: "tcp://127.0.0.1:{port}/3", profile: water-meter, poll_s: 0.2,
      system: water_main}}
-"""
-    path = folder / "site.yaml"
-    path.write_text(text, encoding="utf-8")
+""")
     return path
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import sqlite3
 import urllib.error
 import urllib.request
@@ -24,7 +23,7 @@ from gateway.commands import Command, Commander, CommandGuard, CommandStatus, po
 from gateway.errors import Unreachable
 from gateway.store import Store
 from simulators.modbus_meters import MeterServer, SimulatedMeter, meter
-from tests.harness import running_gateway
+from tests.harness import plant_room_site, running_gateway
 from tests.test_modbus_driver import Link, Sink
 
 PROFILES = Path(__file__).resolve().parent.parent / "config" / "profiles"
@@ -133,24 +132,11 @@ async def test_a_module_that_refuses_the_write_is_a_failed_command(tmp_path: Pat
 
 
 def _site(folder: Path, port: int) -> Path:
-    shutil.copytree(PROFILES, folder / "profiles", dirs_exist_ok=True)
-    text = f"""\
-site: {{id: furong-test, name: Furong test}}
-gateway:
-  data_dir: {folder / 'data'}
-  http: {{host: 127.0.0.1, port: 0}}
-buildings:
-  - id: main
-    name: main compound
-    zones:
-      - {{id: main-plant-room, name: plant room}}
-devices:
+    path = plant_room_site(folder, f"""\
   - {{driver: modbus, id: io-main-plant, kind: io_module, zone: main-plant-room,
      address: "tcp://127.0.0.1:{port}/12", profile: relay-io, poll_s: 0.5,
      commands: {{allow: [{{action: relay_2, values: [0, 1]}}]}}}}
-"""
-    path = folder / "site.yaml"
-    path.write_text(text, encoding="utf-8")
+""")
     return path
 
 

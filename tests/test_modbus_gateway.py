@@ -3,36 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import sqlite3
 from pathlib import Path
 
 from simulators.modbus_meters import MeterServer, meter
-from tests.harness import ROOT, running_gateway
+from tests.harness import plant_room_site, running_gateway
 
 
 def _site(folder: Path, tcp_port: int, rtu_port: int) -> Path:
-    shutil.copytree(ROOT / "config" / "profiles", folder / "profiles", dirs_exist_ok=True)
-    text = f"""\
-site: {{id: furong-test, name: Furong test}}
-gateway:
-  data_dir: {folder / 'data'}
-  http: {{host: 127.0.0.1, port: 0}}
-buildings:
-  - id: main
-    name: main compound
-    zones:
-      - {{id: main-plant-room, name: plant room}}
-devices:
+    path = plant_room_site(folder, f"""\
   - {{driver: modbus, id: em-lighting, kind: energy_meter, zone: main-plant-room,
      address: "tcp://127.0.0.1:{tcp_port}/1", profile: eastron-sdm630, poll_s: 0.2}}
   - {{driver: modbus, id: em-pumps, kind: energy_meter, zone: main-plant-room,
      address: "tcp://127.0.0.1:{tcp_port}/2", profile: chint-dtsu666, poll_s: 0.2}}
   - {{driver: modbus, id: wm-main, kind: water_meter, zone: main-plant-room,
      address: "rtu+tcp://127.0.0.1:{rtu_port}/3", profile: water-meter, poll_s: 0.2}}
-"""
-    path = folder / "site.yaml"
-    path.write_text(text, encoding="utf-8")
+""")
     return path
 
 

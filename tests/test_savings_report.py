@@ -9,7 +9,6 @@ import asyncio
 import datetime as dt
 import json
 import math
-import shutil
 import sqlite3
 import tempfile
 import urllib.error
@@ -39,7 +38,7 @@ from gateway.store.downsample import MinuteAggregate
 from gateway.store.queries import hourly_consumption
 from gateway.store.schema import migrate
 from simulators.modbus_meters import MeterServer, meter
-from tests.harness import ROOT, running_gateway
+from tests.harness import plant_room_site, running_gateway
 
 TZ = "Asia/Shanghai"
 SHANGHAI = ZoneInfo(TZ)
@@ -301,23 +300,10 @@ energy:
 
 
 def _site(folder: Path, port: int) -> Path:
-    shutil.copytree(ROOT / "config" / "profiles", folder / "profiles", dirs_exist_ok=True)
-    text = f"""\
-site: {{id: furong-test, name: Furong test}}
-gateway:
-  data_dir: {folder / 'data'}
-  http: {{host: 127.0.0.1, port: 0}}
-buildings:
-  - id: main
-    name: main compound
-    zones:
-      - {{id: main-plant-room, name: plant room}}
-devices:
+    path = plant_room_site(folder, f"""\
   - {{driver: modbus, id: em-lighting, kind: energy_meter, zone: main-plant-room,
      address: "tcp://127.0.0.1:{port}/1", profile: eastron-sdm630, system: lighting}}
-{SITE_EXTRA}"""
-    path = folder / "site.yaml"
-    path.write_text(text, encoding="utf-8")
+""", SITE_EXTRA)
     (folder / "data").mkdir(exist_ok=True)
     return path
 

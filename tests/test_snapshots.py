@@ -89,6 +89,23 @@ async def test_an_undecodable_keyframe_is_counted_and_no_file(tmp_path: Path) ->
     assert path is not None and not path.exists()
 
 
+async def test_a_snapshot_folder_that_cannot_be_written_is_counted_and_the_rest_go_on(
+    tmp_path: Path,
+) -> None:
+    unit = keyframe("h264")
+    root = tmp_path / "snapshots"
+    root.write_text("not a folder")  # every write under it fails, as on a broken disk
+    snaps = Snapshots(root, 30)
+    snaps.bind([ZoneCamera("cam-001", "office"), ZoneCamera("cam-002", "office")],
+               [KeyframeSource({"cam-001": lambda: ("H264", unit),
+                                "cam-002": lambda: ("H264", unit)})])
+    fire = alert("office")
+    snaps.attach(fire)
+    await snaps.drain()  # ends, and raises nothing
+    assert len(fire.data["snapshots"]) == 2
+    assert snaps.failed == 2 and snaps.written == 0
+
+
 def test_retention_removes_old_snapshots_and_their_folders(tmp_path: Path) -> None:
     now = time.time()
     snaps = Snapshots(tmp_path / "snapshots", 7, wall=lambda: now)

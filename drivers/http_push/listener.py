@@ -51,6 +51,7 @@ from gateway.clock import Clock, SystemClock
 from gateway.commands import Command, CommandResult, CommandStatus, Decision
 from gateway.contract import Link, Sink
 from gateway.events import Event, Heartbeat, Severity, new_id
+from gateway.tasks import log_failure
 from gateway.vehicles.pictures import PictureStore
 from gateway.vehicles.plates import classify
 from gateway.vehicles.privacy import Pseudonyms
@@ -428,7 +429,7 @@ class PlateListener:
         task = asyncio.get_running_loop().create_task(work, name="gate-command")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(_log_failure)
+        task.add_done_callback(log_failure)
 
     async def _carry_out(self, command: Command) -> None:
         """A decision's command: already audited with its event; carried out here."""
@@ -508,6 +509,3 @@ def _basic_password(request: web.Request) -> str | None:
     return user_pass.partition(":")[2] or None
 
 
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("task=%s failed", task.get_name(), exc_info=task.exception())
