@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
+import os
 import sqlite3
 import statistics
 import sys
@@ -75,10 +77,13 @@ async def wait_healthy(port: int) -> None:
             await asyncio.sleep(0.2)
 
 
-async def alarm_side(host: str, port: int, seconds: float, every: float) -> list[float]:
+async def alarm_side(host: str, port: int, seconds: float, every: float,
+                     ends: dict[str, tuple[float, float]] | None = None) -> list[float]:
     """Raise and clear alarms on the alarm detectors; return detector-publish to
-    alert-received latencies in seconds."""
+    alert-received latencies in seconds. `ends` gets, per alert id, the publish and the
+    receipt on the monotonic clock (beside the gateway's own stage stamps)."""
     sent_at: dict[str, float] = {}
+    sent_mono: dict[str, float] = {}
     latencies: list[float] = []
     seq = dict.fromkeys(ALARM_DEVICES, 0)
 
@@ -91,6 +96,9 @@ async def alarm_side(host: str, port: int, seconds: float, every: float) -> list
                     t0 = sent_at.pop(alert["source"], None)
                     if t0 is not None:
                         latencies.append(time.time() - t0)
+                        m0 = sent_mono.pop(alert["source"], None)
+                        if ends is not None and m0 is not None:
+                            ends[str(alert["id"])] = (m0, time.perf_counter())
 
     async with (
         mqtt_client(host, port, "bench-desk") as desk,
@@ -107,6 +115,7 @@ async def alarm_side(host: str, port: int, seconds: float, every: float) -> list
                 seq[device] += 1
                 if alarm:
                     sent_at[device] = time.time()
+                    sent_mono[device] = time.perf_counter()
                 await detectors.publish(f"furong/fire/heat/{device}",
                                         report(seq[device], 30.0, alarm=alarm), qos=1)
             await asyncio.sleep(every)
@@ -133,6 +142,46 @@ def histogram_quantile(values: dict[str, float], name: str, q: float) -> float:
         return float("nan")
     total = buckets[-1][1]
     return next(le for le, count in buckets if count >= q * total)
+
+
+# An alarm's way, from the detector's publish to the alert's receipt upstream: the
+# gateway's stamps (gateway/trace.py) between this process's two.
+STAGES = ("published", "read", "routed", "pipeline", "processed", "commit_start",
+          "commit_end", "committed", "fetched", "acked", "received")
+
+
+def read_traces(path: Path, ends: dict[str, tuple[float, float]]) -> list[dict[str, float]]:
+    traces = []
+    if not path.exists():
+        return traces
+    for line in path.read_text().splitlines():
+        doc = json.loads(line)
+        end = ends.get(doc["alert"])
+        if end is None:
+            continue
+        stages = {"published": end[0], **doc["stages"], "received": end[1]}
+        if all(s in stages for s in STAGES):
+            traces.append(stages)
+    return traces
+
+
+def print_stages(traces: list[dict[str, float]]) -> None:
+    """Per step: p50, p99 and max over the traced alarms; then the five slowest whole."""
+    if not traces:
+        print("alarm stages:       no traces")
+        return
+    print(f"alarm stages:       {len(traces)} alarms traced; each step p50 / p99 / max ms")
+    for a, b in itertools.pairwise(STAGES):
+        steps = [(t[b] - t[a]) * 1000 for t in traces]
+        print(f"    {a:>12} -> {b:<12} {percentile(steps, 0.5):7.2f} "
+              f"{percentile(steps, 0.99):7.2f} {max(steps):7.2f}")
+    start = min(t["published"] for t in traces)
+    slowest = sorted(traces, key=lambda t: t["received"] - t["published"])[-5:]
+    print("    the slowest, step by step (ms), and when in the run:")
+    for t in reversed(slowest):
+        steps = " ".join(f"{(t[b] - t[a]) * 1000:.1f}" for a, b in itertools.pairwise(STAGES))
+        print(f"      total {(t['received'] - t['published']) * 1000:6.1f} at "
+              f"{t['published'] - start:5.1f} s: {steps}")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -164,6 +213,7 @@ async def main() -> None:
             sys.executable, "-m", "gateway.cli", "run", "--site", str(site),
             "--http-port", str(http), "--log-level", "warning",
             cwd=ROOT, stderr=(Path(tmp) / "gateway.log").open("w"),
+            env={**os.environ, "GATEWAY_TRACE_ALARMS": str(Path(tmp) / "trace.jsonl")},
         )
         try:
             await wait_healthy(http)
@@ -179,8 +229,9 @@ async def main() -> None:
                 "'cpu_s': r.cpu_s}))\n",
                 cwd=ROOT, stdout=asyncio.subprocess.PIPE,
             )
+            ends: dict[str, tuple[float, float]] = {}
             latencies = await alarm_side(broker.host, broker.port, args.seconds,
-                                         args.alarm_every)
+                                         args.alarm_every, ends)
             out, _ = await blaster.communicate()
             sim = json.loads(out)
             # Let the gateway finish what is queued, then read its counters.
@@ -199,6 +250,7 @@ async def main() -> None:
             async with asyncio.timeout(30):
                 await gateway.wait()
         stored = stored_reports(Path(tmp) / "data" / "gateway.db")
+        traces = read_traces(Path(tmp) / "trace.jsonl", ends)
         warnings = [line for line in (Path(tmp) / "gateway.log").read_text().splitlines()
                     if "slow_commit" in line or "level=ERROR" in line
                     or ("level=WARNING" in line and "alert raised" not in line)]
@@ -232,6 +284,7 @@ async def main() -> None:
     print(f"gateway peak RSS:   {rss:.0f} MiB")
     print(f"gateway log:        {len(warnings)} warnings or errors (alerts aside)"
           + "".join(f"\n    {line}" for line in warnings[:10]))
+    print_stages(traces)
     if reference is not None:
         ours = cpu / reports * 1000
         print(f"plain paho:         {reference:.3f} s per 1,000 reading the same load "

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
+from gateway import trace
 from gateway.events import Event, Heartbeat, Item, Lane, Reading, Settle
 
 DEFAULT_BOUNDS = {Lane.ALARM: 10_000, Lane.EVENT: 20_000, Lane.TELEMETRY: 100_000}
@@ -57,6 +58,8 @@ class Bus:
             self._space.clear()
             await self._space.wait()
         if lane is Lane.ALARM:
+            if trace.ON:
+                trace.routed(item.id)
             if self._waiting_events.get(item.source):
                 self._promote(item.source)
         else:

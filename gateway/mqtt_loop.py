@@ -468,6 +468,12 @@ class MqttLink:
             self._pubacks[info.mid] = fut
         return fut
 
+    def flush(self) -> None:
+        """Write what paho holds for the socket now, not on the loop's next turn (for
+        alarms: a burst of routine publishes is better written once per turn)."""
+        if self._sock is not None and not self._closed and not self.lost.done():
+            self._on_writable()
+
     def publish_nowait(self, topic: str, payload: bytes, qos: int = 0,
                        retain: bool = False) -> None:
         """Queue a publish and do not wait for it (routine telemetry of a simulator)."""

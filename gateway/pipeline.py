@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from gateway import trace
 from gateway.alerts import Alert, AlertBook, AlertChange, AlertState
 from gateway.bus import Bus
 from gateway.clock import Clock
@@ -63,6 +64,7 @@ class _Pending:
     settles: list[asyncio.Future[None]] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
     decisions: list[tuple[asyncio.Future[Decision], Decision]] = field(default_factory=list)
+    traced: list[str] = field(default_factory=list)  # alert ids (gateway.trace, when on)
 
 
 class Pipeline:
@@ -118,6 +120,9 @@ class Pipeline:
                     batch = await self._bus.get_batch()
             if batch:
                 self.process(batch)
+                # get_batch does not wait while the bus holds work: give the loop a turn,
+                # so reading, commits' answers and forwarding go on under a backlog too.
+                await asyncio.sleep(0)
             if self._clock.monotonic() - last_tick >= TICK_S:
                 last_tick = self._clock.monotonic()
                 self.tick()
@@ -132,6 +137,7 @@ class Pipeline:
         decisions = self._decisions
         on_reading = self._on_reading
         readings = 0
+        started = trace.now() if trace.ON else 0.0
         for item in items:
             decided = None
             kind = type(item)
@@ -159,11 +165,26 @@ class Pipeline:
             if decided is not None:
                 signals = self._decide(item, signals, decided, now, wb, pending)  # type: ignore[arg-type]
             if signals:
+                raised_before = len(pending.changes)
                 self._apply(signals, now, wb, pending)
+                if trace.ON and kind is Event:
+                    self._trace_raised(item, started, pending, raised_before)  # type: ignore[arg-type]
+        if trace.ON:
+            done = trace.now()
+            for alert_id in pending.traced:
+                trace.alert_stage(alert_id, "processed", done)
         if readings:
             self._metrics.readings(readings)
         wb.minutes.extend(self._downsampler.flush_due(now))
         self._submit(wb, pending)
+
+    @staticmethod
+    def _trace_raised(event: Event, started: float, pending: _Pending, first: int) -> None:
+        trace.event_stage(event.id, "pipeline", started)
+        for change in pending.changes[first:]:
+            if change.change == "raised":
+                trace.raised(change.alert.id, event.source, event.id)
+                pending.traced.append(change.alert.id)
 
     def tick(self) -> None:
         """Once a second: the rules' time-driven signals (silence) and the downsampler's
@@ -253,10 +274,15 @@ class Pipeline:
                 # Nothing of this batch to write: its markers wait for the batch before.
                 self._settle_after(self._last_submitted, pending.settles)
             return
-        done = self._store.submit(wb)
-        self._last_submitted = done
         has_outbox = bool(wb.outbox)
-        done.add_done_callback(lambda fut: self._committed(fut, pending, has_outbox))
+        # The writer calls `then` in the very turn it settles the future; the future's
+        # done-callback is the fallback for a future settled otherwise (cancelled).
+        once = _Once()
+        done = self._store.submit(
+            wb, then=lambda: once(lambda: self._committed(done, pending, has_outbox)))
+        self._last_submitted = done
+        done.add_done_callback(lambda fut: once(lambda: self._committed(fut, pending,
+                                                                       has_outbox)))
 
     def _submit_commands_after(
         self, previous: asyncio.Future[None] | None, commands: list[Command]
@@ -302,6 +328,8 @@ class Pipeline:
                 if self._on_store_failed is not None:
                     self._on_store_failed(exc)
             return
+        if pending.traced:
+            self._trace_committed(fut, pending.traced)
         if pending.oldest_event is not None:
             self._metrics.ingest_to_store(self._clock.now() - pending.oldest_event)
         for change in pending.changes:
@@ -310,6 +338,31 @@ class Pipeline:
         self._send(pending.commands)
         if has_outbox:
             self._on_committed()
+
+
+    @staticmethod
+    def _trace_committed(fut: asyncio.Future[None], alert_ids: list[str]) -> None:
+        seen = trace.now()
+        commit = trace.take_commit(id(fut))
+        for alert_id in alert_ids:
+            if commit is not None:
+                trace.alert_stage(alert_id, "commit_start", commit[0])
+                trace.alert_stage(alert_id, "commit_end", commit[1])
+            trace.alert_stage(alert_id, "committed", seen)
+
+
+class _Once:
+    """Runs the first function it is given, and ignores every later one."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def __call__(self, fn: Callable[[], None]) -> None:
+        if not self.done:
+            self.done = True
+            fn()
 
 
 def _error_of(fut: asyncio.Future[None]) -> BaseException | None:

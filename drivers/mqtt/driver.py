@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from drivers.mqtt.codec import DeviceCodec
 from drivers.mqtt.config import BrokerEndpoint
 from drivers.mqtt.reports import DeviceBinding, ReportRouter
+from gateway import trace
 from gateway.clock import Clock, SystemClock
 from gateway.contract import Link, Sink
 from gateway.errors import Unreachable
@@ -31,6 +32,8 @@ COMMIT_TIMEOUT_S = 10.0
 # back-pressure usually bites first).
 MAX_UNSETTLED = 64
 SETTLE_IDLE_S = 0.25
+# Messages handled between two turns given back to the loop.
+YIELD_EVERY = 64
 
 
 def topic_filters(topics: Iterable[str]) -> list[str]:
@@ -141,7 +144,13 @@ class MqttDeviceDriver:
         while True:
             batch = await mqtt.next_batch()
             acks = []
-            for message in batch:
+            for n, message in enumerate(batch, 1):
+                if not n % YIELD_EVERY:
+                    # A long batch gives the loop a turn now and then: the pipeline, the
+                    # writer's answers and the forwarder must not wait for all of it.
+                    await asyncio.sleep(0)
+                if trace.ON:
+                    trace.reading = message.timestamp
                 await router.handle(message.topic, bytes(message.payload),
                                     retained=message.retain)
                 if message.qos:

@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 from typing import Any
 
+from paho.mqtt.reasoncodes import ReasonCode
+
+from gateway import trace
 from gateway.clock import Clock
 from gateway.contract import Link
 from gateway.errors import DeliveryError
@@ -76,10 +80,18 @@ class MqttForwarder:
         )
         self._refusals_logged: set[int] = set()
         self._takeover = TakeoverWatch(self._options.client_id)
+        # The link while it is up, and its publishes waiting for their PUBACK.
+        self._live: MqttLink | None = None
+        self._waiting: set[asyncio.Future[None]] = set()
 
     def notify(self) -> None:
-        """New rows were committed to the outbox."""
+        """New rows were committed to the outbox: while the link is up they go out now,
+        from this call, instead of after the drain task's next turns of the loop (each
+        turn, under a telemetry load, is the whole of the loop's other work)."""
         self._cursor.notify()
+        mqtt = self._live
+        if mqtt is not None and not mqtt.lost.done():
+            self._send_rows(mqtt)
 
     def in_flight(self) -> int:
         return len(self._cursor.in_flight)
@@ -87,7 +99,7 @@ class MqttForwarder:
     async def run(self, link: Link) -> None:
         self._cursor.link_lost()
         mqtt = MqttLink(self._options)
-        waiting: set[asyncio.Future[None]] = set()
+        waiting = self._waiting = set()
         try:
             try:
                 await mqtt.connect()
@@ -103,6 +115,7 @@ class MqttForwarder:
                 mqtt = MqttLink(self._options)
                 await mqtt.connect()
             link.up()
+            self._live = mqtt
             await self._drain(mqtt, waiting)
         except Exception as exc:
             judged = self._takeover.judge(mqtt, exc)
@@ -110,6 +123,7 @@ class MqttForwarder:
                 raise
             raise judged from exc
         finally:
+            self._live = None
             for fut in waiting:
                 fut.cancel()
             mqtt.close()
@@ -118,8 +132,7 @@ class MqttForwarder:
     async def _drain(self, mqtt: MqttLink, waiting: set[asyncio.Future[None]]) -> None:
         while True:
             room = WINDOW - len(self._cursor.in_flight)
-            rows = self._cursor.fetch(room)
-            waiting.update(asyncio.ensure_future(self._publish(mqtt, row)) for row in rows)
+            rows = self._send_rows(mqtt)
             _reap(waiting)
             if mqtt.lost.done():
                 raise mqtt.lost.result()
@@ -138,11 +151,28 @@ class MqttForwarder:
         if mqtt.lost.done():
             raise mqtt.lost.result()
 
-    async def _publish(self, mqtt: MqttLink, row: OutboxRow) -> None:
+    def _send_rows(self, mqtt: MqttLink) -> list[OutboxRow]:
+        """Fetch what the window has room for and hand it to the socket now."""
+        rows = self._cursor.fetch(WINDOW - len(self._cursor.in_flight))
+        if rows:
+            for row in rows:
+                traced = _traced_alert(row) if trace.ON else None
+                if traced is not None:
+                    trace.alert_stage(traced, "fetched")
+                reply = mqtt.publish(row.topic, row.payload, qos=1, retain=row.retain)
+                reply.add_done_callback(_retrieved)  # its settle may be cancelled unstarted
+                self._waiting.add(asyncio.ensure_future(self._settle(row, reply, traced)))
+            mqtt.flush()
+        return rows
+
+    async def _settle(self, row: OutboxRow, reply: asyncio.Future[ReasonCode],
+                      traced: str | None) -> None:
         o = self._options
         try:
             async with asyncio.timeout(self._publish_timeout):
-                reason = await mqtt.publish(row.topic, row.payload, qos=1, retain=row.retain)
+                reason = await reply
+            if traced is not None:
+                trace.alert_stage(traced, "acked")
         except TimeoutError:
             self._cursor.failed("timeout")
             raise DeliveryError(
@@ -174,6 +204,21 @@ def _reap(waiting: set[asyncio.Future[None]]) -> None:
             for other in waiting:
                 other.cancel()
             raise error
+
+
+def _retrieved(reply: asyncio.Future[ReasonCode]) -> None:
+    if not reply.cancelled():
+        reply.exception()
+
+
+def _traced_alert(row: OutboxRow) -> str | None:
+    if not is_alarm_row(row):
+        return None
+    try:
+        doc = json.loads(row.payload)
+        return str(doc["alert"]["id"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def is_alarm_row(row: OutboxRow) -> bool:

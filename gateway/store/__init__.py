@@ -79,13 +79,17 @@ class Store:
         self._loop = loop
         self._writer.start()
 
-    def submit(self, batch: WriteBatch) -> asyncio.Future[None]:
+    def submit(
+        self, batch: WriteBatch, then: Callable[[], None] | None = None
+    ) -> asyncio.Future[None]:
         """Queue `batch` (from the loop thread; never blocks). The future resolves once
-        the batch is committed to disk, or fails with `StoreFailed`."""
+        the batch is committed to disk, or fails with `StoreFailed`. `then`, if given,
+        is called on the loop as soon as it has (a turn of the loop before the future's
+        done-callbacks); it is not called when the writer never answers."""
         writer, loop = self._live()
         future: asyncio.Future[None] = loop.create_future()
         now = self._clock.now()
-        writer.submit(batch, future, now)
+        writer.submit(batch, future, now, then)
         self._uncommitted[future] = self._clock.monotonic()
         future.add_done_callback(self._settled)
         return future
