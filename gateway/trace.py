@@ -14,7 +14,8 @@ Stages, in order:
 - `processed`: the rules and alert book were done with that batch;
 - `commit_start`, `commit_end`: the writer thread's transaction for it;
 - `committed`: the loop saw the commit;
-- `fetched`: the forwarder took the alert's outbox row;
+- `fetched`: the forwarder took the alert's outbox row (after `commit_end`; it may come
+  before `committed` when an earlier batch of the same transaction was answered first);
 - `acked`: the upstream broker acknowledged it.
 
 Off, each hook is one test of a module constant: nothing on the hot path."""
@@ -54,9 +55,9 @@ def event_stage(event_id: str, stage: str, t: float) -> None:
 
 def raised(alert_id: str, source: str, event_id: str) -> None:
     """The alert `alert_id` was raised by the event `event_id`: its stamps so far go on."""
-    stages = _events.pop(event_id, None)
-    if stages is not None:
-        _alerts[alert_id] = (source, stages)
+    stages = _events.get(event_id)
+    if stages is not None:  # one event may raise several alerts (the fire model's too)
+        _alerts[alert_id] = (source, dict(stages))
 
 
 def alert_stage(alert_id: str, stage: str, t: float | None = None) -> None:
