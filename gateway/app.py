@@ -211,7 +211,8 @@ class Gateway:
     def _camera_rules(self) -> CameraRules:
         cfg = self.site.rules.cameras
         return CameraRules((CameraSpec(d.id, d.zone) for d in self.site.devices_of("rtsp")),
-                           down_for_s=cfg.down_for_s, degraded_for_s=cfg.degraded_for_s)
+                           down_for_s=cfg.down_for_s, degraded_for_s=cfg.degraded_for_s,
+                           clock_drift_max_s=cfg.clock_drift_max_s)
 
     def _fire_rules(self) -> FireRules:
         cfg = self.site.rules.fire
