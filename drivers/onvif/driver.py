@@ -88,6 +88,11 @@ class OnvifMonitor:
     def drift(self) -> float | None:
         return self.figures.drift_s
 
+    def about(self) -> tuple[str, str, str] | None:
+        """Manufacturer, model and firmware, once the camera told them."""
+        info = self.figures.info
+        return None if info is None else (info.manufacturer, info.model, info.firmware)
+
     async def run(self, link: Link) -> None:
         d, t = self.device, self.timing
         assert d.onvif is not None
