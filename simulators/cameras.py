@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from drivers.rtsp.auth import expected_digest, parse_challenge
+from simulators import onvif as _onvif
 from simulators.camera_clips import (
     CLOCK_RATE,
     Clip,
@@ -36,6 +37,7 @@ from simulators.camera_clips import (
     packetise,
     sdp_fmtp,
 )
+from simulators.ws_discovery import DiscoveryResponder, Endpoint, endpoint_uuid
 
 log = logging.getLogger("simulators.cameras")
 
@@ -56,6 +58,7 @@ class Faults:
     oversized: bool = False  # answers with a header that never ends
     absurd_length: bool = False  # after PLAY, interleaved frames that are not RTP
     picture: str = "scene"  # or black, frozen, blurred, covered, night (camera_clips)
+    onvif: str = "ok"  # or malformed, truncated, fault, down (simulators.onvif)
 
 
 _STREAMS: dict[ClipSpec, Stream] = {}  # every camera showing the same content shares it
@@ -103,7 +106,14 @@ class Camera:
     requests: dict[str, int] = field(default_factory=dict)  # method -> count
     peak_sessions: int = 0
     nonce: str = field(default_factory=lambda: secrets.token_hex(12))
+    location: str = "compound"  # the zone, in its ONVIF scopes and WS-Discovery
+    rebooting: bool = False
+    onvif: _onvif.OnvifDevice = field(init=False, repr=False, compare=False)
     _server: asyncio.Server | None = None
+    _reboot: asyncio.Task[None] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.onvif = _onvif.OnvifDevice(self)
 
     @property
     def url(self) -> str:
@@ -117,12 +127,24 @@ class Camera:
         return Stream.of(dataclasses.replace(self.stream.clip.spec, content=content))
 
     async def start(self) -> None:
+        await self._listen()
+        if self.faults.onvif != "down":
+            await self.onvif.start()
+
+    async def _listen(self) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: _Connection(self), self.host, self.port, reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        if self._reboot is not None:
+            self._reboot.cancel()
+            self._reboot = None
+        self._close()
+        await self.onvif.stop()
+
+    def _close(self) -> None:
         if self._server is not None:
             self._server.close()
             self._server = None
@@ -133,9 +155,32 @@ class Camera:
         """Stop listening (and drop every connection) or listen again on the same port."""
         self.faults.refuse = on
         if on:
-            await self.stop()
-        elif self._server is None:
-            await self.start()
+            self._close()
+        elif self._server is None and not self.rebooting:
+            await self._listen()
+
+    def reboot(self, seconds: float = 5.0) -> None:
+        """Power-cycle: every RTSP connection drops, both ports refuse for `seconds`, the
+        ONVIF subscriptions are forgotten; then the camera is back on the same ports."""
+        if self._reboot is not None:
+            self._reboot.cancel()
+        self.rebooting = True
+        self._close()
+        self.onvif.reboot()
+        self._reboot = asyncio.get_running_loop().create_task(self._come_back(seconds))
+
+    async def _come_back(self, seconds: float) -> None:
+        try:
+            await self.onvif.stop()
+            await asyncio.sleep(seconds)
+        finally:
+            self.rebooting = False
+        self.nonce = secrets.token_hex(12)
+        if not self.faults.refuse and self._server is None:
+            await self._listen()
+        if self.faults.onvif != "down":
+            await self.onvif.start()
+        self._reboot = None
 
     def disconnect(self) -> None:
         """Drop every connection now (a reboot, a switch port flapping)."""
@@ -371,6 +416,12 @@ class CameraFarm:
     def __getitem__(self, camera_id: str) -> Camera:
         return self.cameras[camera_id]
 
+    def endpoints(self) -> list[Endpoint]:
+        """What WS-Discovery tells of: every camera whose ONVIF port is up."""
+        return [Endpoint(endpoint_uuid(cam.id), cam.onvif.device_url,
+                         tuple(cam.onvif.scopes()))
+                for cam in self.cameras.values() if cam.onvif.running]
+
     async def __aenter__(self) -> CameraFarm:
         for camera in self.cameras.values():
             await camera.start()
@@ -380,17 +431,40 @@ class CameraFarm:
         for camera in self.cameras.values():
             await camera.stop()
 
+    def _targets(self, target: str) -> list[Camera]:
+        return list(self.cameras.values()) if target == "*" else (
+            [self.cameras[target]] if target in self.cameras else [])
+
+    def status(self, target: str = "*") -> dict[str, dict[str, object]]:
+        """Per camera: RTSP sessions and connections, and its ONVIF side (subscriptions
+        held, mode, clock offset), for `<camera|*> status`."""
+        return {cam.id: {"rtsp_sessions": len(cam.sessions),
+                         "rtsp_connections": len(cam.connections),
+                         "rebooting": cam.rebooting, **cam.onvif.status()}
+                for cam in self._targets(target)}
+
     async def control(self, line: str) -> str:
-        """`<camera id|*> <fault> <on|off|value>`; the answer is `ok` or what was wrong."""
+        """`<camera id|*> <fault> <on|off|value>`; the answer is `ok` or what was wrong.
+        `<camera id|*> status` answers with the status as JSON."""
         parts = line.split()
+        if len(parts) == 2 and parts[1] == "status":
+            found = self.status(parts[0])
+            return json.dumps(found) if found else f"error: no camera {parts[0]}"
         if len(parts) != 3:
             return "error: expected `<camera|*> <fault> <on|off|value>`"
         target, fault, value = parts
-        cams = list(self.cameras.values()) if target == "*" else (
-            [self.cameras[target]] if target in self.cameras else [])
+        cams = self._targets(target)
         if not cams:
             return f"error: no camera {target}"
         on = value.lower() in ("on", "1", "true")
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if fault in ("clock_drift", "reboot") and number is None:
+            return f"error: {fault} needs seconds, not {value}"
+        if fault == "onvif" and value not in _onvif.ONVIF_MODES:
+            return f"error: no onvif mode {value} ({', '.join(_onvif.ONVIF_MODES)})"
         for cam in cams:
             if fault == "refuse":
                 await cam.set_refuse(on)
@@ -404,6 +478,15 @@ class CameraFarm:
                 spec = dataclasses.replace(cam.stream.clip.spec, content=value)
                 await asyncio.to_thread(Stream.of, spec)  # encoded before it is needed
                 cam.faults.picture = value
+                cam.onvif.events.show_picture(value)
+            elif fault == "onvif":
+                await cam.onvif.set_mode(value)
+            elif fault == "clock_drift" and number is not None:
+                cam.onvif.clock.offset_s = number
+            elif fault == "motion":
+                cam.onvif.events.set_state("motion", on)
+            elif fault == "reboot" and number is not None:
+                cam.reboot(number)
             elif fault in ("stall", "auth_fail", "garbage", "oversized", "absurd_length"):
                 setattr(cam.faults, fault, on)
             else:
@@ -418,17 +501,27 @@ async def _serve(args: argparse.Namespace) -> None:
     for content in filter(None, args.pictures.split(",")):
         Stream.of(dataclasses.replace(spec, content=content))  # encoded before it is asked for
     async with farm:
+        discovery = DiscoveryResponder(farm.endpoints, args.discovery_port,
+                                       multicast=args.discovery_multicast)
+        await discovery.start()
         for cam in farm.cameras.values():
-            print(json.dumps({"id": cam.id, "port": cam.port, "url": cam.url}), flush=True)
-        print(json.dumps({"ready": len(farm.cameras)}), flush=True)
+            print(json.dumps({"id": cam.id, "port": cam.port, "url": cam.url,
+                              "onvif": cam.onvif.base_url}), flush=True)
+        print(json.dumps({"ready": len(farm.cameras), "discovery": discovery.port}),
+              flush=True)
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
         while line := await reader.readline():
             text = line.decode().strip()
             if text:
-                print(json.dumps({"control": text, "answer": await farm.control(text)}),
-                      flush=True)
+                answer = await farm.control(text)
+                if text.endswith(" status") and not answer.startswith("error"):
+                    print(json.dumps({"control": text, "answer": "ok",
+                                      "status": json.loads(answer)}), flush=True)
+                else:
+                    print(json.dumps({"control": text, "answer": answer}), flush=True)
+        discovery.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -444,6 +537,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--username")
     p.add_argument("--password")
     p.add_argument("--auth", choices=("digest", "basic"), default="digest")
+    p.add_argument("--discovery-port", type=int, default=0,
+                   help="the WS-Discovery UDP port on 127.0.0.1 (0: a free one, printed)")
+    p.add_argument("--discovery-multicast", action="store_true",
+                   help="also join 239.255.255.250:3702, as real cameras do")
     p.add_argument("--pictures", default="", help="picture faults to encode at start-up, "
                    "comma-separated (black,frozen,blurred,covered,night)")
     with contextlib.suppress(KeyboardInterrupt):

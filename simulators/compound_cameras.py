@@ -1,6 +1,7 @@
 """The site's cameras, simulated for the demo: the first N camera entries of the site file
-(enabled or not) served by simulated RTSP cameras on free loopback ports, and the site's
-entries pointed at them and switched on. The real site file is not changed."""
+(enabled or not) served by simulated cameras (RTSP and ONVIF) on free loopback ports, and
+the site's entries pointed at them (`address` and `onvif`) and switched on. The real site
+file is not changed."""
 
 from __future__ import annotations
 
@@ -25,12 +26,13 @@ class CompoundCameras:
                     spec: ClipSpec = DEMO_CLIP) -> CompoundCameras:
         entries = site.devices_of("rtsp", include_disabled=True)[:max(0, count)]
         stream = Stream.of(spec)  # encoded once, cached for the next start
-        farm = CameraFarm([Camera(entry.id, stream) for entry in entries])
+        farm = CameraFarm([Camera(entry.id, stream, location=entry.zone) for entry in entries])
         await farm.__aenter__()
         moved: dict[str, CameraDevice] = {
             entry.id: entry.model_copy(update={
                 "address": farm[entry.id].url, "enabled": True,
-                "username": None, "password": None, "onvif": None})
+                "username": None, "password": None,
+                "onvif": farm[entry.id].onvif.device_url})
             for entry in entries}
         devices = [moved.get(d.id, d) for d in site.devices]
         return cls(site.model_copy(update={"devices": devices}), farm)
