@@ -123,7 +123,8 @@ def classify(exc: BaseException, what: str) -> Exception:
     if isinstance(exc, TimeoutError | ONVIFTimeoutError | aiohttp.ServerTimeoutError):
         return OnvifTimeout(f"{what}: no answer in time")
     if isinstance(exc, zeep.exceptions.Fault):
-        text = " ".join(str(p) for p in (exc.code, exc.subcodes, exc.message) if p)
+        subcodes = " ".join(getattr(c, "text", None) or str(c) for c in exc.subcodes or ())
+        text = " ".join(str(p) for p in (exc.code, subcodes, exc.message) if p)
         if _NOT_AUTHORIZED.search(text):
             return AuthError(f"{what}: the camera refused the login ({exc.message})"[:200])
         if _UNKNOWN.search(text):

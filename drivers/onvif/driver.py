@@ -174,7 +174,11 @@ class OnvifMonitor:
         streams = [p for p in profiles if p.stream_uri]
         mine = next((p for p in streams if same_stream(p.stream_uri, self.device.address)),
                     None)
-        sub = min(streams, key=_area, default=None)
+        # The smallest picture; between equals, the one named the sub-stream, else the
+        # later one (cameras list the main stream first).
+        ranked = sorted(enumerate(streams), key=lambda e: (
+            _area(e[1]), "sub" not in f"{e[1].token} {e[1].name}".lower(), -e[0]))
+        sub = ranked[0][1] if ranked else None
         f.stream_uri = sub.stream_uri if sub is not None else None
         chosen = mine or sub
         snaps = [p.snapshot_uri for p in ([chosen] if chosen else []) + profiles
