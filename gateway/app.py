@@ -12,7 +12,7 @@ import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -30,11 +30,12 @@ from gateway.api.lifts import LiftDesk, add_lift_routes
 from gateway.api.savings import add_savings_routes
 from gateway.api.snapshots import add_snapshot_routes
 from gateway.bus import Bus
-from gateway.camera_metrics import CameraGauges, WatchedCamera
+from gateway.camera_metrics import CameraGauges, OnvifCamera, WatchedCamera
 from gateway.clock import Clock, SystemClock
 from gateway.commands import Command, Commander, CommandGuard, CommandResult, policy_of
 from gateway.config import (
     BrokerConfig,
+    CameraDevice,
     MqttDevice,
     MqttGateDevice,
     MqttTarget,
@@ -71,11 +72,15 @@ from gateway.rules.fire import DetectorSpec, FireParams, FireRules, detector_fla
 from gateway.rules.presence import PresenceRules, PresenceSpec
 from gateway.sdnotify import notify
 from gateway.secrets import resolve_secret
-from gateway.snapshots import KeyframeSource, Snapshots, ZoneCamera
+from gateway.snapshots import KeyframeSource, Snapshots, SnapshotSource, ZoneCamera
 from gateway.store import AuditRow, OutboxRow, Retention, Store, WriteBatch
 from gateway.supervisor import Backoff, LinkState, Supervisor
 from gateway.tasks import log_failure
 from gateway.vehicles.wiring import Gates
+
+if TYPE_CHECKING:
+    from drivers.onvif.driver import OnvifMonitor
+    from drivers.onvif.driver import Timing as OnvifTiming
 
 log = logging.getLogger("gateway.app")
 
@@ -107,6 +112,9 @@ class Overrides:
     # Modbus links of the site file served elsewhere (the demo's simulated meters):
     # link (e.g. "rtu:///dev/ttyUSB0") -> (host, port) of a TCP stand-in.
     modbus: Mapping[str, tuple[str, int]] | None = None
+    # The ONVIF monitors' timing (drivers.onvif.driver.Timing): tests and benchmarks shorten
+    # the subscription's life and the clock checks.
+    onvif_timing: OnvifTiming | None = None
 
 
 class Gateway:
@@ -148,6 +156,7 @@ class Gateway:
         self.commander = Commander(self._command_guard(), self.store, self.clock)
         self._linkage: set[asyncio.Task[CommandResult]] = set()
         self.supervisors: list[Supervisor] = []
+        self.onvif_monitors: dict[str, OnvifMonitor] = {}  # camera -> its ONVIF monitor
         self.forwarders: list[MqttForwarder | WebhookForwarder] = []
         self.http_port: int | None = None
         self.pipeline: Pipeline | None = None  # built in run(), from what the store holds
@@ -211,7 +220,8 @@ class Gateway:
     def _camera_rules(self) -> CameraRules:
         cfg = self.site.rules.cameras
         return CameraRules((CameraSpec(d.id, d.zone) for d in self.site.devices_of("rtsp")),
-                           down_for_s=cfg.down_for_s, degraded_for_s=cfg.degraded_for_s)
+                           down_for_s=cfg.down_for_s, degraded_for_s=cfg.degraded_for_s,
+                           clock_drift_max_s=cfg.clock_drift_max_s)
 
     def _fire_rules(self) -> FireRules:
         cfg = self.site.rules.fire
@@ -382,10 +392,40 @@ class Gateway:
                                          functools.partial(getattr, sup, "state")))
             keyframes[d.id] = driver.last_keyframe
             out.append(sup)
-        self.camera_gauges.bind(watched)
+        onvif, gauges, source = self._onvif_supervisors(devices)
+        self.camera_gauges.bind(watched, gauges)
         self.snapshots.bind([ZoneCamera(d.id, d.zone) for d in devices],
-                            [KeyframeSource(keyframes)])  # the ONVIF URI goes first, later
-        return out
+                            [*source, KeyframeSource(keyframes)])  # ONVIF's URI first
+        return out + onvif
+
+    def _onvif_supervisors(self, devices: list[CameraDevice]
+                           ) -> tuple[list[Supervisor], list[OnvifCamera], list[SnapshotSource]]:
+        """One ONVIF monitor per enabled camera with an `onvif:` URL, beside its stream's;
+        its transitions are `camera.onvif.*` events."""
+        with_onvif = [d for d in devices if d.onvif is not None]
+        if not with_onvif:
+            return [], [], []
+        from drivers.onvif.driver import OnvifMonitor  # the camera extra
+        from drivers.onvif.snapshot import OnvifSnapshotSource, SnapshotLogin
+
+        self.onvif_monitors = {}
+        sups: list[Supervisor] = []
+        gauges: list[OnvifCamera] = []
+        logins: dict[str, SnapshotLogin] = {}
+        for d in with_onvif:
+            password = resolve_secret(d.password, self.environ) if d.password else None
+            monitor = OnvifMonitor(d, self.ingest, password=password, clock=self.clock,
+                                   timing=self.overrides.onvif_timing)
+            sup = Supervisor(monitor, clock=self.clock, on_transition=self._on_link,
+                             on_failure=self.metrics.link_failed, sink=self.ingest,
+                             family="camera.onvif")
+            sups.append(sup)
+            self.onvif_monitors[d.id] = monitor
+            gauges.append(OnvifCamera(d.id, d.zone, monitor.drift,
+                                      functools.partial(getattr, sup, "state"),
+                                      monitor.about))
+            logins[d.id] = SnapshotLogin(monitor.snapshot_uri, d.username, password)
+        return sups, gauges, [OnvifSnapshotSource(logins)]
 
     def _binding(self, device: MqttDevice) -> DeviceBinding:
         known = detector_flags(a for a in self.book.active() if a.source == device.id)

@@ -1,5 +1,7 @@
 """Per-camera stream gauges for Prometheus, read at scrape time from what each camera's
-stream monitor measured. Labels are bounded: the camera's id and zone from the site file."""
+stream monitor measured, and its ONVIF monitor's (up, clock drift, device information).
+Labels are bounded: the camera's id and zone from the site file (the info gauge adds one
+series per camera: its make, model and firmware)."""
 
 from __future__ import annotations
 
@@ -35,16 +37,28 @@ class WatchedCamera:
     state: Callable[[], object]  # the supervisor's link state: up, degraded, down, stale
 
 
+@dataclass(frozen=True, slots=True)
+class OnvifCamera:
+    camera: str
+    zone: str
+    drift: Callable[[], float | None]  # the camera's clock minus the gateway's, seconds
+    state: Callable[[], object]  # the ONVIF supervisor's link state
+    info: Callable[[], tuple[str, str, str] | None]  # manufacturer, model, firmware
+
+
 class CameraGauges:
     """A collector on the gateway's registry; `bind` swaps the cameras (a core rebuild)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self._cameras: Sequence[WatchedCamera] = ()
+        self._onvif: Sequence[OnvifCamera] = ()
         self._failed_once = False
         registry.register(self)
 
-    def bind(self, cameras: Sequence[WatchedCamera]) -> None:
+    def bind(self, cameras: Sequence[WatchedCamera],
+             onvif: Sequence[OnvifCamera] = ()) -> None:
         self._cameras = tuple(cameras)
+        self._onvif = tuple(onvif)
 
     def describe(self) -> list[Metric]:
         return []  # families are known only at collect time; no duplicate check needed
@@ -82,3 +96,34 @@ class CameraGauges:
             if figures.keyframe_interval_s is not None:
                 gop.add_metric(key, figures.keyframe_interval_s)
         yield from (up, fps, bitrate, gop, lost)
+        if self._onvif:
+            yield from self._collect_onvif()
+
+    def _collect_onvif(self) -> Iterator[Metric]:
+        labels = ["camera", "zone"]
+        up = GaugeMetricFamily("gateway_camera_onvif_up",
+                               "1 while the camera's ONVIF session holds its event "
+                               "subscription.", labels=labels)
+        drift = GaugeMetricFamily("gateway_camera_clock_drift_seconds",
+                                  "The camera's clock minus the gateway's (ONVIF).",
+                                  labels=labels)
+        info = GaugeMetricFamily("gateway_camera_info", "The camera's make, model and "
+                                 "firmware (ONVIF device information).",
+                                 labels=[*labels, "manufacturer", "model", "firmware"])
+        for cam in self._onvif:
+            key = [cam.camera, cam.zone]
+            try:
+                state = str(cam.state())
+                off = cam.drift()
+                about = cam.info()
+            except Exception:
+                if not self._failed_once:
+                    self._failed_once = True
+                    log.exception("camera gauges failed camera=%s", cam.camera)
+                continue
+            up.add_metric(key, 1.0 if state in ("up", "degraded") else 0.0)
+            if off is not None:
+                drift.add_metric(key, off)
+            if about is not None:
+                info.add_metric([*key, *(v[:64] for v in about)], 1.0)
+        yield from (up, drift, info)

@@ -46,7 +46,11 @@ class CameraDevice(Model):
 
 class CameraRulesConfig(Model):
     """`rules.cameras` in the site file: how long a stream stays lost, or slow, before it
-    is an alert (a reconnect of a second is no blind spot)."""
+    is an alert (a reconnect of a second is no blind spot), and how far a camera's clock
+    may drift."""
 
     down_for_s: float = Field(default=30.0, ge=0, le=3600)
     degraded_for_s: float = Field(default=60.0, ge=0, le=3600)
+    # A camera clock (ONVIF) further off than this, either way, is an alert: its
+    # timestamps and recordings no longer match the other cameras'.
+    clock_drift_max_s: float = Field(default=30.0, gt=0, le=86400)

@@ -5,7 +5,14 @@ of a second is no blind spot) and clears when the stream is back.
 
 The picture's state comes as `camera.image.<state>` once several keyframes in a row
 agreed (the driver debounces): `camera.picture_<state>` fires at once and clears on
-`camera.image.ok` or when another bad state replaces it."""
+`camera.image.ok` or when another bad state replaces it.
+
+From ONVIF: the camera's own analytics say `camera.<what>` while a condition holds and
+`camera.<what>.end` when it is over; tampering, a changed scene (moved, covered) and a
+picture too dark, too blurry or too bright alert until their end; motion is only an
+event. A `clock_drift_s` reading beyond `clock_drift_max_s` either way fires
+`camera.clock_drift` (the camera's timestamps, and its recordings', are wrong), cleared
+once it is back within 80% of the limit, so a clock at the edge does not flap."""
 
 from __future__ import annotations
 
@@ -30,6 +37,29 @@ _PICTURE_SEVERITY = {"black": Severity.MAJOR, "blank": Severity.MAJOR,
                      "frozen": Severity.MAJOR}
 
 
+# ONVIF events (drivers.onvif.topics) that alert while they hold: event what -> rule.
+_ONVIF_RULES = {"tamper": "camera.tampering", "scene_change": "camera.scene_changed",
+                "too_dark": "camera.too_dark", "too_blurry": "camera.too_blurry",
+                "too_bright": "camera.too_bright"}
+_ONVIF_SEVERITY = {"camera.tampering": Severity.MAJOR, "camera.scene_changed": Severity.MAJOR,
+                   "camera.too_dark": Severity.MINOR, "camera.too_blurry": Severity.MINOR,
+                   "camera.too_bright": Severity.MINOR}
+_ONVIF_WHAT = {"camera.tampering": "tampering", "camera.scene_changed": "scene changed",
+               "camera.too_dark": "picture too dark", "camera.too_blurry": "picture too blurry",
+               "camera.too_bright": "picture too bright"}
+CLOCK_DRIFT = "camera.clock_drift"
+DRIFT_METRIC = "clock_drift_s"
+_DRIFT_CLEARS_AT = 0.8  # of the limit: a clock hovering at the edge does not flap
+
+
+def drift_verdict(drift_s: float, max_s: float, firing: bool) -> bool:
+    """Whether the clock-drift alert should be firing after this reading."""
+    off = abs(drift_s)
+    if firing:
+        return off > max_s * _DRIFT_CLEARS_AT
+    return off > max_s
+
+
 @dataclass(frozen=True, slots=True)
 class CameraSpec:
     id: str
@@ -37,7 +67,8 @@ class CameraSpec:
 
 
 class _Camera:
-    __slots__ = ("firing", "pending", "picture", "reason", "since", "spec")
+    __slots__ = ("drifting", "firing", "onvif", "pending", "picture", "reason", "since",
+                 "spec")
 
     def __init__(self, spec: CameraSpec) -> None:
         self.spec = spec
@@ -46,6 +77,8 @@ class _Camera:
         self.since = 0.0
         self.reason = ""
         self.picture: str | None = None  # the firing picture rule
+        self.onvif: set[str] = set()  # the firing ONVIF rules
+        self.drifting = False
 
 
 class CameraRules:
@@ -54,9 +87,12 @@ class CameraRules:
     name = "cameras"
 
     def __init__(self, cameras: Iterable[CameraSpec], *, down_for_s: float = 30.0,
-                 degraded_for_s: float = 60.0) -> None:
+                 degraded_for_s: float = 60.0, clock_drift_max_s: float = 30.0) -> None:
         if down_for_s < 0 or degraded_for_s < 0:
             raise ConfigError("cameras: `for` durations must not be negative")
+        if clock_drift_max_s <= 0:
+            raise ConfigError("cameras: clock_drift_max_s must be positive")
+        self._drift_max = clock_drift_max_s
         self._for = {STREAM_LOST: down_for_s, LOW_FPS: degraded_for_s}
         self._cameras: dict[str, _Camera] = {}
         for spec in cameras:
@@ -73,9 +109,19 @@ class CameraRules:
                 cam.firing = alert.rule
             elif alert.rule.startswith(PICTURE):
                 cam.picture = alert.rule
+            elif alert.rule in _ONVIF_SEVERITY:
+                cam.onvif.add(alert.rule)
+            elif alert.rule == CLOCK_DRIFT:
+                cam.drifting = True
 
     def observe(self, item: Event | Reading | Heartbeat, now: float) -> list[AlertSignal]:
-        if not isinstance(item, Event) or not item.kind.startswith("camera."):
+        if not isinstance(item, Event):
+            if isinstance(item, Reading) and item.metric == DRIFT_METRIC:
+                drifting = self._cameras.get(item.source)
+                if drifting is not None:
+                    return self._drift(drifting, item.value)
+            return _NOTHING
+        if not item.kind.startswith("camera."):
             return _NOTHING
         cam = self._cameras.get(item.source)
         if cam is None:
@@ -83,7 +129,7 @@ class CameraRules:
         if item.kind.startswith("camera.image."):
             return self._picture(cam, item)
         if not item.kind.startswith("camera.stream."):
-            return _NOTHING
+            return self._onvif(cam, item)
         rule = _KINDS.get(item.kind)
         if rule is None and item.kind != "camera.stream.up":
             return _NOTHING
@@ -118,6 +164,36 @@ class CameraRules:
             out.append(AlertSignal(rule, spec.id, spec.zone, _PICTURE_SEVERITY[state], True,
                                    f"Camera {spec.id}: picture {state}", dict(item.data)))
         return out
+
+    def _onvif(self, cam: _Camera, item: Event) -> list[AlertSignal]:
+        what = item.kind.removeprefix("camera.")
+        active = not what.endswith(".end")
+        rule = _ONVIF_RULES.get(what.removesuffix(".end"))
+        if rule is None or (rule in cam.onvif) == active:
+            return _NOTHING
+        spec = cam.spec
+        label = _ONVIF_WHAT[rule]
+        if active:
+            cam.onvif.add(rule)
+            return [AlertSignal(rule, spec.id, spec.zone, _ONVIF_SEVERITY[rule], True,
+                                f"Camera {spec.id}: {label}", dict(item.data))]
+        cam.onvif.discard(rule)
+        return [AlertSignal(rule, spec.id, spec.zone, _ONVIF_SEVERITY[rule], False,
+                            f"Camera {spec.id}: {label} no more")]
+
+    def _drift(self, cam: _Camera, drift_s: float) -> list[AlertSignal]:
+        firing = drift_verdict(drift_s, self._drift_max, cam.drifting)
+        if firing == cam.drifting:
+            return _NOTHING
+        cam.drifting = firing
+        spec = cam.spec
+        if firing:
+            way = "ahead" if drift_s > 0 else "behind"
+            return [AlertSignal(CLOCK_DRIFT, spec.id, spec.zone, Severity.MINOR, True,
+                                f"Camera {spec.id}: clock {abs(drift_s):.0f} s {way}",
+                                {"clock_drift_s": drift_s, "max_s": self._drift_max})]
+        return [AlertSignal(CLOCK_DRIFT, spec.id, spec.zone, Severity.MINOR, False,
+                            f"Camera {spec.id}: clock right again ({drift_s:+.0f} s)")]
 
     def tick(self, now: float) -> list[AlertSignal]:
         out = _NOTHING
