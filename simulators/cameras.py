@@ -3,7 +3,7 @@ RTP/AVP/TCP interleaved, PLAY, GET_PARAMETER, TEARDOWN; Digest or Basic auth), s
 looped H.264 or H.265 clip, many cameras in one process. Each camera has faults a test can
 switch: stall, refuse, disconnect, auth failure, low fps, garbage answers, oversized
 headers, absurd interleaved frame lengths, and what the picture shows (black, frozen,
-blurred, covered, night).
+blurred, covered, night, moved).
 
     python -m simulators.cameras --count 100 --codec h264
 
@@ -42,7 +42,7 @@ log = logging.getLogger("simulators.cameras")
 _MAX_REQUEST = 16 * 1024
 # A client that does not read is dropped frames, as a camera's encoder queue would.
 _WRITE_HIGH_WATER = 512 * 1024
-_PICTURES = ("scene", "black", "frozen", "blurred", "covered", "night")
+_PICTURES = ("scene", "black", "frozen", "blurred", "covered", "night", "moved")
 _PUBLIC = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, GET_PARAMETER, SET_PARAMETER, TEARDOWN"
 
 
@@ -55,7 +55,7 @@ class Faults:
     garbage: bool = False  # answers every request with bytes that are not RTSP
     oversized: bool = False  # answers with a header that never ends
     absurd_length: bool = False  # after PLAY, interleaved frames that are not RTP
-    picture: str = "scene"  # or black, frozen, blurred, covered, night (camera_clips)
+    picture: str = "scene"  # or black, frozen, blurred, covered, night, moved (camera_clips)
 
 
 _STREAMS: dict[ClipSpec, Stream] = {}  # every camera showing the same content shares it

@@ -24,10 +24,10 @@ _WHAT = {STREAM_LOST: "stream lost", LOW_FPS: "low frame rate"}
 
 _NOTHING: list[AlertSignal] = []
 PICTURE = "camera.picture_"
-# Covered may be tampering: a person at the camera. The others are maintenance.
+# Covered and moved may be tampering: a person at the camera. The others are maintenance.
 _PICTURE_SEVERITY = {"black": Severity.MAJOR, "blank": Severity.MAJOR,
                      "covered": Severity.MAJOR, "blurred": Severity.MINOR,
-                     "frozen": Severity.MAJOR}
+                     "frozen": Severity.MAJOR, "moved": Severity.MAJOR}
 
 
 @dataclass(frozen=True, slots=True)
