@@ -25,6 +25,7 @@ from gateway import __version__
 from gateway.alerts import AlertBook
 from gateway.api.app import make_app, serve
 from gateway.api.bounds import HttpLimits
+from gateway.api.cameras import DeskCamera, add_camera_routes
 from gateway.api.gates import add_gate_routes
 from gateway.api.lifts import LiftDesk, add_lift_routes
 from gateway.api.savings import add_savings_routes
@@ -139,6 +140,7 @@ class Gateway:
         self.bus = Bus()
         self.ingest = Ingest(self.bus, self.metrics)
         self.camera_gauges = CameraGauges(self.metrics.registry)
+        self.desk_cameras: dict[str, DeskCamera] = {}  # the running core's, for the desk
         data_dir = self.overrides.data_dir or Path(site.gateway.data_dir)
         self.db_path = data_dir / "gateway.db"
         self.snapshots = Snapshots(data_dir / "snapshots", site.retention.snapshots_days)
@@ -380,6 +382,7 @@ class Gateway:
         from drivers.rtsp.driver import CameraDriver  # PyAV's extra, only if cameras are on
 
         out: list[Supervisor] = []
+        self.desk_cameras = {}
         watched: list[WatchedCamera] = []
         keyframes: dict[str, Callable[[], tuple[str, bytes] | None]] = {}
         for d in devices:
@@ -389,7 +392,11 @@ class Gateway:
                              on_failure=self.metrics.link_failed, sink=self.ingest,
                              family="camera.stream")
             watched.append(WatchedCamera(d.id, d.zone, driver.snapshot,
-                                         functools.partial(getattr, sup, "state")))
+                                         functools.partial(getattr, sup, "state"),
+                                         driver.picture_reading))
+            self.desk_cameras[d.id] = DeskCamera(
+                d.id, d.zone, functools.partial(getattr, sup, "state"),
+                driver.picture_reading, driver.refresh_keyframe, driver.retake_reference)
             keyframes[d.id] = driver.last_keyframe
             out.append(sup)
         onvif, gauges, source = self._onvif_supervisors(devices)
@@ -637,6 +644,9 @@ class Gateway:
         hooks = {t.id: 0 for t in self.site.forwarding if isinstance(t, WebhookTarget)}
         return hooks | self.store.outbox_dead_counts()
 
+    async def _audit(self, row: AuditRow) -> None:
+        await self.store.submit(WriteBatch(audit=[row]))
+
     def _http_host(self) -> str:
         return self.overrides.http_host or self.site.gateway.http.host
 
@@ -662,6 +672,8 @@ class Gateway:
                               now=self.clock.now)
         add_savings_routes(app, savings.report_async, savings.measures)
         add_snapshot_routes(app, self.snapshots)
+        add_camera_routes(app, lambda: self.desk_cameras, self.snapshots, self._audit,
+                          self.clock, zone_names)
         host = self._http_host()
         port = self.overrides.http_port
         runner = await serve(app, host, http.port if port is None else port)

@@ -15,6 +15,9 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 
 log = logging.getLogger(__name__)
 
+# The picture states a stream monitor tells (drivers.rtsp.picture.Picture), one series each.
+PICTURE_STATES = ("ok", "black", "blank", "covered", "blurred", "frozen", "moved")
+
 
 class StreamFigures(Protocol):
     """What a stream monitor measured (drivers.rtsp.health.Snapshot has these fields)."""
@@ -35,6 +38,8 @@ class WatchedCamera:
     zone: str
     figures: Callable[[], StreamFigures | None]  # None while no stream is playing
     state: Callable[[], object]  # the supervisor's link state: up, degraded, down, stale
+    # (state, likeness): the judged picture and its edge map against the reference view.
+    picture: Callable[[], tuple[str, float | None]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,17 +82,30 @@ class CameraGauges:
         lost = CounterMetricFamily("gateway_camera_rtp_lost",
                                    "RTP packets missing from the current session's sequence.",
                                    labels=labels)
+        picture = GaugeMetricFamily("gateway_camera_picture",
+                                    "1 for the camera's picture state, 0 for the others.",
+                                    labels=[*labels, "state"])
+        like = GaugeMetricFamily("gateway_camera_picture_likeness",
+                                 "The last keyframe's edge map against the camera's"
+                                 " reference view (1 the same, under 0.5 moved).",
+                                 labels=labels)
         for cam in self._cameras:
             key = [cam.camera, cam.zone]
             try:
                 state = str(cam.state())
                 figures = cam.figures()
+                judged = cam.picture() if cam.picture is not None else None
             except Exception:  # one camera's failure costs its samples, not the page
                 if not self._failed_once:
                     self._failed_once = True
                     log.exception("camera gauges failed camera=%s", cam.camera)
                 continue
             up.add_metric(key, 1.0 if state in ("up", "degraded") else 0.0)
+            if judged is not None:
+                for name in PICTURE_STATES:
+                    picture.add_metric([*key, name], 1.0 if name == judged[0] else 0.0)
+                if judged[1] is not None:
+                    like.add_metric(key, judged[1])
             if figures is None:
                 continue
             fps.add_metric(key, figures.fps or 0.0)
@@ -95,7 +113,7 @@ class CameraGauges:
             lost.add_metric(key, float(figures.lost))
             if figures.keyframe_interval_s is not None:
                 gop.add_metric(key, figures.keyframe_interval_s)
-        yield from (up, fps, bitrate, gop, lost)
+        yield from (up, fps, bitrate, gop, lost, picture, like)
         if self._onvif:
             yield from self._collect_onvif()
 

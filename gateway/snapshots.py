@@ -12,7 +12,10 @@ failed, the URL answers 404.
 
 Sources are tried in order, first picture wins: the seam is `SnapshotSource`. The ONVIF
 snapshot URI goes before the last cached keyframe once it exists.
-Files older than `retention.snapshots_days` are removed after each write and at start."""
+Files older than `retention.snapshots_days` are removed after each write and at start.
+
+A snapshot on demand (`take`: one camera, now, asked for at the desk) goes through the
+same sources and is kept the same way, under an id of its own in place of an alert's."""
 
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 from gateway.alerts import Alert
+from gateway.events import new_id
 from gateway.tasks import log_failure
 
 log = logging.getLogger(__name__)
@@ -109,6 +113,7 @@ class Snapshots:
         self.retention_s = retention_days * 86400.0
         self._wall = wall
         self._zones: dict[str, list[str]] = {}
+        self._cameras: set[str] = set()
         self.sources: list[SnapshotSource] = []  # tried in order
         self._tasks: set[asyncio.Task[None]] = set()
         self.written = 0
@@ -122,11 +127,27 @@ class Snapshots:
         for cam in cameras:
             zones.setdefault(cam.zone, []).append(cam.camera)
         self._zones = zones
+        self._cameras = {c for cams in zones.values() for c in cams}
         self.sources = list(sources)
         self.sweep()
 
     def cameras_of(self, zone: str) -> list[str]:
         return list(self._zones.get(zone, ()))
+
+    def knows(self, camera: str) -> bool:
+        return camera in self._cameras
+
+    async def take(self, camera: str) -> str | None:
+        """One camera's snapshot now, outside any alert: its URL once the JPEG is written,
+        or None when no source gave a picture (counted in `failed`, logged)."""
+        if camera not in self._cameras or self.path("x", camera) is None:
+            return None
+        taken_id = new_id(self._wall())
+        tries = [j for j in (s.capture(camera) for s in self.sources) if j is not None]
+        if not await self._store(taken_id, camera, tries):
+            return None
+        await asyncio.to_thread(self.sweep)
+        return self.url(taken_id, camera)
 
     @staticmethod
     def url(alert_id: str, camera: str) -> str:
@@ -177,29 +198,34 @@ class Snapshots:
 
     async def _make(self, alert_id: str, jobs: list[tuple[str, list[Job]]]) -> None:
         for camera, tries in jobs:
-            jpeg: bytes | None = None
-            for job in tries:
-                try:
-                    jpeg = await job()
-                except Exception as exc:  # a source that broke: the next one is tried
-                    log.warning("snapshot source failed alert=%s camera=%s error=%r",
-                                alert_id, camera, exc)
-                if jpeg:
-                    break
-            target = self.path(alert_id, camera)
-            if not jpeg or target is None:
-                self.failed += 1
-                log.warning("no snapshot alert=%s camera=%s", alert_id, camera)
-                continue
-            try:
-                await asyncio.to_thread(self._write, target, jpeg)
-            except OSError as exc:  # a full or read-only disk: the other cameras still try
-                self.failed += 1
-                log.warning("snapshot not written alert=%s camera=%s error=%r",
-                            alert_id, camera, exc)
-                continue
-            self.written += 1
+            await self._store(alert_id, camera, tries)  # a failure: the others still try
         await asyncio.to_thread(self.sweep)
+
+    async def _store(self, alert_id: str, camera: str, tries: list[Job]) -> bool:
+        """The first picture the jobs give, written as the file of `alert_id`/`camera`."""
+        jpeg: bytes | None = None
+        for job in tries:
+            try:
+                jpeg = await job()
+            except Exception as exc:  # a source that broke: the next one is tried
+                log.warning("snapshot source failed alert=%s camera=%s error=%r",
+                            alert_id, camera, exc)
+            if jpeg:
+                break
+        target = self.path(alert_id, camera)
+        if not jpeg or target is None:
+            self.failed += 1
+            log.warning("no snapshot alert=%s camera=%s", alert_id, camera)
+            return False
+        try:
+            await asyncio.to_thread(self._write, target, jpeg)
+        except OSError as exc:  # a full or read-only disk
+            self.failed += 1
+            log.warning("snapshot not written alert=%s camera=%s error=%r",
+                        alert_id, camera, exc)
+            return False
+        self.written += 1
+        return True
 
     @staticmethod
     def _write(target: Path, jpeg: bytes) -> None:

@@ -15,6 +15,9 @@ from typing import Any
 # Payload per RTP packet: an Ethernet MTU less IP, TCP, interleave and RTP headers.
 MAX_PAYLOAD = 1400
 CLOCK_RATE = 90_000
+# Bumped whenever a content's picture changes, so clips cached with the old look are not
+# served (2: the scene got its building, and `moved` was added).
+LOOK = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,12 +29,13 @@ class ClipSpec:
     seconds: int = 2
     bitrate: int = 256_000  # bits/s: a camera's sub-stream
     # What the camera sees: scene, or a picture fault: black, frozen, blurred, covered,
-    # night (dark, grainy IR: must not read as black).
+    # night (dark, grainy IR: must not read as black), moved (the scene seen turned and
+    # shifted: a camera knocked off its aim).
     content: str = "scene"
 
     @property
     def key(self) -> str:
-        return (f"{self.codec}-{self.width}x{self.height}-{self.fps}fps-{self.seconds}s-"
+        return (f"v{LOOK}-{self.codec}-{self.width}x{self.height}-{self.fps}fps-{self.seconds}s-"
                 f"{self.bitrate // 1000}k-{self.content}")
 
 
@@ -158,7 +162,9 @@ def _encode(spec: ClipSpec) -> list[list[bytes]]:
 
 
 def _picture(content: str, n: int, h: int, w: int, rng: Any) -> Any:
-    """Frame `n`'s luma plane for a content kind (numpy and OpenCV, the camera extra)."""
+    """Frame `n`'s luma plane for a content kind (numpy and OpenCV, the camera extra).
+    The scene is a building's front that stands still (walls, windows, a door) above a
+    road where a light pans and a bright bar passes: what a fixed camera sees."""
     import cv2
     import numpy as np
 
@@ -166,12 +172,19 @@ def _picture(content: str, n: int, h: int, w: int, rng: Any) -> Any:
     scene = np.roll(base, 4 * n, axis=1)
     bar = (n * 7) % max(1, h - 20)
     scene[bar : bar + 20, :] = 240
+    top = int(h * 0.68)
+    scene[:top] = _facade(h, w)[:top]
     # Texture, so the bitrate and the edges are a real camera's; the same every frame
     # for a frozen picture.
     grain = (np.random.default_rng(11) if content == "frozen" else rng).integers(
         0, 24, size=(h, w), dtype=np.uint8)
     if content in ("scene", "frozen"):
         return scene ^ grain
+    if content == "moved":  # turned 5 degrees and shifted an eighth across
+        turn = cv2.getRotationMatrix2D((w / 2, h / 2), 5.0, 1.0)
+        turn[0, 2] += w / 8
+        turn[1, 2] += h / 10
+        return cv2.warpAffine(scene ^ grain, turn, (w, h), borderMode=cv2.BORDER_REFLECT)
     if content == "black":
         return (16 + rng.integers(0, 3, size=(h, w))).astype(np.uint8)
     if content == "blurred":
@@ -183,6 +196,18 @@ def _picture(content: str, n: int, h: int, w: int, rng: Any) -> Any:
         ir = 18 + 0.3 * (scene ^ grain) + rng.normal(0, 9, size=(h, w))
         return np.clip(ir, 0, 255).astype(np.uint8)
     raise ValueError(f"no content {content!r}")
+
+
+def _facade(h: int, w: int) -> Any:
+    """A wall (150) with two rows of dark windows and a bright door, at any size."""
+    import numpy as np
+
+    front = np.full((h, w), 150, dtype=np.uint8)
+    for top, bottom in ((0.1, 0.3), (0.4, 0.6)):
+        for left in (0.06, 0.24, 0.62, 0.8):
+            front[int(top * h) : int(bottom * h), int(left * w) : int((left + 0.1) * w)] = 50
+    front[:, int(0.45 * w) : int(0.52 * w)] = 200
+    return front
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ looped H.264 or H.265 clip, many cameras in one process. Each camera also serves
 one WS-Discovery responder answers Probes for all of them (`simulators.ws_discovery`).
 Each camera has faults a test can switch: stall, refuse, disconnect, auth failure, low fps,
 garbage answers, oversized headers, absurd interleaved frame lengths, what the picture
-shows (black, frozen, blurred, covered, night), a reboot, clock drift, and ONVIF replies
+shows (black, frozen, blurred, covered, night, moved), a reboot, clock drift, and ONVIF replies
 that are malformed, truncated, faults, or a port that refuses.
 
     python -m simulators.cameras --count 100 --codec h264 [--username U --password P]
@@ -23,7 +23,7 @@ the ONVIF base URL, whose device service is `<onvif>/onvif/device_service`), the
     cam-003 auth_fail on|off    every login (RTSP, ONVIF, snapshot) is refused
     * low_fps 5                 frames per second sent (`off`: the clip's)
     cam-003 garbage|oversized|absurd_length on|off   RTSP answers that are not RTSP
-    cam-007 picture black       scene, black, frozen, blurred, covered, night
+    cam-007 picture black       scene, black, frozen, blurred, covered, night, moved
     cam-007 motion on|off       the ONVIF MotionAlarm event
     cam-007 clock_drift 300     the camera's clock, seconds ahead (negative: behind)
     cam-007 reboot 3            both ports gone for 3 s, ONVIF subscriptions lost
@@ -67,7 +67,7 @@ log = logging.getLogger("simulators.cameras")
 _MAX_REQUEST = 16 * 1024
 # A client that does not read is dropped frames, as a camera's encoder queue would.
 _WRITE_HIGH_WATER = 512 * 1024
-_PICTURES = ("scene", "black", "frozen", "blurred", "covered", "night")
+_PICTURES = ("scene", "black", "frozen", "blurred", "covered", "night", "moved")
 _PUBLIC = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, GET_PARAMETER, SET_PARAMETER, TEARDOWN"
 
 
@@ -80,7 +80,7 @@ class Faults:
     garbage: bool = False  # answers every request with bytes that are not RTSP
     oversized: bool = False  # answers with a header that never ends
     absurd_length: bool = False  # after PLAY, interleaved frames that are not RTP
-    picture: str = "scene"  # or black, frozen, blurred, covered, night (camera_clips)
+    picture: str = "scene"  # or black, frozen, blurred, covered, night, moved (camera_clips)
     onvif: str = "ok"  # or malformed, truncated, fault, down (simulators.onvif)
 
 

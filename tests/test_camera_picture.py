@@ -14,7 +14,15 @@ import pytest
 from drivers.rtsp.config import CameraDevice
 from drivers.rtsp.driver import CameraDriver, Timing
 from drivers.rtsp.keyframe import KeyframeDecoder
-from drivers.rtsp.picture import Figures, Picture, PictureJudge, Thresholds, classify, measure
+from drivers.rtsp.picture import (
+    Figures,
+    Picture,
+    PictureJudge,
+    Thresholds,
+    classify,
+    likeness,
+    measure,
+)
 from drivers.rtsp.rtp import Codec
 from gateway.supervisor import Backoff, Supervisor
 from simulators.camera_clips import ClipSpec, load_clip
@@ -130,3 +138,145 @@ async def test_each_picture_fault_is_told_once_and_cleared(codec: str) -> None:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# A moved camera: the coarse edge map against the camera's reference.
+
+def view(shift: tuple[float, float] = (0.0, 0.0), turn: float = 0.0, gain: float = 1.0,
+         offset: float = 0.0, noise: float = 4.0, walker: int | None = None,
+         other: bool = False, seed: int = 5, size: tuple[int, int] = (360, 640)) -> Figures:
+    """A drawn fixed view: a wall with windows, a door and a kerb, seen with a given light
+    (gain, offset, sensor noise), maybe a person walking by, maybe turned or shifted."""
+    import cv2
+
+    h, w = size
+    y = np.full((h, w), 120.0, dtype=np.float32)
+    boxes = ([(0.1, 0.1, 0.2, 0.3), (0.3, 0.1, 0.4, 0.3), (0.6, 0.1, 0.7, 0.3),
+              (0.1, 0.4, 0.2, 0.6), (0.6, 0.4, 0.7, 0.6), (0.45, 0.2, 0.53, 0.75)]
+             if not other else
+             [(0.05, 0.5, 0.5, 0.6), (0.7, 0.05, 0.95, 0.9), (0.2, 0.1, 0.3, 0.2)])
+    for x0, y0, x1, y1 in boxes:
+        y[int(y0 * h): int(y1 * h), int(x0 * w): int(x1 * w)] = 40.0
+    y[int(0.8 * h):, :] = 190.0  # the pavement below the kerb
+    if walker is not None:  # a person crossing: a dark upright shape
+        x = int(walker * w / 10) % w
+        y[int(0.45 * h): int(0.85 * h), x: x + w // 30] = 20.0
+    if shift != (0.0, 0.0) or turn:
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), turn, 1.0)
+        m[0, 2] += shift[0] * w
+        m[1, 2] += shift[1] * h
+        y = cv2.warpAffine(y, m, (w, h), borderMode=cv2.BORDER_REFLECT)
+    rng = np.random.default_rng(seed)
+    y = y * gain + offset + rng.normal(0, noise, size=(h, w))
+    return measure(np.clip(y, 0, 255).astype(np.uint8))
+
+
+REFERENCE = view()
+
+
+@pytest.mark.parametrize(("figures", "verdict"), [
+    (view(seed=6), Picture.OK),  # the same view, another moment's grain
+    (view(gain=0.45, offset=5), Picture.OK),  # dusk
+    (view(gain=0.3, offset=15, noise=9), Picture.OK),  # IR night: dark, flat, grainy
+    (view(gain=1.4, offset=-20), Picture.OK),  # low sun, glare on the wall
+    (view(walker=3), Picture.OK),  # someone walking past
+    (view(noise=14), Picture.OK),  # rain, snow
+    (view(shift=(0.12, 0.0)), Picture.MOVED),  # knocked sideways
+    (view(shift=(0.0, 0.15)), Picture.MOVED),  # drooped on its bracket
+    (view(turn=8.0), Picture.MOVED),  # twisted
+    (view(other=True), Picture.MOVED),  # re-aimed at another view
+])
+def test_a_moved_camera_is_told_by_its_edge_map(figures: Figures, verdict: Picture) -> None:
+    like = likeness(REFERENCE.layout, figures.layout)
+    got = classify(figures, None, REFERENCE.sharpness, REFERENCE.edges, None, Thresholds(),
+                   like)
+    assert got is verdict, like
+
+
+@pytest.mark.parametrize("codec", ["h264", "h265"])
+@pytest.mark.parametrize(("content", "verdict"), [
+    ("scene", Picture.OK), ("night", Picture.OK), ("moved", Picture.MOVED),
+])
+def test_the_simulators_moved_camera(codec: str, content: str, verdict: Picture) -> None:
+    judge = PictureJudge()
+    for k in (0, 25, 0):
+        assert judge.sample(keyframe(codec, "scene", k)) is None
+    assert judge.reference is not None
+    f = keyframe(codec, content, 25)
+    base = keyframe(codec, "scene", 0)
+    got = classify(f, None, base.sharpness, base.edges, None, Thresholds(),
+                   likeness(judge.reference, f.layout))
+    assert got is verdict
+
+
+def test_no_edges_no_likeness() -> None:
+    flat = drawn(128, 0.0)
+    assert likeness(flat.layout, REFERENCE.layout) is None
+    # The map's size follows the aspect, not the resolution: a smaller sub-stream of the
+    # same view is alike, a picture of another shape cannot be compared.
+    assert likeness(REFERENCE.layout, view(size=(180, 320)).layout) > 0.9
+    assert likeness(REFERENCE.layout, view(size=(240, 320)).layout) is None
+
+
+def test_the_reference_is_taken_once_the_picture_is_steady() -> None:
+    judge = PictureJudge()
+    # A camera still turning into place: no two pictures alike, no reference yet.
+    for f in (view(turn=20), view(turn=10), view()):
+        judge.sample(f)
+    assert judge.reference is None
+    judge.sample(view(seed=7))
+    judge.sample(view(seed=8))
+    assert judge.reference is not None
+    assert likeness(judge.reference, REFERENCE.layout) == pytest.approx(1.0, abs=0.02)
+
+
+def test_moved_after_several_samples_cleared_when_it_returns() -> None:
+    judge = PictureJudge()
+    moved = view(shift=(0.15, 0.05))
+    said = [judge.sample(f) for f in
+            [view(seed=1), view(seed=2), view(seed=3),  # the reference
+             moved, moved, view(), moved, moved, moved, moved, view(), view()]]
+    assert said == [None, None, None, None, None, None, None, None, Picture.MOVED, None,
+                    None, Picture.OK]
+
+
+def test_the_operator_retakes_the_reference() -> None:
+    judge = PictureJudge()
+    for n in range(3):
+        judge.sample(view(seed=n))
+    aimed = view(other=True)
+    said = [judge.sample(aimed) for _ in range(3)]
+    assert said == [None, None, Picture.MOVED]
+    # The new aim is right: the last picture becomes the reference, the state clears.
+    assert judge.retake_reference() is Picture.OK
+    assert [judge.sample(view(other=True, seed=n)) for n in range(4)] == [None] * 4
+    assert judge.state is Picture.OK
+    # And the old view is now the moved one.
+    assert [judge.sample(REFERENCE) for _ in range(3)] == [None, None, Picture.MOVED]
+    # Retaking while the picture is black keeps black and learns from the next pictures.
+    for _ in range(3):
+        judge.sample(drawn(16, 0.5))
+    assert judge.state is Picture.BLACK
+    assert judge.retake_reference() is None
+    assert judge.reference is None and judge.state is Picture.BLACK
+
+
+def test_a_slow_change_moves_the_reference_a_sudden_one_is_moved() -> None:
+    # Over hours the view changes bit by bit (a tree grows, scaffolding goes up, the
+    # light turns): each sample is alike its reference, which follows.
+    judge = PictureJudge()
+    a, b = view(), view(other=True)
+    for n in range(3):
+        judge.sample(view(seed=n))
+    slow = []
+    for n in range(200):
+        share = min(1.0, n / 150)
+        mixed = a.layout * (1 - share) + b.layout * share
+        slow.append(judge.sample(a._replace(layout=mixed.astype(np.float32))))
+    assert set(slow) == {None} and judge.state is Picture.OK
+    assert likeness(judge.reference, b.layout) > 0.9
+    # The same change at once is a moved camera.
+    judge = PictureJudge()
+    for n in range(3):
+        judge.sample(view(seed=n))
+    assert [judge.sample(b) for _ in range(3)] == [None, None, Picture.MOVED]

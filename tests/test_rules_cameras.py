@@ -102,6 +102,10 @@ def image(state: str, source: str = "cam-001") -> Event:
     (["blurred", "covered", "ok"], [
         ("camera.picture_blurred", True), ("camera.picture_blurred", False),
         ("camera.picture_covered", True), ("camera.picture_covered", False)]),
+    (["moved", "ok"], [("camera.picture_moved", True), ("camera.picture_moved", False)]),
+    (["moved", "covered"], [  # turned away, then covered: one picture alert at a time
+        ("camera.picture_moved", True), ("camera.picture_moved", False),
+        ("camera.picture_covered", True)]),
     (["purple"], []),  # a state this module does not know
 ])
 def test_picture_alerts(states: list[str], expected: list[tuple[str, bool]]) -> None:
@@ -118,6 +122,8 @@ def test_a_picture_alert_carries_the_figures_and_its_severity() -> None:
                                                            {"mean": 17.0})
     [blur] = CameraRules([CameraSpec("cam-001", "gate")]).observe(image("blurred"), T0)
     assert blur.severity is Severity.MINOR
+    [moved] = CameraRules([CameraSpec("cam-001", "gate")]).observe(image("moved"), T0)
+    assert moved.severity is Severity.MAJOR  # someone may have turned it away
 
 
 def test_a_restart_takes_over_a_picture_alert() -> None:

@@ -75,6 +75,8 @@ class CameraDriver:
         self.keyframe_codec: Codec | None = None  # the codec it is in
         self._grabber: KeyframeGrabber | None = None
         self._fresh_keyframe = False
+        self._judge_next = False  # the keyframe asked for is picture health's sample
+        self._keyframe_waiters: list[asyncio.Future[None]] = []  # snapshots on demand
         # Cameras sample in turn, not all in the same second.
         self._phase = (zlib.crc32(device.id.encode()) % 1000) / 1000
 
@@ -83,6 +85,31 @@ class CameraDriver:
         if self.keyframe is None or self.keyframe_codec is None:
             return None
         return str(self.keyframe_codec), self.keyframe
+
+    def picture_reading(self) -> tuple[str, float | None]:
+        """(picture state, likeness to the reference view) for the gauges."""
+        return str(self.picture.state), self.picture.likeness
+
+    async def refresh_keyframe(self, timeout_s: float) -> bool:
+        """Take the stream's next keyframe now (a snapshot on demand), waiting at most
+        `timeout_s`: True once it is the latest keyframe, False if none came (the stream
+        is down, or its keyframes are further apart). Picture health does not judge it."""
+        grabber = self._grabber
+        if grabber is None or not self.streaming:
+            return False
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._keyframe_waiters.append(waiter)
+        if not grabber.armed:
+            grabber.arm()
+        try:
+            async with asyncio.timeout(timeout_s):
+                await waiter
+        except TimeoutError:
+            return False
+        finally:
+            if waiter in self._keyframe_waiters:
+                self._keyframe_waiters.remove(waiter)
+        return True
 
     def snapshot(self) -> Snapshot | None:
         health = self.health
@@ -174,6 +201,7 @@ class CameraDriver:
                 self._report(health.snapshot(now), link)
             if now >= next_picture and self.streaming:
                 next_picture = now + every
+                self._judge_next = True
                 self._grabber.arm()
             if self._fresh_keyframe:
                 self._fresh_keyframe = False
@@ -215,15 +243,33 @@ class CameraDriver:
         changed = self.picture.sample(figures, health.p_median())
         if changed is None:
             return
-        log.info("camera=%s picture=%s mean=%.0f std=%.1f sharpness=%.0f edges=%.3f",
-                 self.name, changed, figures.mean, figures.std, figures.sharpness,
-                 figures.edges)
-        severity = Severity.INFO if changed is Picture.OK else Severity.MINOR
+        like = self.picture.likeness
+        log.info("camera=%s picture=%s mean=%.0f std=%.1f sharpness=%.0f edges=%.3f"
+                 " likeness=%s", self.name, changed, figures.mean, figures.std,
+                 figures.sharpness, figures.edges, "-" if like is None else f"{like:.2f}")
+        data: dict[str, object] = {
+            "mean": round(figures.mean, 1), "std": round(figures.std, 1),
+            "sharpness": round(figures.sharpness), "edges": round(figures.edges, 4)}
+        if like is not None:
+            data["likeness"] = round(like, 3)  # the edge map against the reference
+        await self._picture_event(changed, data)
+
+    async def retake_reference(self, who: str, why: str) -> Picture:
+        """The operator says the camera looks where it should: what it shows now is the
+        reference of the moved check. A moved state clears at once (`camera.image.ok`,
+        carrying who and why). The picture state after it."""
+        changed = self.picture.retake_reference()
+        log.info("camera=%s reference retaken who=%s", self.name, who)
+        if changed is not None:
+            await self._picture_event(changed, {"reference": "retaken", "who": who,
+                                                "why": why})
+        return self.picture.state
+
+    async def _picture_event(self, state: Picture, data: dict[str, object]) -> None:
+        severity = Severity.INFO if state is Picture.OK else Severity.MINOR
         await self.sink.event(Event(
-            f"camera.image.{changed}", self.name, seq=self.sink.next_seq(self.name),
-            time=self.clock.now(), severity=severity,
-            data={"mean": round(figures.mean, 1), "std": round(figures.std, 1),
-                  "sharpness": round(figures.sharpness), "edges": round(figures.edges, 4)}))
+            f"camera.image.{state}", self.name, seq=self.sink.next_seq(self.name),
+            time=self.clock.now(), severity=severity, data=data))
 
     def _rtp(self, now: float, pkt: RtpPacket, data: bytes) -> None:
         health = self.health
@@ -237,8 +283,13 @@ class CameraDriver:
                 self._rejected(exc.reason, exc.detail)
                 taken = None
             if taken is not None:
-                self.keyframe, self._fresh_keyframe = taken, True
+                self.keyframe = taken
                 self.keyframe_codec = grabber.codec
+                self._fresh_keyframe, self._judge_next = self._judge_next, False
+                waiters, self._keyframe_waiters = self._keyframe_waiters, []
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
         try:
             health.packet(now, pkt, data)
         except PayloadRejected as exc:

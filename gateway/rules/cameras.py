@@ -31,10 +31,10 @@ _WHAT = {STREAM_LOST: "stream lost", LOW_FPS: "low frame rate"}
 
 _NOTHING: list[AlertSignal] = []
 PICTURE = "camera.picture_"
-# Covered may be tampering: a person at the camera. The others are maintenance.
+# Covered and moved may be tampering: a person at the camera. The others are maintenance.
 _PICTURE_SEVERITY = {"black": Severity.MAJOR, "blank": Severity.MAJOR,
                      "covered": Severity.MAJOR, "blurred": Severity.MINOR,
-                     "frozen": Severity.MAJOR}
+                     "frozen": Severity.MAJOR, "moved": Severity.MAJOR}
 
 
 # ONVIF events (drivers.onvif.topics) that alert while they hold: event what -> rule.

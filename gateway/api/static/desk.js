@@ -45,6 +45,14 @@ const RULES = {
   "fire.panel.manual": ["消防控制器手动", "Fire panel in manual"],
   "water.leak": ["疑似漏水", "Suspected water leak"],
   "camera.stream.down": ["视频中断", "Camera stream down"],
+  "camera.stream_lost": ["视频中断", "Camera stream lost"],
+  "camera.low_fps": ["视频帧率低", "Camera frame rate low"],
+  "camera.picture_black": ["视频黑屏", "Camera picture black"],
+  "camera.picture_blank": ["视频无图像", "Camera picture blank"],
+  "camera.picture_covered": ["镜头遮挡", "Camera covered"],
+  "camera.picture_blurred": ["视频模糊", "Camera picture blurred"],
+  "camera.picture_frozen": ["画面冻结", "Camera picture frozen"],
+  "camera.picture_moved": ["摄像机移位", "Camera moved"],
   "gate.refused": ["车辆未放行", "Vehicle not let in"],
   "gate.jammed": ["道闸未动作", "Barrier did not move"],
   "gate.held_open": ["道闸长时间开启", "Barrier held open"],
@@ -132,6 +140,40 @@ function gateDetail(what, data) {
   }
 }
 
+// ---- Camera snapshots: an alert's thumbnails, each a link to its full JPEG -------------
+
+// An alarm's JPEG is made a moment after the alert: until then its URL answers 404.
+const SNAPSHOT_RETRIES = 10;
+
+function snapshotThumb(url, camera) {
+  const link = el("a", "snapshot");
+  link.href = url;
+  link.target = "_blank";
+  link.rel = "noopener";
+  link.dataset.camera = camera;
+  const img = el("img");
+  img.alt = `${camera} 抓拍 snapshot`;
+  let tries = 0;
+  img.addEventListener("error", () => {
+    tries += 1;
+    if (tries <= SNAPSHOT_RETRIES) setTimeout(() => { img.src = `${url}?try=${tries}`; }, 1000);
+  });
+  img.src = url;
+  link.append(img, el("span", "en", camera));
+  return link;
+}
+
+function snapshotStrip(shots) {
+  if (!Array.isArray(shots)) return null;
+  const strip = el("span", "snapshots");
+  for (const s of shots) {
+    if (s && typeof s.url === "string" && s.url.startsWith("/api/snapshots/")) {
+      strip.append(snapshotThumb(s.url, String(s.camera || "")));
+    }
+  }
+  return strip.childElementCount ? strip : null;
+}
+
 function row(a) {
   const tr = el("tr");
   tr.dataset.alertId = a.id;
@@ -149,6 +191,8 @@ function row(a) {
   if (a.drill) what.append(el("span", "drill-badge", "演习 DRILL"));
   if (a.summary) what.append(el("span", "summary", a.summary));
   if (a.rule.startsWith("gate.")) gateDetail(what, a.data || {});
+  const shots = snapshotStrip((a.data || {}).snapshots);
+  if (shots) what.append(shots);
   tr.append(what);
 
   tr.append(el("td", "", a.zone_name || a.zone || "-"));
@@ -363,6 +407,91 @@ async function fetchJson(path) {
   return reply.json();
 }
 
+// ---- The cameras: stream and picture state, a snapshot on demand, a new reference ------
+
+const STREAMS = {
+  up: ["在线", "Up"],
+  degraded: ["帧率低", "Degraded"],
+  down: ["离线", "Down"],
+  stale: ["失联", "Silent"],
+};
+
+const PICTURES = {
+  ok: ["正常", "OK"],
+  black: ["黑屏", "Black"],
+  blank: ["无图像", "Blank"],
+  covered: ["遮挡", "Covered"],
+  blurred: ["模糊", "Blurred"],
+  frozen: ["冻结", "Frozen"],
+  moved: ["移位", "Moved"],
+};
+
+const takenSnapshots = new Map(); // camera -> URL of the last snapshot taken from this desk
+
+function cameraRow(cam) {
+  const tr = el("tr");
+  tr.dataset.camera = cam.id;
+  tr.append(el("td", "", cam.id), el("td", "", cam.zone_name || cam.zone));
+  const stream = bilingual(el("td", "stream"), STREAMS[cam.stream] || [cam.stream, ""]);
+  if (cam.stream !== "up") stream.classList.add("bad");
+  const picture = bilingual(el("td", "picture"), PICTURES[cam.picture] || [cam.picture, ""]);
+  if (cam.picture !== "ok") picture.classList.add("bad");
+  const actions = el("td", "actions");
+  const take = el("button", "take", "抓拍 Snapshot");
+  take.dataset.action = "snapshot";
+  actions.append(take);
+  if (cam.picture === "moved") {
+    const retake = el("button", "retake", "设为基准 New reference");
+    retake.dataset.action = "reference";
+    actions.append(retake);
+  }
+  const url = takenSnapshots.get(cam.id);
+  if (url) actions.append(snapshotThumb(url, cam.id));
+  tr.append(stream, picture, actions);
+  return tr;
+}
+
+function cameraNote(text) {
+  document.getElementById("camera-note").textContent = text;
+}
+
+// Both actions are audited under the operator's name and the reason given here.
+async function cameraAction(camera, action) {
+  const operator = document.getElementById("operator").value.trim();
+  const reason = document.getElementById("reason").value.trim();
+  if (!operator || !reason) {
+    cameraNote("请先填写值班员和原因 · Operator and reason first");
+    return;
+  }
+  cameraNote(`${camera} …`);
+  let reply = null;
+  let body = {};
+  try {
+    reply = await fetch(`/api/cameras/${encodeURIComponent(camera)}/${action}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ operator, reason }),
+    });
+    body = await reply.json();
+  } catch (e) {
+    body = {};
+  }
+  if (!reply || !reply.ok) {
+    cameraNote(`${camera}: ${body.error || "失败 failed"}`);
+    return;
+  }
+  if (action === "snapshot") takenSnapshots.set(camera, body.url);
+  cameraNote(action === "snapshot" ? `${camera}: 已抓拍 snapshot taken`
+    : `${camera}: 已设为基准 new reference`);
+  refreshStanding();
+}
+
+function onCameraClick(e) {
+  const button = e.target.closest("button[data-action]");
+  const tr = button && button.closest("tr[data-camera]");
+  if (tr) cameraAction(tr.dataset.camera, button.dataset.action);
+}
+
 async function refreshStanding() {
   if (standingBusy) {
     standingQueued = true;
@@ -370,10 +499,16 @@ async function refreshStanding() {
   }
   standingBusy = true;
   try {
-    const [lifts, risks] = await Promise.all([
+    const [lifts, risks, cameras] = await Promise.all([
       fetchJson("/api/lifts").catch(() => undefined),
       fetchJson("/api/fire/isolations").catch(() => undefined),
+      fetchJson("/api/cameras").catch(() => undefined),
     ]);
+    if (cameras !== undefined) {
+      const list = (cameras && cameras.cameras) || [];
+      document.getElementById("camera-rows").replaceChildren(...list.map(cameraRow));
+      document.getElementById("cameras-panel").hidden = list.length === 0;
+    }
     // undefined: the link failed, keep what is shown; null: this gateway has no such view.
     if (lifts !== undefined) {
       const list = (lifts && lifts.lifts) || [];
@@ -388,7 +523,8 @@ async function refreshStanding() {
       }
     }
     document.getElementById("standing").hidden =
-      document.getElementById("lifts-panel").hidden && document.getElementById("risks-panel").hidden;
+      document.getElementById("lifts-panel").hidden && document.getElementById("risks-panel").hidden
+      && document.getElementById("cameras-panel").hidden;
   } finally {
     standingBusy = false;
     if (standingQueued) {
@@ -402,6 +538,7 @@ function standingSoon() {
   refreshStanding();
 }
 
+document.getElementById("camera-rows").addEventListener("click", onCameraClick);
 connect();
 tick();
 setInterval(tick, 1000);
