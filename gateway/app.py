@@ -53,6 +53,7 @@ from gateway.forward.messages import Route
 from gateway.forward.mqtt import MqttForwarder, is_alarm_row
 from gateway.forward.webhook import WebhookForwarder
 from gateway.ingest import Ingest
+from gateway.lift_availability import AvailabilityLog
 from gateway.lift_metrics import LiftCollector
 from gateway.lifts import LiftModules, build_modules, lift_presence, report
 from gateway.metering import Metering
@@ -538,6 +539,12 @@ class Gateway:
             await self.store.close()
             log.info("gateway stopped; store flushed")
 
+    def _lift_availability(self) -> AvailabilityLog | None:
+        lifts = self.lifts
+        if lifts is None or not lifts.elevator.states():
+            return None
+        return AvailabilityLog(lifts.elevator.states)
+
     def _build_core(self) -> Pipeline:
         """Rules, alerts, sequence numbers and drivers, all from what the store holds."""
         self.core_generation += 1
@@ -558,6 +565,7 @@ class Gateway:
             on_command=self._linkage_command, decisions=self.ingest.decisions,
             on_reading=self.metering.observe,
             on_raised=self.snapshots.attach,
+            availability=self._lift_availability(),
         )
         pipeline.restore_device_states(self.store.device_states())
         self._device_seqs = self.store.last_device_seq()

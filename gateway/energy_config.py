@@ -63,8 +63,9 @@ class TemperatureSeries(Model):
 
 class DegreeDays(Model):
     """Adjust the baseline by degree-days from daily mean temperatures: a file
-    (`date,mean_c` per line) or an outdoor sensor's series in the store, one of the two.
-    Cooling above `base_c`, heating below it, or both."""
+    (`date,mean_c` per line), an outdoor sensor's series in the store, or both (the
+    sensor's days first, the file for the days the sensor has no mean: before it was
+    installed, or silent). Cooling above `base_c`, heating below it, or both."""
 
     temperature_csv: str | None = None
     sensor: TemperatureSeries | None = None
@@ -73,17 +74,17 @@ class DegreeDays(Model):
 
     @model_validator(mode="after")
     def _one_origin(self) -> DegreeDays:
-        if (self.temperature_csv is None) == (self.sensor is None):
-            raise ValueError("degree-days take either temperature_csv or sensor, not both "
-                             "or neither")
+        if self.temperature_csv is None and self.sensor is None:
+            raise ValueError("degree-days take temperature_csv, sensor, or both")
         return self
 
     @property
     def origin(self) -> str:
         """Where the temperatures come from, for messages."""
-        if self.sensor is not None:
-            return f"{self.sensor.source}/{self.sensor.metric} in the store"
-        return str(self.temperature_csv)
+        if self.sensor is None:
+            return str(self.temperature_csv)
+        origin = f"{self.sensor.source}/{self.sensor.metric} in the store"
+        return origin if self.temperature_csv is None else f"{origin} or {self.temperature_csv}"
 
 
 class Measure(Model):

@@ -115,19 +115,30 @@ def _alerts(conn: sqlite3.Connection, lift: str, rules: tuple[str, ...], start: 
             for rule, raised, cleared, summary, drill in rows]
 
 
-def _availability(conn: sqlite3.Connection, lift: str, start: float, end: float) -> float | None:
+def availability(conn: sqlite3.Connection, scope: str, ident: str, start: float, end: float,
+                 now: float, lifts: int = 1) -> dict[str, Any]:
+    """Minutes known available, unavailable and unknown from `start` to `end` (or now): the
+    time the box was silent, or the gateway down, is unknown, never available. `ratio` is
+    the available share of the whole time, `ratio_known` of the time the state was known.
+    A building's minutes are lift-minutes: `lifts` lifts for each minute of the period."""
+    span = max(0.0, min(end, now) - start) * lifts
     row = conn.execute(
-        "SELECT sum(avg * count), sum(count) FROM readings WHERE source = ?"
-        " AND metric = 'in_service' AND minute >= ? AND minute < ?",
-        [lift, int(start // 60), int(end // 60)]).fetchone()
-    if row is None or not row[1]:
-        return None
-    return round(float(row[0]) / float(row[1]), 4)
+        "SELECT sum(available_s), sum(unavailable_s) FROM availability_minutes"
+        " WHERE scope = ? AND id = ? AND minute >= ? AND minute < ?",
+        [scope, ident, int(start // 60), int(end // 60)]).fetchone()
+    up, down = float(row[0] or 0.0), float(row[1] or 0.0)
+    unknown = max(0.0, span - up - down)
+    return {"available_min": round(up / 60, 1), "unavailable_min": round(down / 60, 1),
+            "unknown_min": round(unknown / 60, 1),
+            "ratio": round(up / span, 4) if span else None,
+            "ratio_known": round(up / (up + down), 4) if up + down else None}
 
 
 def monthly_report(conn: sqlite3.Connection, *, firm: str, firm_name: str,
                    lifts: list[LiftOfFirm], month: str, timezone: str, now: float,
-                   min_visit_s: float) -> dict[str, Any]:
+                   min_visit_s: float,
+                   building_lifts: dict[str, int] | None = None) -> dict[str, Any]:
+    """`building_lifts`: how many lifts each building has (all firms'), for its figures."""
     start, middle, end = month_bounds(month, timezone)
     periods = [("half-monthly (TSG T5002) 1st-15th", start, middle),
                ("half-monthly (TSG T5002) 16th-end", middle, end),
@@ -159,10 +170,16 @@ def monthly_report(conn: sqlite3.Connection, *, firm: str, firm_name: str,
         per_lift.append({"lift": lift.id, "building": lift.building, "visits": visits,
                          "missed": missed, "pending": pending, "faults": faults,
                          "entrapments": entrapments,
-                         "availability": _availability(conn, lift.id, start, end)})
+                         "availability": availability(conn, "lift", lift.id, start, end,
+                                                      now)})
+    counts = building_lifts or {}
+    buildings = [{"building": b, "lifts": counts.get(b, 1)}
+                 | availability(conn, "building", b, start, end, now, counts.get(b, 1))
+                 for b in sorted({lift.building for lift in lifts})]
     return {
         "firm": firm, "firm_name": firm_name, "month": month, "timezone": timezone,
         "from": start, "to": end, "generated_at": now, "lifts": per_lift,
+        "buildings": buildings,
         "totals": totals | {
             "mean_time_to_restore_s": (round(sum(restore_times) / len(restore_times), 1)
                                        if restore_times else None),

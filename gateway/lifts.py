@@ -102,8 +102,13 @@ def report(site: Site, db: Path, firm: str, month: str, now: float | None = None
         raise ConfigError(f"unknown firm {firm!r} (known: {', '.join(sorted(firms)) or 'none'})")
     lifts = [LiftOfFirm(d.id, site.building_of_zone(d.zone).id, d.zone)
              for d in lifts_of(site) if d.lift is not None and d.lift.firm == firm]
+    per_building: dict[str, int] = {}
+    for d in lifts_of(site):
+        building = site.building_of_zone(d.zone).id
+        per_building[building] = per_building.get(building, 0) + 1
     with read_only(db) as conn:
         return monthly_report(
             conn, firm=firm, firm_name=firms[firm].name, lifts=lifts, month=month,
             timezone=site.site.timezone, now=time.time() if now is None else now,
-            min_visit_s=site.rules.elevator.maintenance.min_visit_min * 60)
+            min_visit_s=site.rules.elevator.maintenance.min_visit_min * 60,
+            building_lifts=per_building)

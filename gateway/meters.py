@@ -152,7 +152,7 @@ class SavingsDesk:
 
 _LABELS = {"energy_meter": "Energy meter", "water_meter": "Water meter",
            "gas_meter": "Gas meter", "io_module": "I/O module", "elevator": "Elevator",
-           "fire_panel": "Fire panel"}
+           "fire_panel": "Fire panel", "temperature_sensor": "Temperature sensor"}
 
 
 def modbus_presence(site: Site) -> list[PresenceSpec]:

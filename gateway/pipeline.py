@@ -25,6 +25,7 @@ from gateway.errors import StoreFailed
 from gateway.events import Event, Heartbeat, Item, Reading, Settle, Severity
 from gateway.forward.messages import Route, alert_rows, state_rows
 from gateway.ingest import Decisions
+from gateway.lift_availability import AvailabilityLog
 from gateway.metrics import Metrics
 from gateway.rules import RuleRegistry, Verdict
 from gateway.store import AlertRecord, AuditRow, DeviceStateRow, Store, WriteBatch
@@ -84,6 +85,7 @@ class Pipeline:
         decisions: Decisions | None = None,
         on_reading: Callable[[Reading], None] | None = None,
         on_raised: Callable[[Alert], None] | None = None,
+        availability: AvailabilityLog | None = None,
     ) -> None:
         self._bus = bus
         self._store = store
@@ -98,6 +100,7 @@ class Pipeline:
         self._on_raised = on_raised  # before the commit: may add to the alert's data
         self._decisions = decisions if decisions is not None else Decisions()
         self._on_reading = on_reading  # the meters' figures (gateway.metering)
+        self._availability = availability  # the lifts' states, sampled at each tick
         self._last_submitted: asyncio.Future[None] | None = None
         self.failed: BaseException | None = None
         self._downsampler = Downsampler()
@@ -197,12 +200,17 @@ class Pipeline:
         if signals:
             self._apply(signals, now, wb, pending)
         wb.minutes.extend(self._downsampler.flush_due(now))
+        if self._availability is not None:
+            self._availability.sample(now)
+            wb.availability.extend(self._availability.flush_due(now))
         self._submit(wb, pending)
 
     def flush(self) -> None:
         """On shutdown: write the minutes still being aggregated."""
         wb = WriteBatch()
         wb.minutes.extend(self._downsampler.flush_all())
+        if self._availability is not None:
+            wb.availability.extend(self._availability.flush_all())
         self._submit(wb, _Pending())
 
     def _decide(
@@ -266,7 +274,8 @@ class Pipeline:
                 "device=%s state=%s previous=%s detail=%r", source, state, previous or "-", detail)
 
     def _submit(self, wb: WriteBatch, pending: _Pending) -> None:
-        if not (wb.events or wb.minutes or wb.alerts or wb.outbox or wb.device_states or wb.audit):
+        if not (wb.events or wb.minutes or wb.alerts or wb.outbox or wb.device_states or wb.audit
+                or wb.availability):
             if pending.commands:
                 # A command from a tick or a reading alone: audited by the commander.
                 self._submit_commands_after(self._last_submitted, pending.commands)

@@ -297,20 +297,23 @@ def report_from_db(db_path: Path, measure: Measure, specs: Mapping[str, MeterSpe
         raise SavingsError(f"no store at {db_path}")
     temperatures = None
     cfg = measure.degree_days
+    # A file given here (the command line's) stands alone; the site file's may back a sensor.
+    sensor = cfg.sensor if temperature_csv is None and cfg is not None else None
     if temperature_csv is None and cfg is not None and cfg.temperature_csv is not None:
         temperature_csv = site_dir / cfg.temperature_csv
     if temperature_csv is not None:
         temperatures = read_temperatures(temperature_csv)
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
-        if temperatures is None and cfg is not None and cfg.sensor is not None:
+        if cfg is not None and sensor is not None:
             periods = [baseline or measure.baseline, reporting or measure.reporting]
-            temperatures = daily_means(conn, cfg.sensor, min(p.start for p in periods),
-                                       max(p.end for p in periods), ZoneInfo(timezone))
-            for day, mean in temperatures.items():
+            measured = daily_means(conn, sensor, min(p.start for p in periods),
+                                   max(p.end for p in periods), ZoneInfo(timezone))
+            for day, mean in measured.items():
                 if not -60 <= mean <= 60:
                     raise SavingsError(f"{cfg.origin}: {mean:g} C on {day} is not a daily "
                                        "mean temperature")
+            temperatures = (temperatures or {}) | measured
         return report(measure, specs, hourly_from(conn), tariffs=tariffs, timezone=timezone,
                       baseline=baseline, reporting=reporting, temperatures=temperatures,
                       now=now)

@@ -20,6 +20,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -56,6 +57,20 @@ def typical_day_mean(day: dt.date) -> float:
     other = mid + dt.timedelta(days=30 if day >= mid else -30)
     here, there = CHANGSHA_NORMALS_C[mid.month], CHANGSHA_NORMALS_C[other.month]
     return round(here + (there - here) * abs((day - mid).days) / 30.5, 1)
+
+
+# The outdoor day: coolest before dawn, warmest mid-afternoon, this far either side of the
+# day's mean (Changsha's typical diurnal range is 7-9 K).
+DIURNAL_K = 4.0
+WARMEST_HOUR = 14.5
+
+
+def outdoor_c(local: dt.datetime) -> float:
+    """The outdoor temperature at a site time: the day's mean and its diurnal swing, which
+    averages out over the day's hours, so the day's mean of hourly means is the day's."""
+    hour = local.hour + local.minute / 60 + local.second / 3600
+    swing = DIURNAL_K * math.cos(2 * math.pi * (hour - WARMEST_HOUR) / 24)
+    return round(typical_day_mean(local.date()) + swing, 2)
 
 
 def ac_plant_factor(mean_c: float) -> float:
@@ -149,6 +164,9 @@ class CompoundMeter:
 
     def step(self, start: float, end: float, step_s: float = STEP_S) -> None:
         """Move from `start` to `end`: counters grow by the load, gauges show its end."""
+        if self.device.kind == "temperature_sensor":
+            self._weather(end)
+            return
         t = start
         while t < end:
             dt_s = min(step_s, end - t)
@@ -156,6 +174,13 @@ class CompoundMeter:
             t += dt_s
         if end <= start:
             self._show(self.level(end), 0.0)
+
+    def _weather(self, t: float) -> None:
+        temperature = outdoor_c(dt.datetime.fromtimestamp(t, self.tz))
+        swing = temperature - typical_day_mean(dt.datetime.fromtimestamp(t, self.tz).date())
+        self.sim.values["temperature_c"] = temperature
+        # Drier in the warm afternoon, damp before dawn (Changsha averages about 80 %).
+        self.sim.values["humidity_pct"] = round(min(100.0, max(0.0, 78.0 - 2.5 * swing)), 1)
 
     def _show(self, level: float, hours: float) -> None:
         v = self.sim.values
@@ -204,7 +229,8 @@ class CompoundMeters:
         self._links: dict[str, tuple[bool, list[SimulatedMeter]]] = {}
         profiles = {}
         for device in site.devices_of("modbus"):
-            if device.kind not in ("energy_meter", "water_meter", "gas_meter", "io_module"):
+            if device.kind not in ("energy_meter", "water_meter", "gas_meter", "io_module",
+                                   "temperature_sensor"):
                 continue
             if device.profile not in profiles:
                 profiles[device.profile] = load_profile(profiles_dir / f"{device.profile}.yaml")
@@ -266,7 +292,8 @@ async def write_history(site_path: Path, data_dir: Path, start: dt.date, end: dt
                         seed: int = 0) -> int:
     """The meters' consumption totals from `start` to `end` (site dates), one row an hour,
     written into the store of `data_dir` as the daemon would have written them: minute
-    rows and hourly totals of each meter's `<counter>_consumed`. For trying the savings
+    rows and hourly totals of each meter's `<counter>_consumed`, and each outdoor
+    sensor's temperature (the hour's mean, for the degree-days). For trying the savings
     report on a store with a baseline year. Refused while a gateway holds the folder."""
     from gateway.datalock import DataFolderLock
     from gateway.metering import CONSUMED, CounterRegister, consumption_counters
@@ -286,6 +313,7 @@ async def write_history(site_path: Path, data_dir: Path, start: dt.date, end: dt
             metric = consumed.removesuffix(CONSUMED)
             unit = meter.sim.profile.register(metric).unit
             totals.append((meter.device.id, metric, unit, meter.sim.values[metric]))
+    sensors = [m.device.id for m in sim.meters.values() if m.device.kind == "temperature_sensor"]
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     lock = DataFolderLock(data_dir)
     lock.acquire()
@@ -303,6 +331,11 @@ async def write_history(site_path: Path, data_dir: Path, start: dt.date, end: dt
                 value = sim.meters[device].sim.values[metric] - first
                 rows.append(MinuteAggregate(device, metric + CONSUMED, unit, minute, value,
                                             value, value, value, 1))
+            middle = dt.datetime.fromtimestamp(t - 1800.0, tz)  # the hour's mean
+            for device in sensors:
+                c = outdoor_c(middle)
+                rows.append(MinuteAggregate(device, "temperature_c", "°C", minute, c, c, c,
+                                            c, 1))
             if len(rows) >= _HISTORY_BATCH or t >= stop:
                 await store.submit(WriteBatch(minutes=rows))
                 written += len(rows)

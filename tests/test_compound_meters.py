@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import sqlite3
 import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -25,11 +26,13 @@ from gateway.errors import Unreachable
 from gateway.meters import SavingsDesk, meter_specs
 from gateway.rules.water import LEAK, WaterMeterSpec, WaterParams, WaterRules
 from gateway.savings_report import read_temperatures
+from gateway.temperature_days import daily_means
 from simulators.compound_meters import (
     CURVES,
     SITE_LEAK_M3H,
     CompoundMeters,
     LoadCurve,
+    outdoor_c,
     typical_day_mean,
     write_history,
 )
@@ -75,9 +78,10 @@ def test_the_ac_plant_follows_the_degree_days_and_meals_their_hours() -> None:
 
 def test_the_shipped_compound_with_its_measures_and_the_leak() -> None:
     sim = CompoundMeters(load_site(SITE), SITE.parent / "profiles", clock=time.time)
-    assert len(sim.meters) == 29
+    assert len(sim.meters) == 30
     kinds = sorted({m.device.kind for m in sim.meters.values()})
-    assert kinds == ["energy_meter", "gas_meter", "io_module", "water_meter"]
+    assert kinds == ["energy_meter", "gas_meter", "io_module", "temperature_sensor",
+                     "water_meter"]
     light = sim.meters["em-main-lighting"]
     before = light.curve.at(dt.datetime(2025, 6, 4, 10, tzinfo=SHANGHAI))
     assert light.level(_at(2025, 6, 4, 10)) == pytest.approx(before, rel=0.035)
@@ -111,9 +115,42 @@ async def test_the_whole_compound_is_served_per_link() -> None:
             "tcp://198.51.100.41:502"]
         assert {s.rtu for s in sim.servers.values()} == {True, False}
         assert sim.servers["rtu:///dev/ttyUSB0"].rtu
-        assert len(sim.servers["rtu:///dev/ttyUSB0"].meters) == 12
+        assert len(sim.servers["rtu:///dev/ttyUSB0"].meters) == 13
     finally:
         await sim.stop()
+
+
+async def test_the_outdoor_sensor_is_read_by_the_driver_over_the_plant_room_line() -> None:
+    """The shipped site's temperature transmitter, simulated on the plant room's RS-485
+    line (RTU framing), polled by the real driver: the day's temperature, with its
+    diurnal swing, and humidity, decoded from the profile's fixed-point words."""
+    site = load_site(SITE)
+    device = next(d for d in site.devices_of("modbus") if d.kind == "temperature_sensor")
+    t = _at(2026, 1, 15, 5)  # a January dawn: the day's mean less the swing
+    clock = SimulatedClock(t)
+    sim = await CompoundMeters(site, SITE.parent / "profiles", clock=clock.now).start()
+    host, port = sim.addresses[device.endpoint.link]
+    fast = device.model_copy(update={"poll_s": 0.1})
+    binding = MeterBinding(redirected(fast, host, port),
+                           load_profile(SITE.parent / "profiles" / f"{device.profile}.yaml"))
+    sink = Sink()
+    driver = ModbusDriver("modbus:plant-room", [binding], sink, clock=clock)
+    task = asyncio.create_task(driver.run(Link()))
+    try:
+        async with asyncio.timeout(10):
+            while {r.metric for r in sink.readings} < {"temperature_c", "humidity_pct"}:
+                await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Unreachable):
+            await task
+        await sim.stop()
+    got = {r.metric: r.value for r in sink.readings}
+    want = outdoor_c(dt.datetime.fromtimestamp(t, SHANGHAI))
+    assert want == pytest.approx(1.43, abs=0.01)  # 4.6 C mean, 3.2 K below it at 05:00
+    assert got["temperature_c"] == pytest.approx(want, abs=0.05)  # one decimal on the wire
+    assert 0 < got["humidity_pct"] <= 100
+    assert not sink.rejects
 
 
 # --- a leak through the simulator, the driver and the rule -----------------------------
@@ -223,3 +260,13 @@ async def test_the_simulated_compound_shows_the_savings_the_site_promised(
     ac = await desk.report_async("ac-pumps", None, reporting)
     assert [p["quantity"] for p in ac["parts"]] == ["energy", "water", "gas"]
     assert ac["parts"][0]["model"]["driver"] == "degree_days"
+    # Its degree-days came from the outdoor sensor's hours in the store: a day's mean of
+    # them is the typical day's, the swing averaging out.
+    sensor = site.energy.measure("ac-pumps").degree_days
+    assert sensor is not None and sensor.sensor is not None
+    with sqlite3.connect(tmp_path / "gateway.db") as conn:
+        means = daily_means(conn, sensor.sensor, dt.date(2025, 1, 1), dt.date(2026, 4, 1),
+                            SHANGHAI)
+    assert len(means) == 365 + 90
+    for day in (dt.date(2025, 1, 15), dt.date(2025, 7, 20), dt.date(2026, 3, 31)):
+        assert means[day] == pytest.approx(typical_day_mean(day), abs=0.01)

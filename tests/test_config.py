@@ -172,8 +172,8 @@ def test_site_yaml_is_the_furong_compound() -> None:
     assert {"A2S", "BS"} <= set(classes)
 
     placeholders = [d for d in site.devices if not d.enabled]
-    # detectors, lifts, the fire panel, gates, meters and a relay module
-    assert len(site.devices) - len(placeholders) == 48 + 12 + 1 + 4 + 29
+    # detectors, lifts, the fire panel, gates, meters, a relay module, the outdoor sensor
+    assert len(site.devices) - len(placeholders) == 48 + 12 + 1 + 4 + 29 + 1
     cameras = site.devices_of("rtsp", include_disabled=True)
     assert len(cameras) == 100
     assert len({c.address for c in cameras}) == 100
@@ -225,7 +225,7 @@ def test_main_check_config_prints_a_summary_and_exits_0(
     assert main_check_config(str(SITE)) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1
-    summary = ": ok: site furong, 2 buildings, 13 zones, 194 devices (94 enabled)"
+    summary = ": ok: site furong, 2 buildings, 13 zones, 195 devices (95 enabled)"
     assert summary in out[0]
 
 

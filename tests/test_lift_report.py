@@ -52,11 +52,15 @@ def _store(path: Path) -> sqlite3.Connection:
     alert("elevator.entrapment", "lift-1", at(5, 8), at(5, 8) + 1200)
     alert("elevator.fire_return_failed", "lift-2", at(7), at(7) + 300, drill=True)
     alert("elevator.power_loss", "lift-2", at(25), None)
-    # Availability: lift-1 in service 3 minutes of 4.
+    # Availability: lift-1 available 3 minutes, out of service 1, silent half a minute;
+    # nothing else is known of the month.
     minute = int(at(4) // 60)
-    for n, value in enumerate((1.0, 1.0, 0.0, 1.0)):
-        conn.execute("INSERT INTO readings VALUES ('lift-1', 'in_service', ?, ?, ?, ?, ?, 10,"
-                     " '')", [minute + n, value, value, value, value])
+    for n, (up, down, unknown) in enumerate(((60, 0, 0), (60, 0, 0), (0, 60, 0),
+                                              (30, 0, 30), (30, 0, 0))):
+        conn.execute("INSERT INTO availability_minutes VALUES ('lift', 'lift-1', ?, ?, ?, ?)",
+                     [minute + n, up, down, unknown])
+    conn.execute("INSERT INTO availability_minutes VALUES ('building', 'main', ?, 180, 60, 30)",
+                 [minute])
     conn.commit()
     return conn
 
@@ -67,7 +71,7 @@ def test_the_month_of_two_lifts(tmp_path: Path) -> None:
                             lifts=[LiftOfFirm("lift-1", "main", "z"),
                                    LiftOfFirm("lift-2", "main", "z")],
                             month="2026-11", timezone=TZ, now=at(2, month=12),
-                            min_visit_s=600)
+                            min_visit_s=600, building_lifts={"main": 2})
     one, two = report["lifts"]
     assert [(v["duration_min"], v["counts"]) for v in one["visits"]] == [
         (45.0, True), (2.0, False), (30.0, True)]
@@ -76,14 +80,22 @@ def test_the_month_of_two_lifts(tmp_path: Path) -> None:
     assert (one["faults"][0]["time_to_restore_s"], one["faults"][0]["response_s"]) == (
         2 * H, 1 * H)
     assert one["entrapments"][0]["time_to_restore_s"] == 1200
-    assert one["availability"] == 0.75
+    month_min = 30 * 24 * 60
+    assert one["availability"] == {
+        "available_min": 3.0, "unavailable_min": 1.0, "unknown_min": month_min - 4.0,
+        "ratio": round(3 / month_min, 4), "ratio_known": 0.75}
     # 31 October 23:00 in Changsha is not November's visit.
     assert two["visits"] == []
     assert [m["rule"] for m in two["missed"]] == [
         "half-monthly (TSG T5002) 1st-15th", "half-monthly (TSG T5002) 16th-end",
         "monthly (site rule)"]
     assert [a["time_to_restore_s"] for a in two["faults"]] == [300, None]
-    assert two["availability"] is None
+    assert two["availability"]["ratio_known"] is None
+    assert two["availability"]["unknown_min"] == month_min
+    # The building's figures are lift-minutes: its two lifts for the whole month.
+    (main,) = report["buildings"]
+    assert (main["building"], main["lifts"], main["available_min"], main["unknown_min"]) == (
+        "main", 2, 3.0, 2 * month_min - 4.0)
     totals = report["totals"]
     assert (totals["visits"], totals["missed"], totals["faults"], totals["entrapments"]) == (
         2, 3, 3, 1)

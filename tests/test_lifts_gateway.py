@@ -23,6 +23,7 @@ import pytest
 from gateway.app import Gateway, Overrides
 from gateway.cli import main as cli_main
 from gateway.config import load_site
+from gateway.lifts import report
 from simulators.fire_panel import SimulatedPanel
 from simulators.lifts import LiftFleet, SimulatedLift, lift
 from simulators.modbus_meters import MeterServer
@@ -184,14 +185,33 @@ async def test_entrapment_is_raised_after_t_and_cleared_at_a_landing(tmp_path: P
         _, page = await _metrics(gw)
         assert 'gateway_elevator_available{building="main",lift="lift-2"} 0.0' in page
         assert 'gateway_building_elevators_available_ratio{building="health"} 1.0' in page
+        # Lift 3's box falls silent: from its silence on, its time is unknown, not available.
+        fleet.lifts["lift-3"].meter.faults.dead = True
+        await _until(lambda: "device.stale:lift-3" in _firing(gw), "silent box")
+        await asyncio.sleep(1.5)
         db = gw.db_path
+        site = gw.site
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT state, severity, cleared_at - raised_at FROM alerts"
                             " WHERE key = 'elevator.entrapment:lift-1'").fetchall()
         kinds = {r[0] for r in conn.execute(
             "SELECT kind FROM events WHERE source = 'lift-1'")}
+        seconds = {(scope, ident): (up, down, unknown) for scope, ident, up, down, unknown in
+                   conn.execute("SELECT scope, id, sum(available_s), sum(unavailable_s),"
+                                " sum(unknown_s) FROM availability_minutes GROUP BY scope, id")}
     assert len(rows) == 1 and rows[0][0] == "resolved" and rows[0][1] == 3
     assert "elevator.status" in kinds
+    assert seconds["lift", "lift-2"][1] >= 5.0  # stopped outside a landing
+    assert seconds["lift", "lift-3"][0] > 0 and seconds["lift", "lift-3"][2] >= 1.0
+    assert seconds["building", "health"] == seconds["lift", "lift-3"]
+    up, down, _unknown = seconds["building", "main"]
+    assert up > 0 and down > 0
+    month = datetime.fromtimestamp(time.time(), SHANGHAI).strftime("%Y-%m")
+    (three,) = report(site, db, "jianghong", month)["lifts"]
+    counted = three["availability"]
+    # The silent time and the rest of the month are unknown; what is known was available.
+    assert counted["ratio_known"] == 1.0 and counted["unknown_min"] > 0
+    assert counted["ratio"] is not None and counted["ratio"] < 1.0
 
 
 async def _metrics(gw: Gateway) -> tuple[int, str]:

@@ -22,8 +22,8 @@ GOLDEN: list[dict[str, Any]] = yaml.safe_load(
 
 def test_every_profile_loads_and_is_sound() -> None:
     profiles = load_profiles(PROFILES)
-    assert {"eastron-sdm630", "chint-dtsu666", "acrel-adw300", "water-meter",
-            "gas-meter", "relay-io"} <= set(profiles)  # status: tests/test_modbus_status.py
+    assert {"eastron-sdm630", "chint-dtsu666", "acrel-adw300", "water-meter", "gas-meter",
+            "relay-io", "temperature-humidity"} <= set(profiles)  # status: test_modbus_status
     for profile in profiles.values():
         for reg in profile.registers:
             assert reg.width == WIDTH[reg.type]

@@ -482,7 +482,7 @@ def test_an_upgraded_store_fills_the_hourly_totals_from_its_minutes(tmp_path: Pa
             " VALUES ('em-light', ?, ?, 0, 0, 0, ?, 1, 'kWh')",
             [("energy_import_kwh_consumed", 600, 1.0), ("energy_import_kwh_consumed", 659, 2.0),
              ("energy_import_kwh_consumed", 660, 3.0), ("energy_import_kwh", 600, 9.0)])
-    assert migrate(db, 0.0) == [4]
+    assert migrate(db, 0.0, upto=4) == [4]
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT hour, minute, last FROM consumption_hours ORDER BY hour"
                             ).fetchall() == [(10, 659, 2.0), (11, 660, 3.0)]

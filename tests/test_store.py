@@ -18,6 +18,7 @@ import pytest
 from gateway.clock import ManualClock
 from gateway.errors import StoreFailed
 from gateway.events import Event, Lane, Severity
+from gateway.lift_availability import AvailabilityMinute
 from gateway.store import (
     SCHEMA_VERSION,
     AlertRecord,
@@ -424,11 +425,16 @@ async def test_retention_by_age(tmp_path: Path) -> None:
                     alert("old-firing", "firing", now - 900 * DAY),
                 ],
                 outbox=[NewOutboxRow("mqtt-city", int(Lane.ALARM), "t", b"x")],
+                availability=[
+                    AvailabilityMinute("lift", "lift-1", int((now - 401 * DAY) // 60), 60, 0, 0),
+                    AvailabilityMinute("lift", "lift-1", int((now - 399 * DAY) // 60), 0, 60, 0),
+                ],
             )
         )
         deleted = await s.run_retention(now)
         assert deleted == {
             "events": 1, "readings": 1, "alerts": 1, "outbox_dead": 0, "consumption_hours": 0,
+            "availability_minutes": 1,
             "readings_for_size": 0, "events_for_size": 0, "outbox_states_for_bound": 0,
         }  # fmt: skip
         assert [e["seq"] for e in s.events_for()] == [2]
@@ -436,6 +442,8 @@ async def test_retention_by_age(tmp_path: Path) -> None:
         assert s.outbox_stats()["mqtt-city"][0] == 1
         with opened(s.path) as conn:
             assert conn.execute("SELECT avg FROM readings").fetchall() == [(2.0,)]
+            assert conn.execute("SELECT unavailable_s FROM availability_minutes").fetchall() == [
+                (60.0,)]
         assert await s.run_retention(now) == dict.fromkeys(deleted, 0)
     finally:
         await s.close()

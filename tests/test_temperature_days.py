@@ -138,13 +138,28 @@ def test_an_absurd_day_mean_is_refused(tmp_path: Path) -> None:
                        timezone=TZ, site_dir=tmp_path, now=NOW)
 
 
-@pytest.mark.parametrize("spec", [
-    {},
-    {"temperature_csv": "t.csv", "sensor": {"source": "ts-outdoor"}},
-])
-def test_degree_days_take_a_file_or_a_sensor(spec: dict[str, object]) -> None:
-    with pytest.raises(ValidationError, match="either temperature_csv or sensor"):
-        DegreeDays.model_validate(spec)
+def test_degree_days_take_a_file_a_sensor_or_both() -> None:
+    with pytest.raises(ValidationError, match="take temperature_csv, sensor, or both"):
+        DegreeDays.model_validate({})
+    both = DegreeDays.model_validate({"temperature_csv": "t.csv",
+                                      "sensor": {"source": "ts-outdoor"}})
+    assert both.origin == "ts-outdoor/temperature_c in the store or t.csv"
+
+
+def test_the_file_fills_the_days_the_sensor_has_none(tmp_path: Path) -> None:
+    db = _store(tmp_path)
+    silent = dt.date(2025, 3, 10)
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM readings WHERE minute >= ? AND minute < ?",
+                     [_minute(silent, 10, 0), _minute(silent + dt.timedelta(days=1), 0, 0)])
+    csv = tmp_path / "temperatures.csv"
+    csv.write_text("date,mean_c\n" + "".join(f"{d},{_mean(d)}\n" for d in _days()))
+    kw = {"tariffs": Tariffs(), "timezone": TZ, "site_dir": tmp_path, "now": NOW}
+    both = report_from_db(db, _measure(DegreeDays(sensor=SENSOR, temperature_csv=csv.name)),
+                          SPECS, **kw)  # type: ignore[arg-type]
+    from_file = report_from_db(db, _measure(DegreeDays(temperature_csv=csv.name)), SPECS,
+                               **kw)  # type: ignore[arg-type]
+    assert both == from_file
 
 
 def test_a_sensor_that_is_not_in_the_site_file_is_a_config_issue(tmp_path: Path) -> None:

@@ -145,7 +145,7 @@ class ModbusDevice(Model):
     driver: Literal["modbus"]
     id: Name
     kind: Literal["energy_meter", "water_meter", "gas_meter", "elevator", "fire_panel",
-                  "io_module"]
+                  "io_module", "temperature_sensor"]
     zone: str
     address: str
     profile: str = Field(min_length=1)

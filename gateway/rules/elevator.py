@@ -220,6 +220,14 @@ class ElevatorRules:
             })
         return out
 
+    def states(self) -> list[tuple[str, str, str]]:
+        """(lift, building, "available" | "unavailable" | "unknown") for every lift: a box
+        not heard yet, or silent now, says nothing of its lift."""
+        return [(lift.spec.id, lift.spec.building,
+                 "unknown" if lift.status is None or lift.silent
+                 else "available" if self._available(lift) else "unavailable")
+                for lift in self._lifts.values()]
+
     # ---- the rules ----------------------------------------------------------------------
     def _available(self, lift: _Lift) -> bool:
         s = lift.status

@@ -247,11 +247,32 @@ def _v4_consumption_hours(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v5_availability_minutes(db: sqlite_utils.Database) -> None:
+    # Seconds per minute that each lift, and each building's lifts together, were
+    # available, unavailable or unknown (the box silent). The `in_service` readings exist
+    # only for the minutes a box answered, so a silent box left no trace there; here the
+    # silent time is written as such, and a minute with no row at all (the gateway down)
+    # is unknown too.
+    db.execute(
+        """CREATE TABLE availability_minutes (
+            scope TEXT NOT NULL CHECK (scope IN ('lift', 'building')),
+            id TEXT NOT NULL,
+            minute INTEGER NOT NULL,
+            available_s REAL NOT NULL,
+            unavailable_s REAL NOT NULL,
+            unknown_s REAL NOT NULL,
+            PRIMARY KEY (scope, id, minute)
+        ) STRICT"""
+    )
+    db.table("availability_minutes").create_index(["minute"])
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_tables,
     _v2_retention_indexes,
     _v3_dead_letters_and_outbox_indexes,
     _v4_consumption_hours,
+    _v5_availability_minutes,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from gateway import trace
 from gateway.errors import StoreFailed
 from gateway.events import Event
+from gateway.lift_availability import AvailabilityMinute
 from gateway.store.downsample import MinuteAggregate
 from gateway.store.schema import AlertRecord, AuditRow, DeadLetter, DeviceStateRow, NewOutboxRow
 
@@ -66,6 +67,7 @@ class WriteBatch:
     outbox_acked: list[int] = field(default_factory=list)  # PUBACK / 2xx received: delete
     outbox_attempted: list[int] = field(default_factory=list)  # attempts += 1
     outbox_dead: list[DeadLetter] = field(default_factory=list)  # refused for good: move
+    availability: list[AvailabilityMinute] = field(default_factory=list)  # lifts, buildings
 
 
 _INSERT_EVENT = (
@@ -94,6 +96,15 @@ _UPSERT_HOUR = (
     " WHERE excluded.minute >= consumption_hours.minute"
 )
 CONSUMED_SUFFIX = "_consumed"
+# A minute flushed twice (a shutdown, then the same minute after a quick restart) adds up.
+_UPSERT_AVAILABILITY = (
+    "INSERT INTO availability_minutes"
+    " (scope, id, minute, available_s, unavailable_s, unknown_s) VALUES (?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (scope, id, minute) DO UPDATE SET"
+    " available_s = availability_minutes.available_s + excluded.available_s,"
+    " unavailable_s = availability_minutes.unavailable_s + excluded.unavailable_s,"
+    " unknown_s = availability_minutes.unknown_s + excluded.unknown_s"
+)
 _UPSERT_ALERT = (
     "INSERT INTO alerts"
     " (id, key, rule, source, zone, severity, state, raised_at, cleared_at, summary, data, drill)"
@@ -348,6 +359,10 @@ class Writer:
             (o.target, int(o.lane), o.topic, bytes(o.payload), int(o.retain), b.now)
             for b in batches for o in b.batch.outbox
         ]  # fmt: skip
+        availability = [
+            (a.scope, a.id, a.minute, a.available_s, a.unavailable_s, a.unknown_s)
+            for b in batches for a in b.batch.availability
+        ]  # fmt: skip
         attempted = [(i,) for b in batches for i in b.batch.outbox_attempted]
         dead = [(b.now, d.status, d.reason, d.id) for b in batches for d in b.batch.outbox_dead]
         acked = [(i,) for b in batches for i in b.batch.outbox_acked]
@@ -358,6 +373,7 @@ class Writer:
             (_INSERT_EVENT, events),
             (_UPSERT_MINUTE, minutes),
             (_UPSERT_HOUR, hours),
+            (_UPSERT_AVAILABILITY, availability),
             (_UPSERT_ALERT, alerts),
             (_UPSERT_DEVICE_STATE, device_states),
             (_INSERT_AUDIT, audit),
@@ -423,6 +439,9 @@ class Writer:
             ),
             # Dead letters are a record of what a target refused: kept as long as events.
             "outbox_dead": self._delete("outbox_dead", "dead_at < ?", [now - r.events_days * DAY]),
+            "availability_minutes": self._delete(
+                "availability_minutes", "minute < ?", [int((now - r.readings_days * DAY) // 60)]
+            ),
             "consumption_hours": self._delete(
                 "consumption_hours", "hour < ?", [int((now - r.consumption_days * DAY) // 3600)]
             ),
