@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 import urllib.request
@@ -27,6 +28,7 @@ async def test_demo_comes_up_reports_and_stops(tmp_path: Path) -> None:
         sys.executable, "-m", "gateway.cli", "demo", "--data-dir", str(tmp_path / "demo"),
         "--http-port", str(port),
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=(tmp_path / "demo.log").open("w"),
+        start_new_session=True,  # its own group: a failed run ends the simulators too
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -51,7 +53,8 @@ async def test_demo_comes_up_reports_and_stops(tmp_path: Path) -> None:
             out, _ = await proc.communicate()
     finally:
         if proc.returncode is None:
-            proc.kill()
+            # The demo and every simulator it started (they would hold its stdout open).
+            os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
     assert proc.returncode == 0
     assert "Security desk" in page

@@ -165,8 +165,10 @@ class _Camera(ONVIFCamera):  # type: ignore[misc]
         parts = urlsplit(url)
         # adjust_time: the WS-Security timestamps follow the camera's clock, so a camera
         # whose clock drifted still takes our login (and is told of its drift).
-        super().__init__(parts.hostname or "", parts.port or 80, username, password,
-                         no_cache=True, adjust_time=True)
+        # No login configured: an empty UsernameToken, which a camera without accounts
+        # ignores (the library cannot leave the header out).
+        super().__init__(parts.hostname or "", parts.port or 80, username or "",
+                         password or "", no_cache=True, adjust_time=True)
         self.device_url = url
 
     def get_definition(self, name: str, port_type: str | None = None
