@@ -158,6 +158,7 @@ class OnvifDevice:
         self.events = EventSource(self.source_config, self.clock)
         self.requests: dict[str, int] = {}  # operation -> count
         self.refused_logins = 0
+        self.bad_requests = 0  # not XML, or no SOAP Body: answered with a fault, counted
         self._runner: web.AppRunner | None = None
         crc = zlib.crc32(camera.id.encode())
         self.manufacturer, self.model = _MODELS[crc % len(_MODELS)]
@@ -217,13 +218,12 @@ class OnvifDevice:
         self.events.show_picture(self.camera.faults.picture)
 
     def status(self) -> dict[str, object]:
-        return {"onvif": self.camera.faults.onvif if self.running or
-                self.camera.faults.onvif == "down" else "rebooting",
+        return {"onvif": self.camera.faults.onvif, "onvif_listening": self.running,
                 "subscriptions": self.subscriptions,
                 "subscriptions_created": self.events.created,
                 "unsubscribed": self.events.unsubscribed, "expired": self.events.expired,
                 "clock_offset_s": self.clock.offset_s, "motion": self.events.states["motion"],
-                "refused_logins": self.refused_logins}
+                "refused_logins": self.refused_logins, "bad_requests": self.bad_requests}
 
     # HTTP.
     async def _soap(self, request: web.Request) -> web.Response:
@@ -232,6 +232,7 @@ class OnvifDevice:
             root = etree.fromstring(body, parser=_PARSER)
             ops = root.find(f"{{{ENV}}}Body")
             if ops is None or len(ops) == 0:
+                self._bad_request("a request without a SOAP Body")
                 raise SoapFault(400, "Sender", "ter:WellFormed", "no SOAP Body")
             call = ops[0]
             name = etree.QName(call)
@@ -252,11 +253,17 @@ class OnvifDevice:
                 text = text[: text.index("<env:Body>") + 10 + len(reply) // 2]
             return web.Response(text=text, content_type=_SOAP, charset="utf-8")
         except etree.XMLSyntaxError:
+            self._bad_request("a request that is not XML")
             fault = SoapFault(400, "Sender", "ter:WellFormed", "request is not XML")
         except SoapFault as err:
             fault = err
         return web.Response(text=fault.xml(), status=fault.status, content_type=_SOAP,
                             charset="utf-8")
+
+    def _bad_request(self, what: str) -> None:
+        if self.bad_requests == 0:
+            log.warning("camera=%s onvif: %s; counted from now on", self.camera.id, what)
+        self.bad_requests += 1
 
     def _authorised(self, root: etree._Element) -> bool:
         cam = self.camera

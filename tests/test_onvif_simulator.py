@@ -304,6 +304,20 @@ async def test_onvif_faults_by_control_line(
     assert (await farm.control("cam-001 onvif melted")).startswith("error: no onvif mode")
 
 
+async def test_a_request_that_is_not_soap_gets_a_fault_and_is_counted(
+        farm: CameraFarm) -> None:
+    url = farm["cam-001"].onvif.device_url
+    async with aiohttp.ClientSession() as session:
+        for body in (b"not xml at all", b"<e:Envelope xmlns:e='urn:x'/>"):
+            async with session.post(url, data=body) as reply:
+                assert reply.status == 400
+                text = await reply.text()
+        assert "ter:WellFormed" in text and "<env:Fault>" in text
+    assert farm["cam-001"].onvif.bad_requests == 2
+    status = json.loads(await farm.control("cam-001 status"))["cam-001"]
+    assert status["bad_requests"] == 2 and status["onvif_listening"] is True
+
+
 async def test_a_truncated_reply_reads_as_incomplete(farm: CameraFarm) -> None:
     """zeep recovers what it can of a reply cut off half way, without an error: the
     fields after the cut are simply missing (a client has to check what it needs)."""
