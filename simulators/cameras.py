@@ -26,6 +26,8 @@ the ONVIF base URL, whose device service is `<onvif>/onvif/device_service`), the
     cam-007 picture black       scene, black, frozen, blurred, covered, night
     cam-007 motion on|off       the ONVIF MotionAlarm event
     cam-007 clock_drift 300     the camera's clock, seconds ahead (negative: behind)
+    cam-007 token_window 5      ONVIF tokens over 5 s from the camera's clock are refused
+                                (`off`: any is taken, the default)
     cam-007 reboot 3            both ports gone for 3 s, ONVIF subscriptions lost
     cam-007 onvif malformed     ONVIF replies: ok, malformed (not XML), truncated, fault
                                 (SOAP Fault), down (the port refuses)
@@ -484,7 +486,8 @@ class CameraFarm:
             number = float(value)
         except ValueError:
             number = None
-        if fault in ("clock_drift", "reboot") and number is None:
+        if (fault in ("clock_drift", "reboot") and number is None) or (
+                fault == "token_window" and number is None and value != "off"):
             return f"error: {fault} needs seconds, not {value}"
         if fault == "onvif" and value not in _onvif.ONVIF_MODES:
             return f"error: no onvif mode {value} ({', '.join(_onvif.ONVIF_MODES)})"
@@ -506,6 +509,8 @@ class CameraFarm:
                 await cam.onvif.set_mode(value)
             elif fault == "clock_drift" and number is not None:
                 cam.onvif.clock.offset_s = number
+            elif fault == "token_window":
+                cam.onvif.token_window_s = None if value == "off" else number
             elif fault == "motion":
                 cam.onvif.events.set_state("motion", on)
             elif fault == "reboot" and number is not None:

@@ -31,6 +31,8 @@ Control lines (the simulator's stdin, `<camera id|*> <fault> <value>`):
     cam-001 onvif down          the ONVIF port refuses connections
     cam-001 onvif ok            back to normal
     cam-001 clock_drift 300     the camera's clock is 300 s ahead (negative: behind)
+    cam-001 token_window 5      refuse a token whose Created is over 5 s from the
+                                camera's clock (`off`: take any, the default)
     cam-001 motion on|off       the MotionAlarm property
     cam-001 picture black       also raises ImageTooDark (blurred: ImageTooBlurry,
                                 covered: GlobalSceneChange and tamper)
@@ -159,6 +161,9 @@ class OnvifDevice:
         self.requests: dict[str, int] = {}  # operation -> count
         self.refused_logins = 0
         self.bad_requests = 0  # not XML, or no SOAP Body: answered with a fault, counted
+        # Some cameras refuse a token whose Created is this far from their own clock
+        # (why clients measure the drift first); None: any Created is taken.
+        self.token_window_s: float | None = None
         self._runner: web.AppRunner | None = None
         crc = zlib.crc32(camera.id.encode())
         self.manufacturer, self.model = _MODELS[crc % len(_MODELS)]
@@ -222,7 +227,8 @@ class OnvifDevice:
                 "subscriptions": self.subscriptions,
                 "subscriptions_created": self.events.created,
                 "unsubscribed": self.events.unsubscribed, "expired": self.events.expired,
-                "clock_offset_s": self.clock.offset_s, "motion": self.events.states["motion"],
+                "clock_offset_s": self.clock.offset_s, "token_window_s": self.token_window_s,
+                "motion": self.events.states["motion"],
                 "refused_logins": self.refused_logins, "bad_requests": self.bad_requests}
 
     # HTTP.
@@ -286,10 +292,22 @@ class OnvifDevice:
             except ValueError:
                 return False
             created = token.findtext(f"{{{WSU}}}Created") or ""
+            if self.token_window_s is not None and not self._fresh(created):
+                return False
             want = base64.b64encode(hashlib.sha1(
                 nonce + created.encode() + want.encode(), usedforsecurity=False).digest()
             ).decode()
         return secrets.compare_digest(given, want)
+
+    def _fresh(self, created: str) -> bool:
+        try:
+            when = dt.datetime.fromisoformat(created.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return False
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        skew = abs((when - self.clock.now()).total_seconds())
+        return self.token_window_s is None or skew <= self.token_window_s
 
     async def _snapshot(self, request: web.Request) -> web.Response:
         cam = self.camera

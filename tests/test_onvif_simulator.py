@@ -98,6 +98,19 @@ async def test_device_information_and_a_drifting_clock(farm: CameraFarm) -> None
         # Every address the camera gave is on its own host and port.
         base = farm["cam-001"].onvif.base_url
         assert first.xaddrs and all(x.startswith(base + "/") for x in first.xaddrs.values())
+        # A camera that checks the token's time refuses a client that did not measure
+        # the drift, and takes one that did.
+        assert await farm.control("cam-002 token_window 10") == "ok"
+        naive = ONVIFCamera("127.0.0.1", farm["cam-002"].onvif.port, USER, PASSWORD,
+                            no_cache=True)
+        try:
+            with pytest.raises(zeep.exceptions.Fault) as fault:
+                await naive.update_xaddrs()
+            assert _subcodes(fault.value) == ["NotAuthorized"]
+        finally:
+            await naive.close()
+        device = await second.create_devicemgmt_service()
+        assert (await device.GetDeviceInformation()).SerialNumber == infos[1].SerialNumber
     finally:
         await first.close()
         await second.close()
