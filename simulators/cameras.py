@@ -166,6 +166,7 @@ class Camera:
         if self._reboot is not None:
             self._reboot.cancel()
             self._reboot = None
+            self.rebooting = False
         self._close()
         await self.onvif.stop()
 
@@ -195,16 +196,17 @@ class Camera:
         self._reboot = asyncio.get_running_loop().create_task(self._come_back(seconds))
 
     async def _come_back(self, seconds: float) -> None:
-        try:
-            await self.onvif.stop()
-            await asyncio.sleep(seconds)
-        finally:
-            self.rebooting = False
+        await self.onvif.stop()
+        await asyncio.sleep(seconds)
+        self.rebooting = False
         self.nonce = secrets.token_hex(12)
-        if not self.faults.refuse and self._server is None:
-            await self._listen()
-        if self.faults.onvif != "down":
-            await self.onvif.start()
+        try:
+            if not self.faults.refuse and self._server is None:
+                await self._listen()
+            if self.faults.onvif != "down":
+                await self.onvif.start()
+        except OSError as err:  # its port was taken while it was down
+            log.warning("camera=%s did not come back from its reboot: %s", self.id, err)
         self._reboot = None
 
     def disconnect(self) -> None:

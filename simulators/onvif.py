@@ -137,7 +137,8 @@ def snapshot_jpeg(stream: Stream) -> bytes:
         pictures += ctx.decode(av.Packet(data))
         if pictures:
             break
-    pictures += [] if pictures else ctx.decode(None)
+    if not pictures:
+        pictures = ctx.decode(None)
     if not pictures:
         raise RuntimeError(f"no picture decoded from {spec.key}")
     bgr = pictures[0].to_ndarray(format="bgr24")
@@ -168,9 +169,9 @@ class OnvifDevice:
         crc = zlib.crc32(camera.id.encode())
         self.manufacturer, self.model = _MODELS[crc % len(_MODELS)]
         self.firmware = f"V5.{crc % 7}.{crc % 13} build {200000 + crc % 99999}"
-        self.serial = hashlib.sha1(camera.id.encode(), usedforsecurity=False).hexdigest()[
-            :12].upper()
-        self.hardware_id = f"HW{crc % 0xFFFF:04X}"
+        digest = hashlib.sha1(camera.id.encode(), usedforsecurity=False).hexdigest().upper()
+        self.serial = digest[:12]
+        self.hardware_id = f"HW-{digest[12:20]}"
 
     # Where it is.
     @property
