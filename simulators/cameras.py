@@ -28,7 +28,7 @@ the ONVIF base URL, whose device service is `<onvif>/onvif/device_service`), the
     cam-007 clock_drift 300     the camera's clock, seconds ahead (negative: behind)
     cam-007 token_window 5      ONVIF tokens over 5 s from the camera's clock are refused
                                 (`off`: any is taken, the default)
-    cam-007 reboot 3            both ports gone for 3 s, ONVIF subscriptions lost
+    cam-007 reboot 3            both ports gone for 3 s (`now`: 5 s), subscriptions lost
     cam-007 onvif malformed     ONVIF replies: ok, malformed (not XML), truncated, fault
                                 (SOAP Fault), down (the port refuses)
     cam-007 status              {"control", "answer": "ok", "status": {camera id: {
@@ -487,7 +487,7 @@ class CameraFarm:
         try:
             number = float(value)
         except ValueError:
-            number = None
+            number = 5.0 if fault == "reboot" and value in ("on", "now") else None
         if (fault in ("clock_drift", "reboot") and number is None) or (
                 fault == "token_window" and number is None and value != "off"):
             return f"error: {fault} needs seconds, not {value}"

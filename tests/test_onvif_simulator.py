@@ -241,6 +241,7 @@ async def test_a_reboot_loses_subscriptions_and_comes_back(farm: CameraFarm) -> 
         manager = await client.create_pullpoint_manager(dt.timedelta(seconds=60), lambda: None)
         pullpoint = manager.get_service()
         await _pull(pullpoint)
+        assert (await farm.control("cam-001 reboot soon")).startswith("error")
         assert await farm.control("cam-001 reboot 0.5") == "ok"
         assert cam.onvif.subscriptions == 0
         await asyncio.sleep(0.05)
@@ -369,9 +370,7 @@ def _probe_exchange(port: int, scopes: list[Scope] | None = None) -> list[Any]:
 
 async def test_ws_discovery_answers_a_probe_for_every_camera(farm: CameraFarm) -> None:
     farm["cam-002"].location = "main-gatehouse"
-    responder = DiscoveryResponder(farm.endpoints)
-    await responder.start()
-    try:
+    async with DiscoveryResponder(farm.endpoints) as responder:
         matches = await asyncio.to_thread(_probe_exchange, responder.port)
         xaddrs = sorted(x for m in matches for x in m.getXAddrs())
         assert xaddrs == sorted(c.onvif.device_url for c in farm.cameras.values())
@@ -391,8 +390,6 @@ async def test_ws_discovery_answers_a_probe_for_every_camera(farm: CameraFarm) -
                 break
             await asyncio.sleep(0.01)
         assert responder.rejected == 1
-    finally:
-        responder.stop()
 
 
 def test_the_simulator_process_prints_onvif_and_discovery() -> None:
