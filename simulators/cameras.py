@@ -484,6 +484,7 @@ class CameraFarm:
         if not cams:
             return f"error: no camera {target}"
         on = value.lower() in ("on", "1", "true")
+        number: float | None
         try:
             number = float(value)
         except ValueError:

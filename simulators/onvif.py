@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
 from aiohttp import web
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 from drivers.rtsp.auth import expected_digest, parse_challenge
 from simulators.onvif_events import (

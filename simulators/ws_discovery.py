@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import cast
 from xml.sax.saxutils import escape
 
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 log = logging.getLogger("simulators.ws_discovery")
 
