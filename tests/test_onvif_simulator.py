@@ -27,8 +27,10 @@ from wsdiscovery import QName, Scope
 from wsdiscovery.actions import constructProbe
 from wsdiscovery.message import createSOAPMessage, parseSOAPMessage
 
+from gateway.config import load_site
 from simulators.camera_clips import ClipSpec
 from simulators.cameras import CameraFarm
+from simulators.compound_cameras import CompoundCameras
 from simulators.ws_discovery import DN, DiscoveryResponder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -390,6 +392,21 @@ async def test_ws_discovery_answers_a_probe_for_every_camera(farm: CameraFarm) -
                 break
             await asyncio.sleep(0.01)
         assert responder.rejected == 1
+
+
+async def test_the_demo_cameras_have_onvif_and_are_discovered() -> None:
+    site = load_site(ROOT / "config" / "site.yaml")
+    cams = await CompoundCameras.start(site, count=2)
+    try:
+        assert cams.discovery is not None
+        entries = [d for d in cams.site.devices_of("rtsp") if d.enabled]
+        assert [e.onvif for e in entries] == [
+            cams.farm[e.id].onvif.device_url for e in entries]
+        matches = await asyncio.to_thread(_probe_exchange, cams.discovery.port)
+        scopes = {str(s) for m in matches for s in m.getScopes()}
+        assert {f"onvif://www.onvif.org/location/{e.zone}" for e in entries} <= scopes
+    finally:
+        await cams.stop()
 
 
 def test_the_simulator_process_prints_onvif_and_discovery() -> None:
