@@ -284,11 +284,28 @@ class OnvifSession:
         return Subscription(self._camera.xaddrs.get(_PULLPOINT_NS, ""),
                             _time(r, "CurrentTime"), _time(r, "TerminationTime"))
 
+    @property
+    def subscription(self) -> str | None:
+        """The address of the subscription this session holds, if any."""
+        return self._camera.xaddrs.get(_PULLPOINT_NS) if self.subscribed else None
+
     async def unsubscribe(self, timeout_s: float) -> None:
         if not self.subscribed:
             return
         self.subscribed = False
         await self._call("Unsubscribe", lambda: self._subscription.Unsubscribe(), timeout_s)
+
+    async def unsubscribe_stale(self, address: str, timeout_s: float) -> None:
+        """Give back a subscription an earlier session could not (the camera was gone
+        when it ended); before this session subscribes."""
+        cam = self._camera
+        cam.xaddrs[_PULLPOINT_NS] = address
+
+        async def unsubscribe() -> Any:
+            service = await cam.create_subscription_service("PullPointSubscription")
+            return await service.Unsubscribe()
+
+        await self._call("Unsubscribe", unsubscribe, timeout_s)
 
     async def close(self) -> None:
         try:

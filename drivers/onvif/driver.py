@@ -33,6 +33,7 @@ from drivers.onvif.topics import Notification, bare, meaning_of, source_key, sta
 from drivers.rtsp.config import CameraDevice
 from gateway.clock import Clock, SystemClock
 from gateway.contract import Link, Sink
+from gateway.errors import Unreachable
 from gateway.events import Event, Reading, Severity
 
 log = logging.getLogger("drivers.onvif")
@@ -80,6 +81,8 @@ class OnvifMonitor:
         self.subscriptions = 0  # created, over the monitor's life
         self.renewals = 0
         self.resubscribed = 0  # re-created after the camera forgot one
+        self.stale_given_back = 0  # left behind by a lost session, given back later
+        self._stale: str | None = None
         self._address_checked = False
 
     def snapshot_uri(self) -> str | None:
@@ -106,14 +109,24 @@ class OnvifMonitor:
             self._rejected(exc.reason, str(exc))
             raise
         finally:
-            with contextlib.suppress(Exception):  # the camera may be gone: best effort
+            held = session.subscription
+            try:
                 await session.unsubscribe(t.unsubscribe_s)
+            except Exception:  # the camera is gone: given back by the next session
+                self._stale = held
             await session.close()
 
     async def _session(self, session: OnvifSession, link: Link) -> None:
         t = self.timing
         loop = asyncio.get_running_loop()
         await session.open()
+        stale, self._stale = self._stale, None
+        if stale is not None:
+            # Cameras hold few subscriptions: the one the last session could not give
+            # back goes first (already gone after a reboot: that is fine too).
+            with contextlib.suppress(OnvifRejected, Unreachable):
+                await session.unsubscribe_stale(stale, t.unsubscribe_s)
+                self.stale_given_back += 1
         info = await session.device_info()
         self.figures.info = info
         await self._check_time(session)
