@@ -26,6 +26,7 @@ class Farm:
                      "--codec", codec, "--width", str(width), "--height", str(height),
                      "--bitrate", str(bitrate), "--fps", str(fps), "--pictures", pictures]
         self.urls: dict[str, str] = {}
+        self.onvif: dict[str, str] = {}  # camera id -> ONVIF base URL
         self.proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> Farm:
@@ -37,6 +38,7 @@ class Farm:
             if "ready" in item:
                 break
             self.urls[item["id"]] = item["url"]
+            self.onvif[item["id"]] = item.get("onvif", "")
         self.ps = psutil.Process(self.proc.pid)
         return self
 
@@ -47,6 +49,16 @@ class Farm:
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
         return str(json.loads(self.proc.stdout.readline())["answer"])
+
+    def status(self, target: str = "*") -> dict[str, dict[str, object]]:
+        """`<target> status`: per camera, its RTSP sessions and ONVIF subscriptions."""
+        assert self.proc is not None
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write(f"{target} status\n")
+        self.proc.stdin.flush()
+        found: dict[str, dict[str, object]] = json.loads(self.proc.stdout.readline())["status"]
+        return found
 
     def cpu_s(self) -> float:
         t = self.ps.cpu_times()

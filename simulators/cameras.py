@@ -1,15 +1,38 @@
 """Simulated CCTV cameras: RTSP servers over real sockets (OPTIONS, DESCRIBE, SETUP over
 RTP/AVP/TCP interleaved, PLAY, GET_PARAMETER, TEARDOWN; Digest or Basic auth), serving a
-looped H.264 or H.265 clip, many cameras in one process. Each camera has faults a test can
-switch: stall, refuse, disconnect, auth failure, low fps, garbage answers, oversized
-headers, absurd interleaved frame lengths, and what the picture shows (black, frozen,
-blurred, covered, night).
+looped H.264 or H.265 clip, many cameras in one process. Each camera also serves ONVIF
+(device, media, snapshot, PullPoint events) on its own HTTP port (`simulators.onvif`), and
+one WS-Discovery responder answers Probes for all of them (`simulators.ws_discovery`).
+Each camera has faults a test can switch: stall, refuse, disconnect, auth failure, low fps,
+garbage answers, oversized headers, absurd interleaved frame lengths, what the picture
+shows (black, frozen, blurred, covered, night), a reboot, clock drift, and ONVIF replies
+that are malformed, truncated, faults, or a port that refuses.
 
-    python -m simulators.cameras --count 100 --codec h264
+    python -m simulators.cameras --count 100 --codec h264 [--username U --password P]
+        [--discovery-port 0] [--discovery-multicast]
 
-prints one JSON line per camera ({"id", "port", "url"}), then reads control lines on stdin:
-`<camera id|*> <fault> <on|off|value>` (e.g. `cam-003 stall on`, `* low_fps 5`,
-`cam-007 picture black`)."""
+prints one JSON line per camera ({"id", "port", "url", "onvif"}: the RTSP port and URL,
+the ONVIF base URL, whose device service is `<onvif>/onvif/device_service`), then
+{"ready": N, "discovery": <UDP port on 127.0.0.1>}, then reads control lines on stdin,
+`<camera id|*> <fault> <on|off|value>`, and answers each with one JSON line
+({"control", "answer": "ok" or "error: ..."}):
+
+    cam-003 stall on            RTP stops, the connection stays open
+    cam-003 refuse on|off       the RTSP port refuses connections
+    cam-003 disconnect now      every RTSP connection is dropped
+    cam-003 auth_fail on|off    every login (RTSP, ONVIF, snapshot) is refused
+    * low_fps 5                 frames per second sent (`off`: the clip's)
+    cam-003 garbage|oversized|absurd_length on|off   RTSP answers that are not RTSP
+    cam-007 picture black       scene, black, frozen, blurred, covered, night
+    cam-007 motion on|off       the ONVIF MotionAlarm event
+    cam-007 clock_drift 300     the camera's clock, seconds ahead (negative: behind)
+    cam-007 reboot 3            both ports gone for 3 s, ONVIF subscriptions lost
+    cam-007 onvif malformed     ONVIF replies: ok, malformed (not XML), truncated, fault
+                                (SOAP Fault), down (the port refuses)
+    cam-007 status              {"control", "answer": "ok", "status": {camera id: {
+                                "subscriptions": held now, "onvif", "clock_offset_s",
+                                "rtsp_sessions", "rebooting", ...}}}
+"""
 
 from __future__ import annotations
 

@@ -248,8 +248,8 @@ class OnvifDevice:
                 raise SoapFault(400, "Sender", "ter:NotAuthorized", "Sender not Authorized")
             reply = await self._call(name.namespace or "", name.localname, call, request)
             text = _ENVELOPE.format(body=reply)
-            if mode == "truncated":
-                text = text[: len(text) // 2]
+            if mode == "truncated":  # cut off half way through the reply's body
+                text = text[: text.index("<env:Body>") + 10 + len(reply) // 2]
             return web.Response(text=text, content_type=_SOAP, charset="utf-8")
         except etree.XMLSyntaxError:
             fault = SoapFault(400, "Sender", "ter:WellFormed", "request is not XML")
@@ -558,12 +558,15 @@ class OnvifDevice:
             raise SoapFault(400, "Sender", "wsnt:UnacceptableInitialTerminationTimeFault",
                             str(err)) from None
 
-    def _times(self, sub: Subscription) -> str:
+    def _times(self, sub: Subscription, termination_first: bool = False) -> str:
+        """The camera's time and the subscription's end, on its clock, in the order the
+        reply's schema has them."""
         now = self.clock.now()
         left = sub.expires_at - asyncio.get_running_loop().time()
-        return (f"<wsnt:CurrentTime>{xml_time(now)}</wsnt:CurrentTime>"
-                f"<wsnt:TerminationTime>{xml_time(now + dt.timedelta(seconds=left))}"
-                "</wsnt:TerminationTime>")
+        current = f"<wsnt:CurrentTime>{xml_time(now)}</wsnt:CurrentTime>"
+        end = (f"<wsnt:TerminationTime>{xml_time(now + dt.timedelta(seconds=left))}"
+               "</wsnt:TerminationTime>")
+        return end + current if termination_first else current + end
 
     def _create_pull_point(self, call: etree._Element) -> str:
         seconds = self._termination(_text(call, "InitialTerminationTime"))
@@ -603,7 +606,7 @@ class OnvifDevice:
         seconds = self._termination(_text(call, "TerminationTime") or
                                     f"PT{int(DEFAULT_TERMINATION_S)}S")
         self.events.renew(sub, seconds)
-        return f"<wsnt:RenewResponse>{self._times(sub)}</wsnt:RenewResponse>"
+        return f"<wsnt:RenewResponse>{self._times(sub, True)}</wsnt:RenewResponse>"
 
     def __repr__(self) -> str:
         return f"OnvifDevice({self.camera.id}, {self.base_url})"
