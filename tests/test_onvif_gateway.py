@@ -149,10 +149,6 @@ async def test_discover_prints_entries_the_site_file_takes(
             cam.location = "main-office-a"
         responder = DiscoveryResponder(farm.endpoints)
         await responder.start()
-        # The responder's datagram transport is not an asyncio.DatagramTransport on
-        # Python 3.11, so it drops its own transport; handed back here.
-        for transport in responder._transports:
-            transport.get_protocol().transport = transport  # type: ignore[attr-defined]
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "gateway.cli", "cameras", "discover", "--timeout", "1",

@@ -66,7 +66,8 @@ class OnvifMonitor:
     """Watches one camera's ONVIF services; `figures` is what it learned."""
 
     def __init__(self, device: CameraDevice, sink: Sink, *, password: str | None = None,
-                 clock: Clock | None = None, timing: Timing | None = None) -> None:
+                 clock: Clock | None = None, timing: Timing | None = None,
+                 opening: asyncio.Semaphore | None = None) -> None:
         if device.onvif is None:
             raise ValueError(f"camera {device.id} has no onvif URL")
         self.device = device
@@ -83,6 +84,10 @@ class OnvifMonitor:
         self.resubscribed = 0  # re-created after the camera forgot one
         self.stale_given_back = 0  # left behind by a lost session, given back later
         self._stale: str | None = None
+        # Shared by the site's cameras: how many may be starting a session at once. A
+        # session's start costs ~0.1 CPU-s of SOAP parsing; 100 at once would starve the
+        # event loop until their requests time out.
+        self._opening = opening
         self._address_checked = False
 
     def snapshot_uri(self) -> str | None:
@@ -117,8 +122,15 @@ class OnvifMonitor:
             await session.close()
 
     async def _session(self, session: OnvifSession, link: Link) -> None:
+        async with self._opening or contextlib.nullcontext():
+            renew_in_s = await self._start(session)
+        link.up()
+        await self._watch(session, renew_in_s)
+
+    async def _start(self, session: OnvifSession) -> float:
+        """Everything read once per connection, up to the subscription; seconds until its
+        renewal."""
         t = self.timing
-        loop = asyncio.get_running_loop()
         await session.open()
         stale, self._stale = self._stale, None
         if stale is not None:
@@ -133,8 +145,12 @@ class OnvifMonitor:
         profiles = await session.profiles()
         self._choose(profiles)
         await self._info_event(info)
-        renew_at = loop.time() + await self._subscribe(session)
-        link.up()
+        return await self._subscribe(session)
+
+    async def _watch(self, session: OnvifSession, renew_in_s: float) -> None:
+        t = self.timing
+        loop = asyncio.get_running_loop()
+        renew_at = loop.time() + renew_in_s
         next_time = loop.time() + t.time_every_s
         while True:
             now = loop.time()
