@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -79,10 +80,15 @@ async def status(farm: CameraFarm, camera: str) -> dict[str, object]:
     return found
 
 
+SECRET = "Vq7-onvif-secret"
+
+
 async def test_onvif_in_the_gateway(tmp_path: Path, mosquitto: Mosquitto,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEST_CAMERA_PASSWORD", "pw")
-    farm = CameraFarm.build(2, ClipSpec("h264"), username="viewer", password="pw")
+                                    monkeypatch: pytest.MonkeyPatch,
+                                    caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("TEST_CAMERA_PASSWORD", SECRET)
+    farm = CameraFarm.build(2, ClipSpec("h264"), username="viewer", password=SECRET)
     async with farm:
         site = with_onvif_cameras(
             write_site(tmp_path, devices=(mosquitto.host, mosquitto.port)), farm)
@@ -139,6 +145,10 @@ async def test_onvif_in_the_gateway(tmp_path: Path, mosquitto: Mosquitto,
         for camera in ("cam-001", "cam-002"):
             st = await status(farm, camera)
             assert st["subscriptions"] == 0 and st["expired"] == 0, (camera, st)
+    # The login was used on every call, and is in no log line nor any stored event.
+    assert farm["cam-001"].onvif.refused_logins == 0
+    assert caplog.records and all(SECRET not in r.getMessage() for r in caplog.records)
+    assert SECRET not in (tmp_path / "data" / "gateway.db").read_bytes().decode("latin-1")
 
 
 async def test_discover_prints_entries_the_site_file_takes(
