@@ -26,7 +26,9 @@ the ONVIF base URL, whose device service is `<onvif>/onvif/device_service`), the
     cam-007 picture black       scene, black, frozen, blurred, covered, night
     cam-007 motion on|off       the ONVIF MotionAlarm event
     cam-007 clock_drift 300     the camera's clock, seconds ahead (negative: behind)
-    cam-007 reboot 3            both ports gone for 3 s, ONVIF subscriptions lost
+    cam-007 token_window 5      ONVIF tokens over 5 s from the camera's clock are refused
+                                (`off`: any is taken, the default)
+    cam-007 reboot 3            both ports gone for 3 s (`now`: 5 s), subscriptions lost
     cam-007 onvif malformed     ONVIF replies: ok, malformed (not XML), truncated, fault
                                 (SOAP Fault), down (the port refuses)
     cam-007 status              {"control", "answer": "ok", "status": {camera id: {
@@ -164,6 +166,7 @@ class Camera:
         if self._reboot is not None:
             self._reboot.cancel()
             self._reboot = None
+            self.rebooting = False
         self._close()
         await self.onvif.stop()
 
@@ -193,16 +196,17 @@ class Camera:
         self._reboot = asyncio.get_running_loop().create_task(self._come_back(seconds))
 
     async def _come_back(self, seconds: float) -> None:
-        try:
-            await self.onvif.stop()
-            await asyncio.sleep(seconds)
-        finally:
-            self.rebooting = False
+        await self.onvif.stop()
+        await asyncio.sleep(seconds)
+        self.rebooting = False
         self.nonce = secrets.token_hex(12)
-        if not self.faults.refuse and self._server is None:
-            await self._listen()
-        if self.faults.onvif != "down":
-            await self.onvif.start()
+        try:
+            if not self.faults.refuse and self._server is None:
+                await self._listen()
+            if self.faults.onvif != "down":
+                await self.onvif.start()
+        except OSError as err:  # its port was taken while it was down
+            log.warning("camera=%s did not come back from its reboot: %s", self.id, err)
         self._reboot = None
 
     def disconnect(self) -> None:
@@ -480,11 +484,13 @@ class CameraFarm:
         if not cams:
             return f"error: no camera {target}"
         on = value.lower() in ("on", "1", "true")
+        number: float | None
         try:
             number = float(value)
         except ValueError:
-            number = None
-        if fault in ("clock_drift", "reboot") and number is None:
+            number = 5.0 if fault == "reboot" and value in ("on", "now") else None
+        if (fault in ("clock_drift", "reboot") and number is None) or (
+                fault == "token_window" and number is None and value != "off"):
             return f"error: {fault} needs seconds, not {value}"
         if fault == "onvif" and value not in _onvif.ONVIF_MODES:
             return f"error: no onvif mode {value} ({', '.join(_onvif.ONVIF_MODES)})"
@@ -506,6 +512,8 @@ class CameraFarm:
                 await cam.onvif.set_mode(value)
             elif fault == "clock_drift" and number is not None:
                 cam.onvif.clock.offset_s = number
+            elif fault == "token_window":
+                cam.onvif.token_window_s = None if value == "off" else number
             elif fault == "motion":
                 cam.onvif.events.set_state("motion", on)
             elif fault == "reboot" and number is not None:

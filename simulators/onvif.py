@@ -31,6 +31,8 @@ Control lines (the simulator's stdin, `<camera id|*> <fault> <value>`):
     cam-001 onvif down          the ONVIF port refuses connections
     cam-001 onvif ok            back to normal
     cam-001 clock_drift 300     the camera's clock is 300 s ahead (negative: behind)
+    cam-001 token_window 5      refuse a token whose Created is over 5 s from the
+                                camera's clock (`off`: take any, the default)
     cam-001 motion on|off       the MotionAlarm property
     cam-001 picture black       also raises ImageTooDark (blurred: ImageTooBlurry,
                                 covered: GlobalSceneChange and tamper)
@@ -51,7 +53,7 @@ from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
 from aiohttp import web
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 from drivers.rtsp.auth import expected_digest, parse_challenge
 from simulators.onvif_events import (
@@ -135,7 +137,8 @@ def snapshot_jpeg(stream: Stream) -> bytes:
         pictures += ctx.decode(av.Packet(data))
         if pictures:
             break
-    pictures += [] if pictures else ctx.decode(None)
+    if not pictures:
+        pictures = ctx.decode(None)
     if not pictures:
         raise RuntimeError(f"no picture decoded from {spec.key}")
     bgr = pictures[0].to_ndarray(format="bgr24")
@@ -158,13 +161,17 @@ class OnvifDevice:
         self.events = EventSource(self.source_config, self.clock)
         self.requests: dict[str, int] = {}  # operation -> count
         self.refused_logins = 0
+        self.bad_requests = 0  # not XML, or no SOAP Body: answered with a fault, counted
+        # Some cameras refuse a token whose Created is this far from their own clock
+        # (why clients measure the drift first); None: any Created is taken.
+        self.token_window_s: float | None = None
         self._runner: web.AppRunner | None = None
         crc = zlib.crc32(camera.id.encode())
         self.manufacturer, self.model = _MODELS[crc % len(_MODELS)]
         self.firmware = f"V5.{crc % 7}.{crc % 13} build {200000 + crc % 99999}"
-        self.serial = hashlib.sha1(camera.id.encode(), usedforsecurity=False).hexdigest()[
-            :12].upper()
-        self.hardware_id = f"HW{crc % 0xFFFF:04X}"
+        digest = hashlib.sha1(camera.id.encode(), usedforsecurity=False).hexdigest().upper()
+        self.serial = digest[:12]
+        self.hardware_id = f"HW-{digest[12:20]}"
 
     # Where it is.
     @property
@@ -217,13 +224,13 @@ class OnvifDevice:
         self.events.show_picture(self.camera.faults.picture)
 
     def status(self) -> dict[str, object]:
-        return {"onvif": self.camera.faults.onvif if self.running or
-                self.camera.faults.onvif == "down" else "rebooting",
+        return {"onvif": self.camera.faults.onvif, "onvif_listening": self.running,
                 "subscriptions": self.subscriptions,
                 "subscriptions_created": self.events.created,
                 "unsubscribed": self.events.unsubscribed, "expired": self.events.expired,
-                "clock_offset_s": self.clock.offset_s, "motion": self.events.states["motion"],
-                "refused_logins": self.refused_logins}
+                "clock_offset_s": self.clock.offset_s, "token_window_s": self.token_window_s,
+                "motion": self.events.states["motion"],
+                "refused_logins": self.refused_logins, "bad_requests": self.bad_requests}
 
     # HTTP.
     async def _soap(self, request: web.Request) -> web.Response:
@@ -232,6 +239,7 @@ class OnvifDevice:
             root = etree.fromstring(body, parser=_PARSER)
             ops = root.find(f"{{{ENV}}}Body")
             if ops is None or len(ops) == 0:
+                self._bad_request("a request without a SOAP Body")
                 raise SoapFault(400, "Sender", "ter:WellFormed", "no SOAP Body")
             call = ops[0]
             name = etree.QName(call)
@@ -252,11 +260,17 @@ class OnvifDevice:
                 text = text[: text.index("<env:Body>") + 10 + len(reply) // 2]
             return web.Response(text=text, content_type=_SOAP, charset="utf-8")
         except etree.XMLSyntaxError:
+            self._bad_request("a request that is not XML")
             fault = SoapFault(400, "Sender", "ter:WellFormed", "request is not XML")
         except SoapFault as err:
             fault = err
         return web.Response(text=fault.xml(), status=fault.status, content_type=_SOAP,
                             charset="utf-8")
+
+    def _bad_request(self, what: str) -> None:
+        if self.bad_requests == 0:
+            log.warning("camera=%s onvif: %s; counted from now on", self.camera.id, what)
+        self.bad_requests += 1
 
     def _authorised(self, root: etree._Element) -> bool:
         cam = self.camera
@@ -279,10 +293,22 @@ class OnvifDevice:
             except ValueError:
                 return False
             created = token.findtext(f"{{{WSU}}}Created") or ""
+            if self.token_window_s is not None and not self._fresh(created):
+                return False
             want = base64.b64encode(hashlib.sha1(
                 nonce + created.encode() + want.encode(), usedforsecurity=False).digest()
             ).decode()
         return secrets.compare_digest(given, want)
+
+    def _fresh(self, created: str) -> bool:
+        try:
+            when = dt.datetime.fromisoformat(created.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return False
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        skew = abs((when - self.clock.now()).total_seconds())
+        return self.token_window_s is None or skew <= self.token_window_s
 
     async def _snapshot(self, request: web.Request) -> web.Response:
         cam = self.camera

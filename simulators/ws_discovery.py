@@ -5,7 +5,11 @@ were its own device.
 
 It listens on a UDP port on 127.0.0.1 (tests and local clients send their Probe there);
 joining the multicast group 239.255.255.250:3702, as real cameras do, is only done when
-asked (`--discovery-multicast` on the simulator)."""
+asked (`--discovery-multicast` on the simulator). In a test:
+
+    async with DiscoveryResponder(farm.endpoints) as discovery:
+        ...  # send a Probe to 127.0.0.1:discovery.port
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 from typing import cast
 from xml.sax.saxutils import escape
 
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 log = logging.getLogger("simulators.ws_discovery")
 
@@ -180,3 +184,10 @@ class DiscoveryResponder:
         for transport in self._transports:
             transport.close()
         self._transports.clear()
+
+    async def __aenter__(self) -> DiscoveryResponder:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop()

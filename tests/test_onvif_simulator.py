@@ -27,8 +27,10 @@ from wsdiscovery import QName, Scope
 from wsdiscovery.actions import constructProbe
 from wsdiscovery.message import createSOAPMessage, parseSOAPMessage
 
+from gateway.config import load_site
 from simulators.camera_clips import ClipSpec
 from simulators.cameras import CameraFarm
+from simulators.compound_cameras import CompoundCameras
 from simulators.ws_discovery import DN, DiscoveryResponder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,6 +100,19 @@ async def test_device_information_and_a_drifting_clock(farm: CameraFarm) -> None
         # Every address the camera gave is on its own host and port.
         base = farm["cam-001"].onvif.base_url
         assert first.xaddrs and all(x.startswith(base + "/") for x in first.xaddrs.values())
+        # A camera that checks the token's time refuses a client that did not measure
+        # the drift, and takes one that did.
+        assert await farm.control("cam-002 token_window 10") == "ok"
+        naive = ONVIFCamera("127.0.0.1", farm["cam-002"].onvif.port, USER, PASSWORD,
+                            no_cache=True)
+        try:
+            with pytest.raises(zeep.exceptions.Fault) as fault:
+                await naive.update_xaddrs()
+            assert _subcodes(fault.value) == ["NotAuthorized"]
+        finally:
+            await naive.close()
+        device = await second.create_devicemgmt_service()
+        assert (await device.GetDeviceInformation()).SerialNumber == infos[1].SerialNumber
     finally:
         await first.close()
         await second.close()
@@ -228,6 +243,7 @@ async def test_a_reboot_loses_subscriptions_and_comes_back(farm: CameraFarm) -> 
         manager = await client.create_pullpoint_manager(dt.timedelta(seconds=60), lambda: None)
         pullpoint = manager.get_service()
         await _pull(pullpoint)
+        assert (await farm.control("cam-001 reboot soon")).startswith("error")
         assert await farm.control("cam-001 reboot 0.5") == "ok"
         assert cam.onvif.subscriptions == 0
         await asyncio.sleep(0.05)
@@ -304,6 +320,20 @@ async def test_onvif_faults_by_control_line(
     assert (await farm.control("cam-001 onvif melted")).startswith("error: no onvif mode")
 
 
+async def test_a_request_that_is_not_soap_gets_a_fault_and_is_counted(
+        farm: CameraFarm) -> None:
+    url = farm["cam-001"].onvif.device_url
+    async with aiohttp.ClientSession() as session:
+        for body in (b"not xml at all", b"<e:Envelope xmlns:e='urn:x'/>"):
+            async with session.post(url, data=body) as reply:
+                assert reply.status == 400
+                text = await reply.text()
+        assert "ter:WellFormed" in text and "<env:Fault>" in text
+    assert farm["cam-001"].onvif.bad_requests == 2
+    status = json.loads(await farm.control("cam-001 status"))["cam-001"]
+    assert status["bad_requests"] == 2 and status["onvif_listening"] is True
+
+
 async def test_a_truncated_reply_reads_as_incomplete(farm: CameraFarm) -> None:
     """zeep recovers what it can of a reply cut off half way, without an error: the
     fields after the cut are simply missing (a client has to check what it needs)."""
@@ -342,9 +372,7 @@ def _probe_exchange(port: int, scopes: list[Scope] | None = None) -> list[Any]:
 
 async def test_ws_discovery_answers_a_probe_for_every_camera(farm: CameraFarm) -> None:
     farm["cam-002"].location = "main-gatehouse"
-    responder = DiscoveryResponder(farm.endpoints)
-    await responder.start()
-    try:
+    async with DiscoveryResponder(farm.endpoints) as responder:
         matches = await asyncio.to_thread(_probe_exchange, responder.port)
         xaddrs = sorted(x for m in matches for x in m.getXAddrs())
         assert xaddrs == sorted(c.onvif.device_url for c in farm.cameras.values())
@@ -364,8 +392,21 @@ async def test_ws_discovery_answers_a_probe_for_every_camera(farm: CameraFarm) -
                 break
             await asyncio.sleep(0.01)
         assert responder.rejected == 1
+
+
+async def test_the_demo_cameras_have_onvif_and_are_discovered() -> None:
+    site = load_site(ROOT / "config" / "site.yaml")
+    cams = await CompoundCameras.start(site, count=2)
+    try:
+        assert cams.discovery is not None
+        entries = [d for d in cams.site.devices_of("rtsp") if d.enabled]
+        assert [e.onvif for e in entries] == [
+            cams.farm[e.id].onvif.device_url for e in entries]
+        matches = await asyncio.to_thread(_probe_exchange, cams.discovery.port)
+        scopes = {str(s) for m in matches for s in m.getScopes()}
+        assert {f"onvif://www.onvif.org/location/{e.zone}" for e in entries} <= scopes
     finally:
-        responder.stop()
+        await cams.stop()
 
 
 def test_the_simulator_process_prints_onvif_and_discovery() -> None:
