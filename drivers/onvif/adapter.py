@@ -21,12 +21,13 @@ The password is handed to the library and never appears in an error's text."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
@@ -105,6 +106,7 @@ class Pulled:
     current: dt.datetime | None
     termination: dt.datetime | None
     notifications: list[Notification]
+    unreadable: int = 0  # messages that could not be read (skipped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +157,16 @@ def classify(exc: BaseException, what: str) -> Exception:
         # An answer that parsed but lacks what the schema promises.
         return OnvifRejected("malformed_soap", f"{what}: {type(exc).__name__}")
     return ProtocolError(f"{what}: {type(exc).__name__}")
+
+
+@contextlib.contextmanager
+def _reading(what: str) -> Iterator[None]:
+    """An answer that parsed but lacks what the schema promises (a truncated reply that
+    zeep recovered, a camera that leaves out a required element) is malformed."""
+    try:
+        yield
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
+        raise OnvifRejected("malformed_soap", f"{what}: {type(exc).__name__}") from None
 
 
 class _Camera(ONVIFCamera):  # type: ignore[misc]
@@ -210,21 +222,25 @@ class OnvifSession:
 
     async def device_info(self) -> DeviceInfo:
         r = await self._call("GetDeviceInformation", lambda: self._mgmt("GetDeviceInformation"))
-        return DeviceInfo(_text(r.Manufacturer), _text(r.Model), _text(r.FirmwareVersion),
-                          _text(r.SerialNumber), _text(r.HardwareId))
+        with _reading("GetDeviceInformation"):
+            return DeviceInfo(_text(r.Manufacturer), _text(r.Model),
+                              _text(r.FirmwareVersion), _text(r.SerialNumber),
+                              _text(r.HardwareId))
 
     async def system_time(self, now: Callable[[], float] = time.time) -> CameraTime:
         sent = now()
         r = await self._call("GetSystemDateAndTime", lambda: self._mgmt("GetSystemDateAndTime"))
         received = now()
-        return CameraTime(_utc_of(r), sent, received)
+        with _reading("GetSystemDateAndTime"):
+            return CameraTime(_utc_of(r), sent, received)
 
     async def profiles(self) -> list[Profile]:
         media = await self._call("GetServices", self._camera.create_media_service)
         listed = await self._call("GetProfiles", lambda: media.GetProfiles())
         out: list[Profile] = []
         for p in listed or []:
-            token = str(p.token)
+            with _reading("GetProfiles"):
+                token = str(p.token)
             stream = await self._call("GetStreamUri", functools.partial(
                 media.GetStreamUri, {"StreamSetup": {"Stream": "RTP-Unicast",
                                                      "Transport": {"Protocol": "RTSP"}},
@@ -238,13 +254,14 @@ class OnvifSession:
                 if exc.reason != "soap_fault":
                     raise
                 snapshot_uri = None  # a profile without snapshots: a fault, and no harm
-            enc = getattr(p, "VideoEncoderConfiguration", None)
-            res = getattr(enc, "Resolution", None) if enc is not None else None
-            out.append(Profile(
-                token, _text(getattr(p, "Name", token)),
-                _int(getattr(res, "Width", None)), _int(getattr(res, "Height", None)),
-                _text(getattr(enc, "Encoding", "")) if enc is not None else "",
-                _uri(stream), snapshot_uri))
+            with _reading("GetProfiles"):
+                enc = getattr(p, "VideoEncoderConfiguration", None)
+                res = getattr(enc, "Resolution", None) if enc is not None else None
+                out.append(Profile(
+                    token, _text(getattr(p, "Name", token)),
+                    _int(getattr(res, "Width", None)), _int(getattr(res, "Height", None)),
+                    _text(getattr(enc, "Encoding", "")) if enc is not None else "",
+                    _uri(stream), snapshot_uri))
         return out
 
     async def subscribe(self, lifetime_s: float) -> Subscription:
@@ -274,9 +291,19 @@ class OnvifSession:
         timeout = dt.timedelta(seconds=max(0, round(wait_s)))
         r = await self._call("PullMessages", lambda: self._pullpoint.PullMessages(
             {"Timeout": timeout, "MessageLimit": limit}), wait_s + self.timeout_s)
-        notes = [n for n in (_notification(m) for m in (r.NotificationMessage or []))
-                 if n is not None]
-        return Pulled(_time(r, "CurrentTime"), _time(r, "TerminationTime"), notes)
+        with _reading("PullMessages"):
+            messages = list(r.NotificationMessage or [])
+        notes: list[Notification] = []
+        unreadable = 0
+        for m in messages:
+            try:
+                note = _notification(m)
+            except (AttributeError, TypeError, ValueError, KeyError, IndexError):
+                unreadable += 1  # one bad message; the others are still read
+                continue
+            if note is not None:
+                notes.append(note)
+        return Pulled(_time(r, "CurrentTime"), _time(r, "TerminationTime"), notes, unreadable)
 
     async def renew(self, lifetime_s: float) -> Subscription:
         r = await self._call("Renew", lambda: self._subscription.Renew(

@@ -171,6 +171,8 @@ class OnvifMonitor:
             except SubscriptionGone as exc:
                 renew_at = loop.time() + await self._resubscribe(session, str(exc))
                 continue
+            if pulled.unreadable:
+                self._rejected("event_unreadable", f"{pulled.unreadable} message(s)")
             for note in pulled.notifications:
                 await self._notification(note)
 
