@@ -165,3 +165,19 @@ async def test_bad_answers_are_counted_and_the_monitor_recovers(
     failed = w.sink.rejections[("cam-001", reason)]
     await asyncio.sleep(0.5)
     assert w.sink.rejections[("cam-001", reason)] == failed  # counted only while it lasted
+
+
+async def test_a_clock_jump_starts_a_new_session_not_a_long_wait(watched: Watched) -> None:
+    """A camera that refuses login timestamps 5 s off its clock: when its clock jumps,
+    the session is started again with the new offset, within the short backoff."""
+    w = watched
+    m = w.monitors["cam-001"]
+    await until(lambda: w.supervisors["cam-001"].state is LinkState.UP)
+    assert await w.farm.control("cam-001 token_window 5") == "ok"
+    assert await w.farm.control("cam-001 clock_drift -300") == "ok"
+    await until(lambda: w.supervisors["cam-001"].restarts >= 1)
+    await until(lambda: w.supervisors["cam-001"].state is LinkState.UP, 5.0)
+    assert (m.drift() or 0) == pytest.approx(-300, abs=2)
+    assert w.supervisors["cam-001"].failures.get("auth", 0) == 0
+    assert await w.farm.control("cam-002 motion on") == "ok"
+    await until(lambda: "camera.motion" in kinds(w, "cam-002"))

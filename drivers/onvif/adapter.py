@@ -227,9 +227,23 @@ class OnvifSession:
                               _text(r.FirmwareVersion), _text(r.SerialNumber),
                               _text(r.HardwareId))
 
+    @property
+    def clock_offset_s(self) -> float:
+        """The camera's clock minus ours as the session's login timestamps assume it."""
+        diff = self._camera.dt_diff
+        return 0.0 if diff is None else float(diff.total_seconds())
+
     async def system_time(self, now: Callable[[], float] = time.time) -> CameraTime:
+        async def ask() -> Any:
+            # Without a login first, as ONVIF allows: a token stamped with a stale offset
+            # would be refused just when the clock is what is wrong.
+            try:
+                return await self._mgmt("authless_GetSystemDateAndTime")
+            except zeep.exceptions.Fault:
+                return await self._mgmt("GetSystemDateAndTime")
+
         sent = now()
-        r = await self._call("GetSystemDateAndTime", lambda: self._mgmt("GetSystemDateAndTime"))
+        r = await self._call("GetSystemDateAndTime", ask)
         received = now()
         with _reading("GetSystemDateAndTime"):
             return CameraTime(_utc_of(r), sent, received)

@@ -33,12 +33,15 @@ from drivers.onvif.topics import Notification, bare, meaning_of, source_key, sta
 from drivers.rtsp.config import CameraDevice
 from gateway.clock import Clock, SystemClock
 from gateway.contract import Link, Sink
-from gateway.errors import Unreachable
+from gateway.errors import AuthError, ProtocolError, Unreachable
 from gateway.events import Event, Reading, Severity
 
 log = logging.getLogger("drivers.onvif")
 
 DRIVER = "onvif"
+# The camera's clock moved this far from what the session's login timestamps assume: the
+# session starts again (cameras that check a token's age allow about 5 s).
+CLOCK_MOVED_S = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +151,16 @@ class OnvifMonitor:
         return await self._subscribe(session)
 
     async def _watch(self, session: OnvifSession, renew_in_s: float) -> None:
+        try:
+            await self._watching(session, renew_in_s)
+        except AuthError:
+            # A login that worked a moment ago: most likely the camera's clock jumped and
+            # it now refuses our timestamps. If so, that is the failure (a short backoff),
+            # not a wrong password (the longest).
+            await self._check_time(session)
+            raise
+
+    async def _watching(self, session: OnvifSession, renew_in_s: float) -> None:
         t = self.timing
         loop = asyncio.get_running_loop()
         renew_at = loop.time() + renew_in_s
@@ -196,6 +209,11 @@ class OnvifMonitor:
         self.figures.drift_s = drift
         self.sink.telemetry(Reading(self.camera, "clock_drift_s", drift, "s",
                                     self.clock.now()))
+        if session.subscribed and abs(drift - session.clock_offset_s) > CLOCK_MOVED_S:
+            # The login's timestamps follow the offset read at the session's start; a
+            # camera that checks them would refuse the next call as a wrong password.
+            raise ProtocolError(f"the camera's clock moved to {drift:+.0f} s: a new "
+                                "session takes it")
 
     def _choose(self, profiles: list[Profile]) -> None:
         """The sub-stream (the smallest picture) and its snapshot URI; once, a warning if
