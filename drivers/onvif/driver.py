@@ -39,8 +39,8 @@ from gateway.events import Event, Reading, Severity
 log = logging.getLogger("drivers.onvif")
 
 DRIVER = "onvif"
-# The camera's clock moved this far from what the session's login timestamps assume: the
-# session starts again (cameras that check a token's age allow about 5 s).
+# A login refused while the camera's clock is this far from what the session's login
+# timestamps assume: the session starts again with the new offset.
 CLOCK_MOVED_S = 4.0
 
 
@@ -157,7 +157,7 @@ class OnvifMonitor:
             # A login that worked a moment ago: most likely the camera's clock jumped and
             # it now refuses our timestamps. If so, that is the failure (a short backoff),
             # not a wrong password (the longest).
-            await self._check_time(session)
+            await self._check_time(session, refused=True)
             raise
 
     async def _watching(self, session: OnvifSession, renew_in_s: float) -> None:
@@ -201,7 +201,7 @@ class OnvifMonitor:
                     self.camera, reason[:120])
         return await self._subscribe(session)
 
-    async def _check_time(self, session: OnvifSession) -> None:
+    async def _check_time(self, session: OnvifSession, *, refused: bool = False) -> None:
         taken = await session.system_time(self.clock.now)
         if taken.utc is None:
             return  # the camera keeps only local time: no drift can be told
@@ -209,9 +209,9 @@ class OnvifMonitor:
         self.figures.drift_s = drift
         self.sink.telemetry(Reading(self.camera, "clock_drift_s", drift, "s",
                                     self.clock.now()))
-        if session.subscribed and abs(drift - session.clock_offset_s) > CLOCK_MOVED_S:
+        if refused and abs(drift - session.clock_offset_s) > CLOCK_MOVED_S:
             # The login's timestamps follow the offset read at the session's start; a
-            # camera that checks them would refuse the next call as a wrong password.
+            # camera that checks them refuses them once its clock moved.
             raise ProtocolError(f"the camera's clock moved to {drift:+.0f} s: a new "
                                 "session takes it")
 
