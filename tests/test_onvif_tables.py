@@ -1,7 +1,7 @@
 """ONVIF's pure parts, from tables: which topics mean what (vendor prefixes and tamper
 topics included), the state a message carries, when a subscription is renewed, how far
 a camera's clock is off, how each failure of the library is classified, and which
-profile is the sub-stream."""
+profile is the sub-stream, and which WS-Discovery answers are ours."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ import pytest
 import zeep.exceptions
 
 from drivers.onvif.adapter import (
+    DeviceInfo,
     OnvifRejected,
     OnvifTimeout,
     Profile,
     SubscriptionGone,
     classify,
 )
+from drivers.onvif.discovery import Surveyed, entries, parse_matches, render
 from drivers.onvif.driver import OnvifMonitor, same_stream
 from drivers.onvif.schedule import drift_s, iso_duration, poll_for, renew_in
 from drivers.onvif.topics import Notification, bare, meaning_of, state_of
@@ -199,3 +201,45 @@ def test_the_sub_stream_is_chosen(address: str, profiles: list[Profile], sub: st
     assert m.figures.stream_uri == f"rtsp://10.0.0.7:554/{sub}"
     assert m.figures.snapshot_uri == f"http://10.0.0.7/snap/{snapshot}.jpg"
     assert len([r for r in caplog.records if r.levelname == "WARNING"]) == int(warned)
+
+
+def matches(relates: str = "urn:uuid:mine", action: str = "ProbeMatches",
+            xaddrs: str = "http://10.0.0.7/onvif/device_service") -> bytes:
+    d = "http://schemas.xmlsoap.org/ws/2005/04/discovery"
+    a = "http://schemas.xmlsoap.org/ws/2004/08/addressing"
+    return (f'<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="{a}" '
+            f'xmlns:d="{d}"><s:Header><a:Action>{d}/{action}</a:Action>'
+            f"<a:RelatesTo>{relates}</a:RelatesTo></s:Header><s:Body><d:ProbeMatches>"
+            "<d:ProbeMatch><a:EndpointReference><a:Address>urn:uuid:cam7</a:Address>"
+            "</a:EndpointReference><d:Scopes>onvif://www.onvif.org/name/Gate%20East "
+            "onvif://www.onvif.org/location/main-gatehouse</d:Scopes>"
+            f"<d:XAddrs>{xaddrs}</d:XAddrs></d:ProbeMatch></d:ProbeMatches></s:Body>"
+            "</s:Envelope>").encode()
+
+
+@pytest.mark.parametrize(("data", "found"), [
+    (matches(), 1),
+    (matches(relates="urn:uuid:someone-else"), 0),  # an answer to another Probe
+    (matches(action="Hello"), 0),
+    (matches(xaddrs="urn:not-http"), 0),  # no address to reach it at
+    (b"\x00not xml", 0),
+    (b"<a/>", 0),
+])
+def test_probe_matches(data: bytes, found: int) -> None:
+    assert len(parse_matches(data, "urn:uuid:mine")) == found
+
+
+def test_an_entry_per_camera_read_or_not() -> None:
+    [cam] = parse_matches(matches(), "urn:uuid:mine")
+    info = DeviceInfo("Maker", "M1", "1.0", "S1", "H1")
+    read = Surveyed(cam, info, "rtsp://viewer:pw@10.0.0.7:554/sub")
+    unread = Surveyed(cam, error="AuthError: refused")
+    [a, b] = entries([read, unread], "viewer", "CAM_PASSWORD")
+    assert a == {"driver": "rtsp", "id": "gate-east", "kind": "camera",
+                 "zone": "main-gatehouse", "address": "rtsp://10.0.0.7:554/sub",
+                 "onvif": "http://10.0.0.7/onvif/device_service", "username": "viewer",
+                 "password": {"env": "CAM_PASSWORD"}}
+    assert b["id"] != a["id"] and b["enabled"] is False
+    text = render([read, unread], "viewer", "CAM_PASSWORD")
+    assert "# Maker M1, firmware 1.0, serial S1" in text
+    assert "# not read: AuthError: refused" in text and ":pw@" not in text
