@@ -22,7 +22,7 @@ CATALOG: dict[str, DriverSpec] = {
         DriverSpec("modbus", "drivers.modbus.driver", ("pymodbus", "serial")),
         DriverSpec("http_push", "drivers.http_push.listener", ("aiohttp",)),
         DriverSpec("mqtt_gate", "drivers.mqtt.gate_controller", ("paho",)),
-        DriverSpec("rtsp", "drivers.rtsp.driver", ("av",)),
+        DriverSpec("rtsp", "drivers.rtsp.driver", ("av", "onvif")),  # the camera extra
     )
 }
 

@@ -84,6 +84,9 @@ if TYPE_CHECKING:
     from drivers.onvif.driver import OnvifMonitor
     from drivers.onvif.driver import Timing as OnvifTiming
 
+# ONVIF sessions starting at once (each parses ~10 SOAP answers): the rest wait their turn.
+ONVIF_STARTS_AT_ONCE = 8
+
 log = logging.getLogger("gateway.app")
 
 # When start-up's objects are frozen out of the collector (`freeze_heap`): the core, its
@@ -417,13 +420,14 @@ class Gateway:
         from drivers.onvif.snapshot import OnvifSnapshotSource, SnapshotLogin
 
         self.onvif_monitors = {}
+        opening = asyncio.Semaphore(ONVIF_STARTS_AT_ONCE)
         sups: list[Supervisor] = []
         gauges: list[OnvifCamera] = []
         logins: dict[str, SnapshotLogin] = {}
         for d in with_onvif:
             password = resolve_secret(d.password, self.environ) if d.password else None
             monitor = OnvifMonitor(d, self.ingest, password=password, clock=self.clock,
-                                   timing=self.overrides.onvif_timing)
+                                   timing=self.overrides.onvif_timing, opening=opening)
             sup = Supervisor(monitor, clock=self.clock, on_transition=self._on_link,
                              on_failure=self.metrics.link_failed, sink=self.ingest,
                              family="camera.onvif")

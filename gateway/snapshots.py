@@ -10,8 +10,8 @@ forwarded payload all carry the same references. The URLs are fixed in advance
 afterwards and written under the data directory; until it is there, or if every source
 failed, the URL answers 404.
 
-Sources are tried in order, first picture wins: the seam is `SnapshotSource`. The ONVIF
-snapshot URI goes before the last cached keyframe once it exists.
+Sources are tried in order, first picture wins: the seam is `SnapshotSource`. The
+camera's ONVIF snapshot URI (drivers.onvif.snapshot) goes before the last cached keyframe.
 Files older than `retention.snapshots_days` are removed after each write and at start.
 
 A snapshot on demand (`take`: one camera, now, asked for at the desk) goes through the

@@ -1,6 +1,7 @@
 """ONVIF's pure parts, from tables: which topics mean what (vendor prefixes and tamper
 topics included), the state a message carries, when a subscription is renewed, how far
-a camera's clock is off, and how each failure of the library is classified."""
+a camera's clock is off, how each failure of the library is classified, and which
+profile is the sub-stream, and which WS-Discovery answers are ours."""
 
 from __future__ import annotations
 
@@ -11,15 +12,20 @@ import pytest
 import zeep.exceptions
 
 from drivers.onvif.adapter import (
+    DeviceInfo,
     OnvifRejected,
     OnvifTimeout,
+    Profile,
     SubscriptionGone,
     classify,
 )
-from drivers.onvif.driver import same_stream
+from drivers.onvif.discovery import Surveyed, entries, parse_matches, render
+from drivers.onvif.driver import OnvifMonitor, same_stream
 from drivers.onvif.schedule import drift_s, iso_duration, poll_for, renew_in
 from drivers.onvif.topics import Notification, bare, meaning_of, state_of
+from drivers.rtsp.config import CameraDevice
 from gateway.errors import AuthError, Unreachable
+from tests.camera_sink import RecordingSink
 
 
 @pytest.mark.parametrize(("topic", "what"), [
@@ -159,3 +165,81 @@ def test_classify(exc: Exception, what: str, kind: type[Exception], reason: str 
 ])
 def test_same_stream(a: str | None, b: str, same: bool) -> None:
     assert same_stream(a, b) is same
+
+
+def profile(token: str, width: int, height: int, port: int = 554) -> Profile:
+    return Profile(token, f"{token}Stream", width, height, "H264",
+                   f"rtsp://10.0.0.7:{port}/{token}", f"http://10.0.0.7/snap/{token}.jpg")
+
+
+def monitor(address: str) -> OnvifMonitor:
+    device = CameraDevice(driver="rtsp", id="cam-007", kind="camera", zone="gate",
+                          address=address, onvif="http://10.0.0.7/onvif/device_service")
+    return OnvifMonitor(device, RecordingSink())
+
+
+@pytest.mark.parametrize(("address", "profiles", "sub", "snapshot", "warned"), [
+    # the site file names the sub-stream: its snapshot, no warning
+    ("rtsp://10.0.0.7/sub", [profile("main", 1920, 1080), profile("sub", 640, 360)],
+     "sub", "sub", False),
+    # it names the main stream: still its snapshot, and a warning
+    ("rtsp://10.0.0.7/main", [profile("main", 1920, 1080), profile("sub", 640, 360)],
+     "sub", "main", True),
+    # none of the camera's streams: a warning, the sub-stream's snapshot
+    ("rtsp://10.0.0.7/elsewhere", [profile("main", 1920, 1080), profile("sub", 640, 360)],
+     "sub", "sub", True),
+    # equal sizes: the one named sub
+    ("rtsp://10.0.0.7/sub", [profile("sub", 640, 360), profile("main", 640, 360)],
+     "sub", "sub", False),
+])
+def test_the_sub_stream_is_chosen(address: str, profiles: list[Profile], sub: str,
+                                  snapshot: str, warned: bool,
+                                  caplog: pytest.LogCaptureFixture) -> None:
+    m = monitor(address)
+    m._choose(profiles)
+    m._choose(profiles)  # a second connection: the warning is not repeated
+    assert m.figures.stream_uri == f"rtsp://10.0.0.7:554/{sub}"
+    assert m.figures.snapshot_uri == f"http://10.0.0.7/snap/{snapshot}.jpg"
+    assert len([r for r in caplog.records if r.levelname == "WARNING"]) == int(warned)
+
+
+def matches(relates: str = "urn:uuid:mine", action: str = "ProbeMatches",
+            xaddrs: str = "http://10.0.0.7/onvif/device_service") -> bytes:
+    d = "http://schemas.xmlsoap.org/ws/2005/04/discovery"
+    a = "http://schemas.xmlsoap.org/ws/2004/08/addressing"
+    return (f'<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="{a}" '
+            f'xmlns:d="{d}"><s:Header><a:Action>{d}/{action}</a:Action>'
+            f"<a:RelatesTo>{relates}</a:RelatesTo></s:Header><s:Body><d:ProbeMatches>"
+            "<d:ProbeMatch><a:EndpointReference><a:Address>urn:uuid:cam7</a:Address>"
+            "</a:EndpointReference><d:Scopes>onvif://www.onvif.org/name/Gate%20East "
+            "onvif://www.onvif.org/location/main-gatehouse</d:Scopes>"
+            f"<d:XAddrs>{xaddrs}</d:XAddrs></d:ProbeMatch></d:ProbeMatches></s:Body>"
+            "</s:Envelope>").encode()
+
+
+@pytest.mark.parametrize(("data", "found"), [
+    (matches(), 1),
+    (matches(relates="urn:uuid:someone-else"), 0),  # an answer to another Probe
+    (matches(action="Hello"), 0),
+    (matches(xaddrs="urn:not-http"), 0),  # no address to reach it at
+    (b"\x00not xml", 0),
+    (b"<a/>", 0),
+])
+def test_probe_matches(data: bytes, found: int) -> None:
+    assert len(parse_matches(data, "urn:uuid:mine")) == found
+
+
+def test_an_entry_per_camera_read_or_not() -> None:
+    [cam] = parse_matches(matches(), "urn:uuid:mine")
+    info = DeviceInfo("Maker", "M1", "1.0", "S1", "H1")
+    read = Surveyed(cam, info, "rtsp://viewer:pw@10.0.0.7:554/sub")
+    unread = Surveyed(cam, error="AuthError: refused")
+    [a, b] = entries([read, unread], "viewer", "CAM_PASSWORD")
+    assert a == {"driver": "rtsp", "id": "gate-east", "kind": "camera",
+                 "zone": "main-gatehouse", "address": "rtsp://10.0.0.7:554/sub",
+                 "onvif": "http://10.0.0.7/onvif/device_service", "username": "viewer",
+                 "password": {"env": "CAM_PASSWORD"}}
+    assert b["id"] != a["id"] and b["enabled"] is False
+    text = render([read, unread], "viewer", "CAM_PASSWORD")
+    assert "# Maker M1, firmware 1.0, serial S1" in text
+    assert "# not read: AuthError: refused" in text and ":pw@" not in text

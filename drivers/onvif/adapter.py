@@ -21,12 +21,13 @@ The password is handed to the library and never appears in an error's text."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
@@ -105,6 +106,7 @@ class Pulled:
     current: dt.datetime | None
     termination: dt.datetime | None
     notifications: list[Notification]
+    unreadable: int = 0  # messages that could not be read (skipped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +157,16 @@ def classify(exc: BaseException, what: str) -> Exception:
         # An answer that parsed but lacks what the schema promises.
         return OnvifRejected("malformed_soap", f"{what}: {type(exc).__name__}")
     return ProtocolError(f"{what}: {type(exc).__name__}")
+
+
+@contextlib.contextmanager
+def _reading(what: str) -> Iterator[None]:
+    """An answer that parsed but lacks what the schema promises (a truncated reply that
+    zeep recovered, a camera that leaves out a required element) is malformed."""
+    try:
+        yield
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
+        raise OnvifRejected("malformed_soap", f"{what}: {type(exc).__name__}") from None
 
 
 class _Camera(ONVIFCamera):  # type: ignore[misc]
@@ -212,21 +224,39 @@ class OnvifSession:
 
     async def device_info(self) -> DeviceInfo:
         r = await self._call("GetDeviceInformation", lambda: self._mgmt("GetDeviceInformation"))
-        return DeviceInfo(_text(r.Manufacturer), _text(r.Model), _text(r.FirmwareVersion),
-                          _text(r.SerialNumber), _text(r.HardwareId))
+        with _reading("GetDeviceInformation"):
+            return DeviceInfo(_text(r.Manufacturer), _text(r.Model),
+                              _text(r.FirmwareVersion), _text(r.SerialNumber),
+                              _text(r.HardwareId))
+
+    @property
+    def clock_offset_s(self) -> float:
+        """The camera's clock minus ours as the session's login timestamps assume it."""
+        diff = self._camera.dt_diff
+        return 0.0 if diff is None else float(diff.total_seconds())
 
     async def system_time(self, now: Callable[[], float] = time.time) -> CameraTime:
+        async def ask() -> Any:
+            # Without a login first, as ONVIF allows: a token stamped with a stale offset
+            # would be refused just when the clock is what is wrong.
+            try:
+                return await self._mgmt("authless_GetSystemDateAndTime")
+            except zeep.exceptions.Fault:
+                return await self._mgmt("GetSystemDateAndTime")
+
         sent = now()
-        r = await self._call("GetSystemDateAndTime", lambda: self._mgmt("GetSystemDateAndTime"))
+        r = await self._call("GetSystemDateAndTime", ask)
         received = now()
-        return CameraTime(_utc_of(r), sent, received)
+        with _reading("GetSystemDateAndTime"):
+            return CameraTime(_utc_of(r), sent, received)
 
     async def profiles(self) -> list[Profile]:
         media = await self._call("GetServices", self._camera.create_media_service)
         listed = await self._call("GetProfiles", lambda: media.GetProfiles())
         out: list[Profile] = []
         for p in listed or []:
-            token = str(p.token)
+            with _reading("GetProfiles"):
+                token = str(p.token)
             stream = await self._call("GetStreamUri", functools.partial(
                 media.GetStreamUri, {"StreamSetup": {"Stream": "RTP-Unicast",
                                                      "Transport": {"Protocol": "RTSP"}},
@@ -240,13 +270,14 @@ class OnvifSession:
                 if exc.reason != "soap_fault":
                     raise
                 snapshot_uri = None  # a profile without snapshots: a fault, and no harm
-            enc = getattr(p, "VideoEncoderConfiguration", None)
-            res = getattr(enc, "Resolution", None) if enc is not None else None
-            out.append(Profile(
-                token, _text(getattr(p, "Name", token)),
-                _int(getattr(res, "Width", None)), _int(getattr(res, "Height", None)),
-                _text(getattr(enc, "Encoding", "")) if enc is not None else "",
-                _uri(stream), snapshot_uri))
+            with _reading("GetProfiles"):
+                enc = getattr(p, "VideoEncoderConfiguration", None)
+                res = getattr(enc, "Resolution", None) if enc is not None else None
+                out.append(Profile(
+                    token, _text(getattr(p, "Name", token)),
+                    _int(getattr(res, "Width", None)), _int(getattr(res, "Height", None)),
+                    _text(getattr(enc, "Encoding", "")) if enc is not None else "",
+                    _uri(stream), snapshot_uri))
         return out
 
     async def subscribe(self, lifetime_s: float) -> Subscription:
@@ -276,9 +307,19 @@ class OnvifSession:
         timeout = dt.timedelta(seconds=max(0, round(wait_s)))
         r = await self._call("PullMessages", lambda: self._pullpoint.PullMessages(
             {"Timeout": timeout, "MessageLimit": limit}), wait_s + self.timeout_s)
-        notes = [n for n in (_notification(m) for m in (r.NotificationMessage or []))
-                 if n is not None]
-        return Pulled(_time(r, "CurrentTime"), _time(r, "TerminationTime"), notes)
+        with _reading("PullMessages"):
+            messages = list(r.NotificationMessage or [])
+        notes: list[Notification] = []
+        unreadable = 0
+        for m in messages:
+            try:
+                note = _notification(m)
+            except (AttributeError, TypeError, ValueError, KeyError, IndexError):
+                unreadable += 1  # one bad message; the others are still read
+                continue
+            if note is not None:
+                notes.append(note)
+        return Pulled(_time(r, "CurrentTime"), _time(r, "TerminationTime"), notes, unreadable)
 
     async def renew(self, lifetime_s: float) -> Subscription:
         r = await self._call("Renew", lambda: self._subscription.Renew(
@@ -286,11 +327,28 @@ class OnvifSession:
         return Subscription(self._camera.xaddrs.get(_PULLPOINT_NS, ""),
                             _time(r, "CurrentTime"), _time(r, "TerminationTime"))
 
+    @property
+    def subscription(self) -> str | None:
+        """The address of the subscription this session holds, if any."""
+        return self._camera.xaddrs.get(_PULLPOINT_NS) if self.subscribed else None
+
     async def unsubscribe(self, timeout_s: float) -> None:
         if not self.subscribed:
             return
         self.subscribed = False
         await self._call("Unsubscribe", lambda: self._subscription.Unsubscribe(), timeout_s)
+
+    async def unsubscribe_stale(self, address: str, timeout_s: float) -> None:
+        """Give back a subscription an earlier session could not (the camera was gone
+        when it ended); before this session subscribes."""
+        cam = self._camera
+        cam.xaddrs[_PULLPOINT_NS] = address
+
+        async def unsubscribe() -> Any:
+            service = await cam.create_subscription_service("PullPointSubscription")
+            return await service.Unsubscribe()
+
+        await self._call("Unsubscribe", unsubscribe, timeout_s)
 
     async def close(self) -> None:
         try:

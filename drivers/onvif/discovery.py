@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 from ruamel.yaml import YAML
 
 from drivers.onvif.adapter import DeviceInfo, OnvifSession, Profile

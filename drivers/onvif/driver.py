@@ -33,11 +33,15 @@ from drivers.onvif.topics import Notification, bare, meaning_of, source_key, sta
 from drivers.rtsp.config import CameraDevice
 from gateway.clock import Clock, SystemClock
 from gateway.contract import Link, Sink
+from gateway.errors import AuthError, ProtocolError, Unreachable
 from gateway.events import Event, Reading, Severity
 
 log = logging.getLogger("drivers.onvif")
 
 DRIVER = "onvif"
+# A login refused while the camera's clock is this far from what the session's login
+# timestamps assume: the session starts again with the new offset.
+CLOCK_MOVED_S = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +69,8 @@ class OnvifMonitor:
     """Watches one camera's ONVIF services; `figures` is what it learned."""
 
     def __init__(self, device: CameraDevice, sink: Sink, *, password: str | None = None,
-                 clock: Clock | None = None, timing: Timing | None = None) -> None:
+                 clock: Clock | None = None, timing: Timing | None = None,
+                 opening: asyncio.Semaphore | None = None) -> None:
         if device.onvif is None:
             raise ValueError(f"camera {device.id} has no onvif URL")
         self.device = device
@@ -80,6 +85,12 @@ class OnvifMonitor:
         self.subscriptions = 0  # created, over the monitor's life
         self.renewals = 0
         self.resubscribed = 0  # re-created after the camera forgot one
+        self.stale_given_back = 0  # left behind by a lost session, given back later
+        self._stale: str | None = None
+        # Shared by the site's cameras: how many may be starting a session at once. A
+        # session's start costs ~0.1 CPU-s of SOAP parsing; 100 at once would starve the
+        # event loop until their requests time out.
+        self._opening = opening
         self._address_checked = False
 
     def snapshot_uri(self) -> str | None:
@@ -106,22 +117,53 @@ class OnvifMonitor:
             self._rejected(exc.reason, str(exc))
             raise
         finally:
-            with contextlib.suppress(Exception):  # the camera may be gone: best effort
+            held = session.subscription
+            try:
                 await session.unsubscribe(t.unsubscribe_s)
+            except Exception:  # the camera is gone: given back by the next session
+                self._stale = held
             await session.close()
 
     async def _session(self, session: OnvifSession, link: Link) -> None:
+        async with self._opening or contextlib.nullcontext():
+            renew_in_s = await self._start(session)
+        link.up()
+        await self._watch(session, renew_in_s)
+
+    async def _start(self, session: OnvifSession) -> float:
+        """Everything read once per connection, up to the subscription; seconds until its
+        renewal."""
         t = self.timing
-        loop = asyncio.get_running_loop()
         await session.open()
+        stale, self._stale = self._stale, None
+        if stale is not None:
+            # Cameras hold few subscriptions: the one the last session could not give
+            # back goes first (already gone after a reboot: that is fine too).
+            with contextlib.suppress(OnvifRejected, Unreachable):
+                await session.unsubscribe_stale(stale, t.unsubscribe_s)
+                self.stale_given_back += 1
         info = await session.device_info()
         self.figures.info = info
         await self._check_time(session)
         profiles = await session.profiles()
         self._choose(profiles)
         await self._info_event(info)
-        renew_at = loop.time() + await self._subscribe(session)
-        link.up()
+        return await self._subscribe(session)
+
+    async def _watch(self, session: OnvifSession, renew_in_s: float) -> None:
+        try:
+            await self._watching(session, renew_in_s)
+        except AuthError:
+            # A login that worked a moment ago: most likely the camera's clock jumped and
+            # it now refuses our timestamps. If so, that is the failure (a short backoff),
+            # not a wrong password (the longest).
+            await self._check_time(session, refused=True)
+            raise
+
+    async def _watching(self, session: OnvifSession, renew_in_s: float) -> None:
+        t = self.timing
+        loop = asyncio.get_running_loop()
+        renew_at = loop.time() + renew_in_s
         next_time = loop.time() + t.time_every_s
         while True:
             now = loop.time()
@@ -142,6 +184,8 @@ class OnvifMonitor:
             except SubscriptionGone as exc:
                 renew_at = loop.time() + await self._resubscribe(session, str(exc))
                 continue
+            if pulled.unreadable:
+                self._rejected("event_unreadable", f"{pulled.unreadable} message(s)")
             for note in pulled.notifications:
                 await self._notification(note)
 
@@ -157,7 +201,7 @@ class OnvifMonitor:
                     self.camera, reason[:120])
         return await self._subscribe(session)
 
-    async def _check_time(self, session: OnvifSession) -> None:
+    async def _check_time(self, session: OnvifSession, *, refused: bool = False) -> None:
         taken = await session.system_time(self.clock.now)
         if taken.utc is None:
             return  # the camera keeps only local time: no drift can be told
@@ -165,6 +209,11 @@ class OnvifMonitor:
         self.figures.drift_s = drift
         self.sink.telemetry(Reading(self.camera, "clock_drift_s", drift, "s",
                                     self.clock.now()))
+        if refused and abs(drift - session.clock_offset_s) > CLOCK_MOVED_S:
+            # The login's timestamps follow the offset read at the session's start; a
+            # camera that checks them refuses them once its clock moved.
+            raise ProtocolError(f"the camera's clock moved to {drift:+.0f} s: a new "
+                                "session takes it")
 
     def _choose(self, profiles: list[Profile]) -> None:
         """The sub-stream (the smallest picture) and its snapshot URI; once, a warning if
