@@ -103,7 +103,7 @@ async def until(check: Callable[[], bool], deadline_s: float = 40.0) -> None:
 @pytest.mark.parametrize("codec", ["h264", "h265"])
 async def test_each_picture_fault_is_told_once_and_cleared(codec: str) -> None:
     faults = {"cam-001": "black", "cam-002": "frozen", "cam-003": "blurred",
-              "cam-004": "covered", "cam-005": "night"}
+              "cam-004": "covered", "cam-005": "night", "cam-006": "moved"}
     farm = CameraFarm.build(len(faults), ClipSpec(codec))
     sink = RecordingSink()
     async with farm:
@@ -115,7 +115,7 @@ async def test_each_picture_fault_is_told_once_and_cleared(codec: str) -> None:
                              backoff=Backoff(base_s=0.05), sink=sink, family="camera.stream")
             tasks.append(asyncio.create_task(sup.run()))
         try:
-            # The baseline: three good samples each.
+            # The baseline and the reference: three good samples each.
             await asyncio.sleep(4.5)
             for cam, picture in faults.items():
                 assert await farm.control(f"{cam} picture {picture}") == "ok"
