@@ -140,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     from gateway.vehicles.cli import add_parser as add_vehicles_parser
 
     add_vehicles_parser(sub)
+    from gateway.camera_cli import add_parser as add_camera_parser
+
+    add_camera_parser(sub)
     p_savings = sub.add_parser("savings", help="a measure's savings report from the store")
     p_savings.add_argument("measure", nargs="?", help="the measure's id (none: list them)")
     p_savings.add_argument("--site", default=DEFAULT_SITE)
