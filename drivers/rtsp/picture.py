@@ -64,8 +64,9 @@ def measure(luma: npt.NDArray[np.uint8]) -> Figures:
     small = np.ascontiguousarray(luma[::_DECIMATE, ::_DECIMATE])
     mean, std = cv2.meanStdDev(small)
     # The Laplacian's variance, as its standard deviation squared: OpenCV's reduction
-    # is a single pass, numpy's `var` takes three.
-    sharpness = float(cv2.meanStdDev(cv2.Laplacian(small, cv2.CV_32F))[1][0][0]) ** 2
+    # is a single pass, numpy's `var` takes three. Its values (within +-1020 for the
+    # 3x3 kernel on 8-bit luma) are exact in 16 bits, which halves the work of floats.
+    sharpness = float(cv2.meanStdDev(cv2.Laplacian(small, cv2.CV_16S))[1][0][0]) ** 2
     edges = float(np.count_nonzero(cv2.Canny(small, 50, 150))) / small.size
     return Figures(float(mean[0][0]), float(std[0][0]), sharpness, edges, small,
                    layout(small))
