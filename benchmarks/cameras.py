@@ -12,7 +12,13 @@ For each scenario (1080p H.264 at 4 Mbit/s, 720p H.265 at 1.5 Mbit/s, both 25 fp
    two cameras turn black and two freeze, and the time until each is told;
 3. the naive monitor: `cv2.VideoCapture` in a thread per camera, reading (decoding) every
    frame of `--naive` cameras, CPU extrapolated to all of them, and the ratio printed.
-The simulated cameras run in their own process; their CPU is printed apart."""
+The simulated cameras run in their own process; their CPU is printed apart.
+
+    .venv/bin/python benchmarks/cameras.py --cpu-only --scenarios h264-1080p --seconds 12
+
+measures only the monitors' CPU, twice on the same simulated cameras: with picture health
+(one keyframe per camera every 15 s), then with stream health alone; the difference is
+picture health's share. It fits in a minute."""
 
 from __future__ import annotations
 
@@ -104,6 +110,29 @@ async def watch(farm: Farm, seconds: float, probes: int) -> dict[str, float]:
     return out
 
 
+async def monitors_cpu(farm: Farm, seconds: float, picture_every_s: float | None) -> float:
+    """The monitors' CPU (% of one core) over `seconds`, once every camera is up.
+    `picture_every_s` None: stream health alone (no keyframe comes due in the run)."""
+    sink = CountingSink()
+    sups = []
+    for cam_id, url in farm.urls.items():
+        dev = CameraDevice(driver="rtsp", id=cam_id, kind="camera", zone="z", address=url)
+        # Past the site file's bounds on purpose: no picture is sampled in this run.
+        dev = dev.model_copy(update={"picture_every_s": picture_every_s or 1e9})
+        sups.append(Supervisor(CameraDriver(dev, sink), sink=sink,  # type: ignore[arg-type]
+                               family="camera.stream"))
+    tasks = [asyncio.get_running_loop().create_task(s.run()) for s in sups]
+    await until(lambda: all(s.state is LinkState.UP for s in sups))
+    await asyncio.sleep(3.0)
+    c0, t0 = own_cpu_s(), time.perf_counter()
+    await asyncio.sleep(seconds)
+    cpu = 100 * (own_cpu_s() - c0) / (time.perf_counter() - t0)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return cpu
+
+
 def naive(urls: list[str], seconds: float) -> tuple[float, int]:
     """CPU % of one core and frames decoded per second by cv2.VideoCapture threads."""
     os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "rtsp_transport;tcp"
@@ -149,7 +178,19 @@ async def main() -> None:
     p.add_argument("--naive", type=int, default=10)
     p.add_argument("--probes", type=int, default=6)
     p.add_argument("--scenarios", default=",".join(SCENARIOS))
+    p.add_argument("--cpu-only", action="store_true",
+                   help="the monitors' CPU with and without picture health, nothing else")
     args = p.parse_args()
+    if args.cpu_only:
+        for name in args.scenarios.split(","):
+            codec, w, h, bitrate = SCENARIOS[name]
+            with Farm(args.cameras, codec, w, h, bitrate) as farm:
+                on = await monitors_cpu(farm, args.seconds, 15.0)
+                off = await monitors_cpu(farm, args.seconds, None)
+            print(f"{name}: {args.cameras} cameras, {args.seconds:g} s each: with picture "
+                  f"health {on:.1f}% of one core, stream health alone {off:.1f}%; "
+                  f"picture health {on - off:+.1f} points ({on / max(off, 0.01):.2f}x)")
+        return
     print(f"{args.cameras} cameras at 25 fps; monitors measured over {args.seconds:g} s; "
           f"naive monitor on {args.naive}, extrapolated x{args.cameras / args.naive:g}")
     for name in args.scenarios.split(","):

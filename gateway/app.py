@@ -381,12 +381,12 @@ class Gateway:
         """One stream monitor per enabled camera; its transitions are `camera.stream.*`
         events, its figures the per-camera gauges."""
         devices = self.site.devices_of("rtsp")
+        self.desk_cameras = {}
         if not devices:
             return []
         from drivers.rtsp.driver import CameraDriver  # PyAV's extra, only if cameras are on
 
         out: list[Supervisor] = []
-        self.desk_cameras = {}
         watched: list[WatchedCamera] = []
         keyframes: dict[str, Callable[[], tuple[str, bytes] | None]] = {}
         for d in devices:

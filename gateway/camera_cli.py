@@ -20,7 +20,8 @@ def _host_port(text: str) -> tuple[str, int]:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("cameras", help="the site's ONVIF cameras: discover them")
+    p = sub.add_parser("cameras", help="the site's cameras: discover them; a snapshot now; "
+                                       "a new reference view")
     verbs = p.add_subparsers(dest="verb", required=True)
     d = verbs.add_parser("discover", help="WS-Discovery Probe; print site-file entries (YAML)")
     d.add_argument("--timeout", type=float, default=3.0, metavar="S",
@@ -32,7 +33,10 @@ def add_parser(sub: Any) -> None:
     d.add_argument("--password-env", default="CAM_PASSWORD", metavar="VAR",
                    help="the environment variable holding its password (the entries name "
                         "it as their secret; default CAM_PASSWORD)")
-    p.set_defaults(func=run)
+    d.set_defaults(func=run)
+    from gateway.camera_desk_cli import add_verbs
+
+    add_verbs(verbs)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,16 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from gateway.alerts import AlertBook
 from gateway.api.app import make_app
 from gateway.api.cameras import DeskCamera, add_camera_routes
+from gateway.api.snapshots import add_snapshot_routes
+from gateway.cli import main
 from gateway.clock import SystemClock
 from gateway.errors import StoreFailed
 from gateway.metrics import Metrics
-from gateway.snapshots import Job, Snapshots, ZoneCamera
+from gateway.snapshots import Job, KeyframeSource, Snapshots, ZoneCamera
 from gateway.store import AuditRow
-from simulators.camera_clips import ClipSpec
+from simulators.camera_clips import ClipSpec, load_clip
 from simulators.cameras import CameraFarm
 from tests.brokers import Mosquitto
 from tests.harness import running_gateway, write_site
@@ -167,3 +170,39 @@ async def test_a_camera_without_a_picture_or_an_audit_is_refused(tmp_path: Path)
         status, answer = await post(base, "/api/cameras/cam-001/reference", body)
         assert status == 503 and "not audited" in answer["error"]
         assert len(rows) == 2
+
+
+async def test_the_command_line_asks_the_running_gateway(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    clip = load_clip(ClipSpec("h264"))
+    keyframe = b"".join(b"\x00\x00\x00\x01" + nal for nal in clip.frames[0])
+    snapshots = Snapshots(tmp_path / "snapshots", 30)
+    snapshots.bind([ZoneCamera("cam-001", "gate")],
+                   [KeyframeSource({"cam-001": lambda: ("H264", keyframe)})])
+    rows: list[AuditRow] = []
+
+    async def keep(row: AuditRow) -> None:
+        rows.append(row)
+
+    app = make_app(book=AlertBook(), metrics=Metrics(), health=lambda: {"status": "ok"})
+    add_snapshot_routes(app, snapshots)
+    add_camera_routes(app, lambda: {"cam-001": desk_camera(True)}, snapshots, keep,
+                      SystemClock())
+    async with served(app) as (base, _):
+        said = await asyncio.to_thread(main, [
+            "cameras", "snapshot", "cam-001", "--reason", "the yard at night",
+            "--operator", "Li", "--api", base])
+        out = json.loads(capsys.readouterr().out)
+        assert said == 0 and out["camera"] == "cam-001" and out["fresh"] is True
+        assert out["url"].startswith(base + "/api/snapshots/")
+        async with aiohttp.ClientSession() as s, s.get(out["url"]) as r:
+            assert r.status == 200 and (await r.read())[:2] == b"\xff\xd8"
+        said = await asyncio.to_thread(main, [
+            "cameras", "reference", "cam-002", "--reason", "x", "--api", base])
+        assert said == 1 and "404 no camera cam-002" in capsys.readouterr().err
+    assert [(r.actor, r.action, r.detail["stage"]) for r in rows] == [
+        ("Li (cli) via api from 127.0.0.1", "camera.snapshot", "requested"),
+        ("Li (cli) via api from 127.0.0.1", "camera.snapshot", "result")]
+    # Nobody answering is said plainly.
+    assert main(["cameras", "snapshot", "cam-001", "--reason", "x", "--api", base]) == 1
+    assert "did not answer" in capsys.readouterr().err

@@ -80,6 +80,23 @@ def test_a_lost_packet_gives_the_keyframe_up() -> None:
     assert au is not None and not grabber.armed
 
 
+@pytest.mark.parametrize("codec", ["h264", "h265"])
+def test_a_p_frame_is_passed_over_whole(codec: str) -> None:
+    # Its first slice says it is no keyframe: the rest of its packets are not read, so
+    # one lost among them gives nothing up, and the keyframe after it is whole.
+    clip = load_clip(ClipSpec(codec, width=640, height=360, bitrate=2_000_000))
+    frames = packetise(clip)
+    grabber = KeyframeGrabber(CODECS[codec])
+    grabber.arm()
+    p_frame = packets(frames[1], 3600)
+    assert len(p_frame) > 3
+    assert all(grabber.feed(p, d) is None for n, (p, d) in enumerate(p_frame) if n != 2)
+    assert grabber.dropped == 0 and grabber.armed
+    for pkt, data in packets(frames[25], 25 * 3600):
+        au = grabber.feed(pkt, data)
+    assert au == b"".join(b"\x00\x00\x00\x01" + nal for nal in clip.frames[25])
+
+
 def test_an_oversized_keyframe_is_given_up() -> None:
     frames = packetise(load_clip(ClipSpec("h265")))
     grabber = KeyframeGrabber(Codec.H265, max_bytes=1000)

@@ -103,7 +103,7 @@ async def until(check: Callable[[], bool], deadline_s: float = 40.0) -> None:
 @pytest.mark.parametrize("codec", ["h264", "h265"])
 async def test_each_picture_fault_is_told_once_and_cleared(codec: str) -> None:
     faults = {"cam-001": "black", "cam-002": "frozen", "cam-003": "blurred",
-              "cam-004": "covered", "cam-005": "night"}
+              "cam-004": "covered", "cam-005": "night", "cam-006": "moved"}
     farm = CameraFarm.build(len(faults), ClipSpec(codec))
     sink = RecordingSink()
     async with farm:
@@ -115,7 +115,7 @@ async def test_each_picture_fault_is_told_once_and_cleared(codec: str) -> None:
                              backoff=Backoff(base_s=0.05), sink=sink, family="camera.stream")
             tasks.append(asyncio.create_task(sup.run()))
         try:
-            # The baseline: three good samples each.
+            # The baseline and the reference: three good samples each.
             await asyncio.sleep(4.5)
             for cam, picture in faults.items():
                 assert await farm.control(f"{cam} picture {picture}") == "ok"
@@ -280,3 +280,23 @@ def test_a_slow_change_moves_the_reference_a_sudden_one_is_moved() -> None:
     for n in range(3):
         judge.sample(view(seed=n))
     assert [judge.sample(b) for _ in range(3)] == [None, None, Picture.MOVED]
+
+
+async def test_a_retaken_reference_says_ok_so_a_kept_moved_alert_clears() -> None:
+    # After a restart the gateway still holds a moved alert, while the new monitor took
+    # its reference from the pictures since: the operator's re-take says `ok` anyway.
+    sink = RecordingSink()
+    dev = CameraDevice(driver="rtsp", id="cam-001", kind="camera", zone="gate",
+                       address="rtsp://127.0.0.1:9/x")
+    driver = CameraDriver(dev, sink)
+    for n in range(3):
+        driver.picture.sample(view(seed=n))
+    assert await driver.retake_reference("Wang via api", "re-aimed") is Picture.OK
+    [event] = sink.events
+    assert event.kind == "camera.image.ok"
+    assert event.data == {"reference": "retaken", "who": "Wang via api", "why": "re-aimed"}
+    # A black picture stays black: nothing is said.
+    for _ in range(3):
+        driver.picture.sample(drawn(16, 0.5))
+    assert await driver.retake_reference("Wang via api", "re-aimed") is Picture.BLACK
+    assert len(sink.events) == 1

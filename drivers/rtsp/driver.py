@@ -256,13 +256,14 @@ class CameraDriver:
 
     async def retake_reference(self, who: str, why: str) -> Picture:
         """The operator says the camera looks where it should: what it shows now is the
-        reference of the moved check. A moved state clears at once (`camera.image.ok`,
-        carrying who and why). The picture state after it."""
-        changed = self.picture.retake_reference()
+        reference of the moved check. A moved state clears at once. When the picture is
+        then ok, `camera.image.ok` says so (carrying who and why), even if it was ok
+        already: a moved alert kept over a restart clears too. The state after it."""
+        self.picture.retake_reference()
         log.info("camera=%s reference retaken who=%s", self.name, who)
-        if changed is not None:
-            await self._picture_event(changed, {"reference": "retaken", "who": who,
-                                                "why": why})
+        if self.picture.state is Picture.OK:
+            await self._picture_event(Picture.OK, {"reference": "retaken", "who": who,
+                                                   "why": why})
         return self.picture.state
 
     async def _picture_event(self, state: Picture, data: dict[str, object]) -> None:

@@ -17,6 +17,12 @@ _START = b"\x00\x00\x00\x01"
 MAX_KEYFRAME_BYTES = 2 * 1024 * 1024
 _H264_KEY = frozenset({5})
 _H265_KEY = frozenset({16, 17, 18, 19, 20, 21})
+# Slices of a picture that is not a keyframe. Every slice of a picture has the same type
+# (H.264 7.4.1.2.4, H.265 7.4.2.2), so the first one tells the whole access unit: the
+# rest of its packets are passed over, not copied (a P-frame is most of what is read
+# while a keyframe is awaited).
+_H264_OTHER = frozenset(range(1, 5))
+_H265_OTHER = frozenset(range(16))
 
 
 class KeyframeGrabber:
@@ -33,6 +39,8 @@ class KeyframeGrabber:
         self._size = 0
         self._key = False
         self._broken = False
+        self._skip = False  # this access unit is a picture that is not a keyframe
+        self._other = _H264_OTHER if codec is Codec.H264 else _H265_OTHER
         self._in_fu = False
         self._fu_type = 0
         self._fu_parts: list[bytes] = []
@@ -45,7 +53,7 @@ class KeyframeGrabber:
 
     def _reset(self, ts: int | None) -> None:
         self._ts, self._parts, self._size = ts, [], 0
-        self._key = self._broken = self._in_fu = False
+        self._key = self._broken = self._in_fu = self._skip = False
 
     def feed(self, pkt: RtpPacket, data: bytes | bytearray) -> bytes | None:
         if not self.armed:
@@ -60,6 +68,10 @@ class KeyframeGrabber:
             self._reset(pkt.timestamp)
             if done is not None:
                 return done
+        if self._skip:
+            if pkt.marker:
+                self._reset(None)
+            return None
         if gap:
             self._broken = True  # a packet of this unit was lost: never decode half
         self._payload(bytes(data[pkt.payload_start : pkt.payload_end]))
@@ -69,7 +81,7 @@ class KeyframeGrabber:
         return done
 
     def _finish(self) -> bytes | None:
-        if not self._parts:
+        if self._skip or not self._parts:
             return None
         if self._in_fu or self._broken or self._size > self.max_bytes:
             self.dropped += 1
@@ -80,6 +92,9 @@ class KeyframeGrabber:
         return b"".join(self._parts)
 
     def _add(self, unit: bytes, nal_type: int) -> None:
+        if nal_type in self._other:
+            self._pass_over()
+            return
         self._size += len(unit) + 4
         if self._size > self.max_bytes:
             self._broken = True
@@ -87,6 +102,10 @@ class KeyframeGrabber:
         self._parts += (_START, unit)
         keys = _H264_KEY if self.codec is Codec.H264 else _H265_KEY
         self._key = self._key or nal_type in keys
+
+    def _pass_over(self) -> None:
+        self._skip = True
+        self._parts, self._fu_parts, self._in_fu = [], [], False
 
     def _payload(self, p: bytes) -> None:
         if not p or self._broken:
@@ -113,6 +132,8 @@ class KeyframeGrabber:
                     self._broken = True
                     return
                 self._add(unit, unit[0] & 0x1F if h264 else (unit[0] >> 1) & 0x3F)
+                if self._skip:
+                    return
                 i += 2 + size
         elif (h264 and 1 <= t <= 23) or (not h264 and t < 48):
             if self._in_fu:
@@ -132,6 +153,9 @@ class KeyframeGrabber:
         if fu & 0x80:  # the first fragment: rebuild the unit's own header
             if self._in_fu:
                 self._broken = True
+            if t in self._other:
+                self._pass_over()
+                return
             header = bytes(((p[0] & 0xE0) | t,)) if h264 else bytes(
                 (((p[0] & 0x81) | (t << 1)), p[1]))
             self._in_fu = True

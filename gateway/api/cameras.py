@@ -24,7 +24,7 @@ from aiohttp import web
 from gateway.clock import Clock
 from gateway.errors import StoreFailed
 from gateway.snapshots import Snapshots
-from gateway.store import AuditRow
+from gateway.store import AuditRow, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,8 @@ class DeskCamera:
     retake: Callable[[str, str], Awaitable[object]]  # (who, why) -> the picture state
 
 
-Audit = Callable[[AuditRow], Awaitable[None]]  # commits one audit row or raises StoreFailed
+# Commits one audit row, or raises StoreFailed (not written) or StoreError (not open).
+Audit = Callable[[AuditRow], Awaitable[None]]
 
 
 class _CameraDesk:
@@ -129,7 +130,7 @@ async def _asked(request: web.Request, action: str
     try:
         await desk.audit(AuditRow(desk.clock.now(), who, action, camera.id,
                                   {"stage": "requested", "why": why}))
-    except StoreFailed as exc:
+    except (StoreFailed, StoreError) as exc:
         return _answer({"error": f"not audited, not done: {exc}"}, 503)
     return desk, camera, who, why
 
@@ -139,7 +140,7 @@ async def _result(desk: _CameraDesk, who: str, action: str, camera: str,
     try:
         await desk.audit(AuditRow(desk.clock.now(), who, action, camera,
                                   {"stage": "result", **detail}))
-    except StoreFailed as exc:
+    except (StoreFailed, StoreError) as exc:
         log.error("camera audit row not stored camera=%s action=%s error=%r", camera,
                   action, exc)
 
