@@ -59,6 +59,9 @@ class Faults:
     wrong_function: bool = False
     # Acknowledges register writes (FC06/16) and keeps its old values: "OK" is no proof.
     ignore_writes: bool = False
+    # Refuses ("illegal address") a read that touches an address its map leaves empty:
+    # firmware that will not be read across the holes of its map (no gap bridge).
+    strict_map: bool = False
 
 
 @dataclass
@@ -129,6 +132,14 @@ class SimulatedMeter:
         return SimDevice(self.unit, simdata=(tables[0], tables[1], tables[2], tables[3]),
                          action=self._action)
 
+    def _mapped(self, function: int, address: int, count: int) -> bool:
+        covered: set[int] = set()
+        for reg in self.profile.registers:
+            if reg.function == function:
+                at = self.address_of(reg)
+                covered.update(range(at, at + reg.width))
+        return all(a in covered for a in range(address, address + count))
+
     async def _action(self, function: int, start: int, address: int, count: int,
                       registers: list[int], set_values: list[int] | list[bool] | None,
                       ) -> ExcCodes | None:
@@ -138,6 +149,9 @@ class SimulatedMeter:
         if self.faults.exception is not None:
             return ExcCodes(self.faults.exception)
         read = {3: 3, 4: 4, 6: 3, 16: 3}.get(function, function)
+        if self.faults.strict_map and set_values is None and not self._mapped(read, address,
+                                                                              count):
+            return ExcCodes.ILLEGAL_ADDRESS
         for reg in self.profile.registers:
             if reg.function != read:
                 continue

@@ -4,8 +4,9 @@ registry on disk; barriers are simulated HTTP controls that obey, jam or hold op
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,14 @@ from simulators.gates import MALFORMED, hikvision_body, picture, vzenith_body
 from tests.brokers import Mosquitto
 from tests.gates_site import SECRET, Compound, compound, until
 from tests.harness import detectors
+
+
+async def until_async(fetch: Callable[[], Awaitable[str]], wanted: str,
+                      within: float = 10.0) -> None:
+    """Until the text fetched holds `wanted` (the metrics page, after the commit)."""
+    async with asyncio.timeout(within):
+        while wanted not in await fetch():
+            await asyncio.sleep(0.05)
 
 
 async def test_a_registered_car_is_let_in_by_the_reply(tmp_path: Path) -> None:
@@ -37,8 +46,19 @@ async def test_a_registered_car_is_let_in_by_the_reply(tmp_path: Path) -> None:
         assert status == 200 and b'"compound": 1' in body
         text = await c.metrics()
         assert 'gateway_gate_answer_seconds_count{vendor="vzenith"} 1.0' in text
-        assert 'gateway_gate_decisions_total{decision="open",gate="gate-main-in"} 1.0' in text
+        # Opened by the reply, which nothing reads back: not confirmed yet.
+        assert ('gateway_gate_decisions_total{decision="opened_confirmed",gate="gate-main-in"}'
+                ' 0.0') in text
         assert 'gateway_gate_decisions_total{decision="refused",gate="gate-main-in"} 0.0' in text
+        # The barrier's own report says it is open: the open is confirmed, once.
+        assert (await cam.report_state("open")).status == 200
+        await cam.report_state("open")
+        await until(lambda: len(c.events("gate.state")) == 2)
+        text = await c.metrics()
+        assert ('gateway_gate_decisions_total{decision="opened_confirmed",gate="gate-main-in"}'
+                ' 1.0') in text
+        assert ('gateway_gate_decisions_total{decision="opened_unconfirmed",gate="gate-main-in"}'
+                ' 0.0') in text
 
 
 async def test_a_fuzzy_read_opens_only_for_the_classes_the_policy_names(
@@ -151,7 +171,8 @@ async def test_an_offline_replay_is_history_and_never_opens(tmp_path: Path) -> N
         text = await c.metrics()
         for gate in ("gate-main-in", "gate-suv-lot"):
             assert f'gateway_gate_decisions_total{{decision="offline",gate="{gate}"}} 1.0' in text
-            assert f'gateway_gate_decisions_total{{decision="open",gate="{gate}"}} 0.0' in text
+            assert (f'gateway_gate_decisions_total{{decision="opened_confirmed",gate="{gate}"}}'
+                    ' 0.0') in text
 
 
 @pytest.mark.parametrize("name", sorted(MALFORMED))
@@ -460,6 +481,7 @@ async def test_a_gate_controller_over_mqtt_reads_plates_and_takes_commands(
         await until(lambda: ctl.told)
         assert ctl.told[0]["action"] == "open" and "official" in ctl.told[0]["why"]
         assert ctl.barrier.state == "open"
+        await ctl.report_state()  # the controller reads its barrier back: open
         await ctl.loop_passed()
         await ctl.read("湘A12345", plate_id="c-1")  # a repeat
         await ctl.read("湘A12345", plate_id="c-2", offline=True)
@@ -501,6 +523,17 @@ async def test_a_gate_controller_over_mqtt_reads_plates_and_takes_commands(
         await ctl.report_state()  # still closed
         await until(lambda: [a for a in c.active("gate.jammed")
                              if a.source == "gate-health-in"])
+        # A registered car at the jammed barrier: opened by the rules, read back closed.
+        await ctl.read("湘A12345", plate_id="c-4")
+        await until(lambda: len(ctl.told) == 4)
+        await until(lambda: told_events() == 8)
+        await ctl.report_state()
+        metric = 'gateway_gate_decisions_total{{decision="{}",gate="gate-health-in"}} {}'
+        await until_async(c.metrics, metric.format("opened_unconfirmed", "1.0"))
+        text = await c.metrics()
+        # The first read confirmed by the controller's report, the refused one, the jam.
+        assert metric.format("opened_confirmed", "1.0") in text
+        assert metric.format("refused", "1.0") in text
 
 
 async def test_occupancy_and_who_is_inside_survive_a_restart(tmp_path: Path) -> None:

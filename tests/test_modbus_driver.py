@@ -133,13 +133,49 @@ async def test_meters_are_read_in_planned_blocks_and_decoded(rtu: bool) -> None:
     # completed poll, plus at most the one the test stopped half-way.
     assert driver.scheduler is not None
     done = driver.scheduler.completed
+    # The CHINT's plans: primary bridged, primary, alternate bridged, alternate; the first
+    # two are refused at their 0x101E read (one request each), the third is kept.
+    in_use = {"em-a": 0, "em-b": 2, "em-c": 0}
     for unit, binding in zip((1, 2, 3), bindings, strict=True):
-        per_poll = len(plans_for(binding)[-1])
+        per_poll = len(plans_for(binding)[in_use[binding.device.id]])
         asked = sum(server.meters[unit].requests.values())
-        probes = 1 if binding.device.id == "em-b" else 0  # the 0x101E try of the probe
+        probes = 2 if binding.device.id == "em-b" else 0
         assert per_poll * done[binding.device.id] <= asked - probes
         assert asked - probes <= per_poll * (done[binding.device.id] + 1)
-    assert len(plans_for(bindings[0])[0]) == 4  # SDM630: V+I, W, PF, Hz+kWh
+    # SDM630: one request across its table, or V+I, W, PF, Hz+kWh without the bridge.
+    assert [len(p) for p in plans_for(bindings[0])] == [1, 4]
+    assert [len(p) for p in plans_for(bindings[1])] == [2, 4, 2, 4]
+    assert not sink.rejects
+
+
+async def test_a_unit_that_refuses_reads_across_its_map_falls_back_to_the_plain_plan(
+) -> None:
+    strict = meter("eastron-sdm630", 1)
+    strict.faults.strict_map = True  # "illegal address" for any read across a hole
+    lenient, told = meter("eastron-sdm630", 2), meter("eastron-sdm630", 3)
+    for m in (strict, lenient, told):
+        m.values["voltage_l1_v"] = 228.5
+    async with MeterServer([strict, lenient, told]) as server:
+        url = f"tcp://127.0.0.1:{server.port}"
+        bindings = [_device("em-strict", f"{url}/1", "eastron-sdm630"),
+                    _device("em-lenient", f"{url}/2", "eastron-sdm630"),
+                    _device("em-told", f"{url}/3", "eastron-sdm630",
+                            workarounds={"gap_bridge": 0})]
+        sink = Sink()
+        driver = ModbusDriver("modbus:strict", bindings, sink)
+        async with _running(driver, Link()):
+            await _until(lambda: driver.scheduler is not None and min(
+                driver.scheduler.completed[b.device.id] for b in bindings) >= 5, "5 polls each")
+            assert driver.scheduler is not None
+            done = dict(driver.scheduler.completed)
+            asked = {unit: sum(m.requests.values()) for unit, m in server.meters.items()}
+    assert all(sink.last(b.device.id, "voltage_l1_v") == pytest.approx(228.5)
+               for b in bindings)
+    # The strict unit: one refused bridged read, then 4 requests a poll, nothing counted
+    # as a fault; the lenient one is read in one request, the one told not to bridge in 4.
+    assert 1 + 4 * done["em-strict"] <= asked[1] <= 1 + 4 * (done["em-strict"] + 1)
+    assert done["em-lenient"] <= asked[2] <= done["em-lenient"] + 1
+    assert 4 * done["em-told"] <= asked[3] <= 4 * (done["em-told"] + 1)
     assert not sink.rejects
 
 

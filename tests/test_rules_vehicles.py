@@ -469,3 +469,67 @@ def test_a_rebuilt_passage_is_no_alibi_for_a_loop_after_the_restart() -> None:
     assert r.occupancy()["main-parking-b1"] == 1
     [signal] = r.observe(event("gate.loop", "gate-parking-b1"), T0 + 1)
     assert isinstance(signal, AlertSignal) and signal.rule == TAILGATE
+
+
+# What follows a decided open, and the outcome the decisions metric is told.
+_SENT = {"state": "unknown", "commanded": "open", "status": "sent"}
+_UNVERIFIED = {"state": "unknown", "commanded": "open", "status": "unverified"}
+
+
+@pytest.mark.parametrize(
+    ("read", "after", "outcome"),
+    [
+        # A control that reads the barrier back (Hikvision's barrierGate).
+        ("湘A8B8B8", [("gate.state", {"state": "open", "commanded": "open",
+                                      "status": "verified"})], "opened_confirmed"),
+        ("湘A8B8B8", [("gate.state", {"state": "closed", "commanded": "open",
+                                      "status": "verified"})], "opened_unconfirmed"),
+        ("湘A8B8B8", [("gate.state", {"state": "unknown", "commanded": "open",
+                                      "status": "failed"})], "opened_unconfirmed"),
+        # A gate controller over MQTT: told, published, then its own report.
+        ("湘A8B8B8", [("gate.state", _SENT), ("gate.state", _UNVERIFIED),
+                      ("gate.state", {"state": "open"})], "opened_confirmed"),
+        ("湘A8B8B8", [("gate.state", _SENT), ("gate.state", _UNVERIFIED),
+                      ("gate.state", {"state": "closed"})], "opened_unconfirmed"),
+        # Opened by the camera's reply: the barrier's report, or a car over its loop.
+        ("湘A8B8B8", [("gate.state", {"state": "open", "reported": "barrier"})],
+         "opened_confirmed"),
+        ("湘A8B8B8", [("gate.loop", {"loop": "passed"})], "opened_confirmed"),
+        # Nothing said the barrier moved.
+        ("湘A8B8B8", [("tick", {})], "opened_unconfirmed"),
+        ("湘A8B8B8", [("gate.state", _SENT), ("gate.state", _UNVERIFIED), ("tick", {})],
+         "opened_unconfirmed"),
+        ("鄂B54321", [], "refused"),
+    ],
+    ids=["read-back-open", "read-back-closed", "command-failed", "controller-open",
+         "controller-jammed", "barrier-report", "loop", "nothing-said", "controller-silent",
+         "refused"],
+)
+def test_each_decision_is_told_once_with_its_outcome(
+    read: str, after: list[tuple[str, dict[str, Any]]], outcome: str,
+) -> None:
+    told: list[tuple[str, str]] = []
+    r = VehicleRules(GATES, GatePolicy(), VEHICLES, Pseudonyms(b"k" * 32),
+                     on_decided=lambda gate, o: told.append((gate, o)))
+    r.observe(plate("gate-main-in", read), T0)
+    now = T0
+    for kind, data in after:
+        now += 1.0
+        if kind == "tick":
+            now += RESULT_TIMEOUT_S
+            r.tick(now)
+        else:
+            r.observe(event(kind, "gate-main-in", **data), now)
+    # Anything after the outcome (another report, time) tells nothing more.
+    r.observe(event("gate.state", "gate-main-in", state="closed"), now + 1)
+    r.tick(now + 2 * RESULT_TIMEOUT_S)
+    assert told == [("gate-main-in", outcome)]
+
+
+def test_an_open_superseded_before_its_outcome_is_unconfirmed() -> None:
+    told: list[str] = []
+    r = VehicleRules(GATES, GatePolicy(), VEHICLES, on_decided=lambda _g, o: told.append(o))
+    r.observe(plate("gate-main-in", "湘A8B8B8"), T0)
+    r.observe(plate("gate-main-in", "湘A12345", seq=2), T0 + 2)
+    r.observe(event("gate.state", "gate-main-in", state="open", reported="barrier"), T0 + 3)
+    assert told == ["opened_unconfirmed", "opened_confirmed"]

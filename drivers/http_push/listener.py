@@ -134,7 +134,7 @@ class PlateListener:
         self._clock = clock or SystemClock()
         # (vendor, seconds from the push received to its answer), for each plate read
         self._on_answered = on_answered
-        # (gate, outcome) for each plate read decided: see `DECISIONS`
+        # (gate, outcome) for a read the rules could not decide in time, or not stored
         self._on_decided = on_decided
         self._seen: dict[str, OrderedDict[str, asyncio.Future[_Answer]]] = {
             g.id: OrderedDict() for g in gates}
@@ -366,8 +366,10 @@ class PlateListener:
             self._on_decided(gate.id, outcome)
 
     def _outcome(self, gate: GateSpec, decision: Decision) -> None:
-        self._decided(gate, "open" if decision.asks("open", gate.id) else (
-            "no_decision" if decision.reason.startswith("no decision") else "refused"))
+        # Opens and refusals are counted by the rules, which see the barrier's read-back;
+        # a read the rules did not answer in time is known here only.
+        if not decision.asks("open", gate.id) and decision.reason.startswith("no decision"):
+            self._decided(gate, "no_decision")
 
     async def _decide_vzenith(self, gate: GateSpec, read: PlateRead, event: Event) -> _Answer:
         if read.offline:

@@ -137,8 +137,9 @@ class Workarounds(Model):
     # Serial servers that drop the first request sent right after a connect.
     pause_after_connect_s: float = Field(default=0.0, ge=0, le=10)
     # Read registers that lie this far apart in one request rather than two: a request
-    # costs a round trip, a few more registers in it cost almost nothing.
-    gap_bridge: int = Field(default=0, ge=0, le=124)
+    # costs a round trip, a few more registers in it cost almost nothing. None: the
+    # profile's `gap_bridge` (with its fallback); 0: never.
+    gap_bridge: int | None = Field(default=None, ge=0, le=124)
 
 
 class ModbusDevice(Model):

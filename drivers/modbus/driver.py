@@ -53,19 +53,29 @@ def _tags(binding: MeterBinding, alternate: bool) -> list[Tag]:
 
 
 def plans_for(binding: MeterBinding) -> list[list[Block]]:
-    """The block plan per firmware variant to try, the configured one (or primary) first."""
+    """The block plans to try in order, the first that the unit does not refuse with
+    "illegal address" kept: per firmware variant (the configured one, or primary, first),
+    and within each, a profile's gap bridge first and the plan without it next."""
     quirks = binding.device.workarounds
     has_alternate = any(r.alternate_address is not None for r in binding.profile.registers)
+    gaps = [quirks.gap_bridge] if quirks.gap_bridge is not None else [binding.profile.gap_bridge]
+    if quirks.gap_bridge is None and binding.profile.gap_bridge:
+        gaps.append(0)  # the profile's bridge is a default, not the operator's word
 
-    def one(alternate: bool) -> list[Block]:
-        return plan(_tags(binding, alternate), max_block=quirks.max_block, gap=quirks.gap_bridge)
+    def plans(alternate: bool) -> list[list[Block]]:
+        out: list[list[Block]] = []
+        for gap in gaps:
+            one = plan(_tags(binding, alternate), max_block=quirks.max_block, gap=gap)
+            if one not in out:
+                out.append(one)
+        return out
 
     variant = binding.device.variant
     if not has_alternate or variant == "primary":
-        return [one(False)]
+        return plans(False)
     if variant == "alternate":
-        return [one(True)]
-    return [one(False), one(True)]
+        return plans(True)
+    return plans(False) + plans(True)
 
 
 # A counter as the store holds it: (continuous total, last raw reading, its time).

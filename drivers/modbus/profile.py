@@ -84,6 +84,11 @@ class Profile(_Model):
     description: str = ""
     word_order: Order = "big"
     registers: list[Register] = Field(min_length=1)
+    # Read registers this far apart in one request: set where the model's map is one table
+    # whose holes are its own other parameters, so a read across them answers. A unit
+    # that refuses one ("illegal address") falls back to the plan without it at its first
+    # poll; a device's `workarounds.gap_bridge` overrides this.
+    gap_bridge: int = Field(default=0, ge=0, le=124)
     # Elevator boxes and fire panels: how their status words read (drivers.modbus.status).
     status: ElevatorStatus | PanelStatus | None = Field(default=None, discriminator="kind")
 

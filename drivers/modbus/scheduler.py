@@ -7,8 +7,9 @@ transactions and decides what goes on the wire next.
   line one timeout now and then, never every cycle; the others keep their interval.
 - Commands (writes) pre-empt queued polls: they go before the next poll, never after it.
 - Units start staggered over their interval, so a line is not hit by all of them at once.
-- A unit whose profile gives a register two addresses (firmware variants) is probed: an
-  "illegal address" answer moves it to its next plan.
+- A unit whose profile gives a register two addresses (firmware variants), or bridges
+  the holes of its map, is probed: an "illegal address" answer before it ever answered
+  moves it to its next plan.
 """
 
 from __future__ import annotations
@@ -295,7 +296,8 @@ class LineScheduler:
         unit.probed += 1
         unit.poll.plans.append(unit.poll.plans.pop(0))
         unit.use_plan()
-        log.info("device=%s probing its next register map variant", unit.poll.key)
+        log.info("device=%s refused a read: trying its next read plan (firmware variant, or"
+                 " without the gap bridge)", unit.poll.key)
         unit.due = self._clock.monotonic()
         return True
 

@@ -1,6 +1,7 @@
 """The savings report over HTTP: `GET /api/savings` lists the site's measures,
 `GET /api/savings/{measure}` answers one measure's report as JSON, optionally for other
-periods (`?baseline=2025-01-01:2026-01-01&reporting=2026-01-01:2027-01-01`)."""
+periods (`?baseline=2025-01-01:2026-01-01&reporting=2026-01-01:2027-01-01`), and
+`GET /savings` is the page the facilities staff read them on."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from gateway.api.app import DESK_POLICY, STATIC_DIR
 from gateway.energy_config import Period
 from gateway.savings_report import SavingsError
 
@@ -60,5 +62,10 @@ def add_savings_routes(app: web.Application, report: Report, measures: Measures)
                                               content_type="application/json") from None
         return web.json_response(data, dumps=_dumps)
 
+    async def _page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC_DIR / "savings.html", headers={
+            "Cache-Control": "no-cache", "Content-Security-Policy": DESK_POLICY})
+
+    app.router.add_get("/savings", _page)
     app.router.add_get("/api/savings", _list)
     app.router.add_get("/api/savings/{measure}", _one)

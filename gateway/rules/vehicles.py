@@ -7,6 +7,11 @@ linkage. Pure: the registry comes in as a snapshot, time as a number.
   Anything else raises `gate.refused` with the read and its picture; the desk opens by
   hand (`gate.manual_open`), which clears it.
 - Offline replays are history: never a command, never a count.
+- Each decision's outcome is told once (`on_decided`, the decisions metric): `refused`,
+  or an open `opened_confirmed` once the barrier reads open (its control's read-back, a
+  controller's or barrier's own next report, or a vehicle over its loop), else
+  `opened_unconfirmed` (it reads closed, the command failed, or nothing said so within
+  `RESULT_TIMEOUT_S`).
 - `gate.state` after a command that did not move the barrier raises `gate.jammed`; a
   barrier open longer than T raises `gate.held_open`; a loop passage with no open just
   before it raises `gate.tailgate`; a visitor inside past the pass, `gate.overstay`.
@@ -19,7 +24,7 @@ linkage. Pure: the registry comes in as a snapshot, time as a number.
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gateway.alerts import Alert, AlertSignal, AlertState
@@ -45,6 +50,11 @@ WHO = "rule:vehicles"
 EXPECTED = {"open": "open", "hold_open": "open", "close": "closed", "release": "closed"}
 # A command's result (a `gate.state` event) comes within the commander's 10 s bound.
 RESULT_TIMEOUT_S = 15.0
+# A decision's outcome, as the decisions metric counts it.
+OPENED_CONFIRMED = "opened_confirmed"
+OPENED_UNCONFIRMED = "opened_unconfirmed"
+REFUSED_OUTCOME = "refused"
+OUTCOMES = (OPENED_CONFIRMED, OPENED_UNCONFIRMED, REFUSED_OUTCOME)
 # Vehicles remembered inside (for exits and overstay); a bound, not a census.
 MAX_INSIDE = 20_000
 
@@ -108,6 +118,8 @@ class _Gate:
     # A command the barrier could not read back (told, unverified): its next reported
     # state is judged against it.
     unread: tuple[str, float] | None = None
+    # An open decided at this time whose outcome (confirmed or not) is not yet told.
+    deciding: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +141,10 @@ class VehicleRules:
     name = "vehicles"
 
     def __init__(self, gates: Iterable[GateRuleSpec], policy: GatePolicy,
-                 vehicles: Iterable[Vehicle], names: Pseudonyms | None = None) -> None:
+                 vehicles: Iterable[Vehicle], names: Pseudonyms | None = None, *,
+                 on_decided: Callable[[str, str], None] | None = None) -> None:
         self._gates = {g.id: _Gate(g) for g in gates}
+        self._on_decided = on_decided  # (gate, outcome): a metric, not state
         self.policy = policy
         self._names = names or Pseudonyms()
         self._vehicles: dict[str, Vehicle] = {}
@@ -261,6 +275,7 @@ class VehicleRules:
         plate = str(data.get("plate", ""))
         if self._holds:
             self._passage(gate, plate, now)
+            self._open_decided(gate, now)
             return [Command(gate.spec.id, "open", who=WHO, why="barriers held open: fire")]
         verdict = self.judge(gate.spec, plate, now,
                              province_low_confidence=bool(data.get("province_low_confidence")))
@@ -269,6 +284,7 @@ class VehicleRules:
         if verdict.allow:
             who = verdict.vehicle.plate if verdict.vehicle is not None else plate
             self._passage(gate, who, now)
+            self._open_decided(gate, now)
             out.append(Command(gate.spec.id, "open", who=WHO, why=verdict.why))
             if key in self._active:
                 out.append(self._clear(key, now, "a registered vehicle passed since"))
@@ -276,6 +292,7 @@ class VehicleRules:
         if key in self._active:
             out.append(self._clear(key, now, "another vehicle refused since"))
         gate.refused_plate = plate
+        self._told(gate, REFUSED_OUTCOME)
         ref = self._names.ref(plate) if plate else "no plate"
         out.append(self._raise(
             REFUSED, gate.spec.id, gate.spec.zone, Severity.MAJOR, now,
@@ -287,6 +304,26 @@ class VehicleRules:
              "vehicle_class": verdict.vehicle.vclass.value if verdict.vehicle else None},
         ))
         return out
+
+    def _told(self, gate: _Gate, outcome: str) -> None:
+        if outcome != REFUSED_OUTCOME:
+            gate.deciding = None
+        if self._on_decided is not None:
+            self._on_decided(gate.spec.id, outcome)
+
+    def _open_decided(self, gate: _Gate, now: float) -> None:
+        if gate.deciding is not None:  # the open before it never said how it went
+            self._told(gate, OPENED_UNCONFIRMED)
+        gate.deciding = now
+
+    def _judge_open(self, gate: _Gate, commanded: object, state: str, status: object) -> None:
+        """A decided open's outcome from the barrier's state: the result of its command,
+        or (the reply opened it, or it was told unverified) the barrier's own report."""
+        if commanded in ("open", "hold_open") or commanded is None:
+            if state == "open":
+                self._told(gate, OPENED_CONFIRMED)
+            elif state == "closed" or (commanded is not None and status == "failed"):
+                self._told(gate, OPENED_UNCONFIRMED)
 
     def _manual_open(self, gate: _Gate, event: Event, now: float) -> list[Verdict]:
         plate = str(event.data.get("plate") or gate.refused_plate)
@@ -329,6 +366,8 @@ class VehicleRules:
             gate.unread = None
             if now - at <= RESULT_TIMEOUT_S:
                 commanded = told
+        if gate.deciding is not None:
+            self._judge_open(gate, commanded, state, data.get("status"))
         if state == "open" and gate.open_since is None:
             gate.open_since = now
         elif state == "closed":
@@ -360,6 +399,8 @@ class VehicleRules:
 
     def _loop(self, gate: _Gate, now: float) -> list[Verdict]:
         gate.unread = None  # a vehicle went through: the barrier did open
+        if gate.deciding is not None:
+            self._told(gate, OPENED_CONFIRMED)
         if not gate.spec.reports_loop or self._holds:
             return _NOTHING
         opened = gate.last_open
@@ -419,6 +460,8 @@ class VehicleRules:
             if rule in (REFUSED, TAILGATE) and now - active.raised_at >= p.refused_clear_s:
                 out.append(self._clear((rule, source), now, "nobody acted; expired"))
         for gate in self._gates.values():
+            if gate.deciding is not None and now - gate.deciding > RESULT_TIMEOUT_S:
+                self._told(gate, OPENED_UNCONFIRMED)  # nothing said the barrier moved
             key = (HELD_OPEN, gate.spec.id)
             if (gate.open_since is not None and gate.spec.id not in self._holds
                     and now - gate.open_since >= p.held_open_s and key not in self._active):

@@ -18,7 +18,7 @@ from drivers.mqtt.config import BrokerEndpoint, MqttGateDevice
 from gateway.clock import Clock
 from gateway.contract import Sink
 from gateway.rules.presence import PresenceSpec
-from gateway.rules.vehicles import GatePolicy, GateRuleSpec, VehicleRules
+from gateway.rules.vehicles import OUTCOMES, GatePolicy, GateRuleSpec, VehicleRules
 from gateway.secrets import resolve_secret
 from gateway.vehicles.config import GatesConfig
 from gateway.vehicles.history import stored_reads
@@ -67,7 +67,8 @@ class Gates:
                             c.linkage_attempts, c.open_on_drill)
         specs = [GateRuleSpec(d.id, d.zone, d.direction, d.area, d.reports_loop)
                  for d in self.all_gates]
-        module = VehicleRules(specs, policy, self.registry.vehicles(), self.names)
+        module = VehicleRules(specs, policy, self.registry.vehicles(), self.names,
+                              on_decided=self._decided)
         if store_path is not None:
             reads = stored_reads(store_path, {d.id for d in self.devices})
             passages = module.rebuild(reads)
@@ -140,12 +141,15 @@ class Gates:
             ["vendor"], buckets=LATENCY_BUCKETS, registry=registry)
         self._decisions = Counter(
             "gateway_gate_decisions",
-            "Plate reads pushed by the cameras, by gate and outcome: open, refused,"
-            " no_decision (none in time: not opened), offline (history, never opened),"
-            " not_stored (not committed: the camera sends it again).",
+            "Plate reads by gate and outcome: refused; opened_confirmed (the barrier read"
+            " open: its control, its own report or its loop) or opened_unconfirmed (it read"
+            " closed, the command failed, or nothing said within 15 s), cameras and gate"
+            " controllers alike; and for the cameras' pushes no_decision (none in time: not"
+            " opened), offline (history, never opened), not_stored (not committed: the"
+            " camera sends it again).",
             ["gate", "decision"], registry=registry)
-        for d in self.devices:
-            for outcome in ("open", "refused"):
+        for d in self.all_gates:
+            for outcome in OUTCOMES:
                 self._decisions.labels(d.id, outcome)
 
     def _registry_changed(self, vehicles: list[Vehicle]) -> None:
