@@ -34,6 +34,7 @@ def write_site(
     heartbeat_s: float = 30.0,
     webhook: str | None = None,
     drill_detectors: frozenset[int] = frozenset(),
+    fire_rules: str = "{}",
 ) -> Path:
     """A site with `detectors` heat detectors on the `devices` broker and one forwarding
     target on `upstream` (the same broker when not given)."""
@@ -70,7 +71,7 @@ def write_site(
         *([f"  - {{kind: webhook, id: ops, url: '{webhook}', "
            "token: {env: TEST_WEBHOOK_TOKEN}, timeout_s: 2}"] if webhook else []),
         "rules:",
-        "  fire: {}",
+        f"  fire: {fire_rules}",
         "retention: {}",
     ]
     path = folder / "site.yaml"
@@ -157,7 +158,9 @@ class DeskSubscriber:
                             self.messages.append(doc)
             except DeviceError:
                 self.connected.clear()
-                await asyncio.sleep(0.1)
+                # Not faster: each attempt takes an ephemeral port, and a storm of them may
+                # land on the port of a broker the test is about to restart.
+                await asyncio.sleep(0.5)
 
     async def __aenter__(self) -> DeskSubscriber:
         self._task = asyncio.create_task(self._run(), name="desk-subscriber")

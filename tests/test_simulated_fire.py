@@ -17,10 +17,12 @@ from tests.harness import DeskSubscriber, running_gateway, write_site
 async def test_a_simulated_fast_fire_is_alarmed_then_cleared(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
+    # A 10 s rate-of-rise window (the site's is 60 s): the rule needs half a window of
+    # history, in the gateway's own time, before it judges a rise.
     site = write_site(tmp_path, devices=(mosquitto.host, mosquitto.port), detectors=6,
-                      heartbeat_s=5.0)
-    # 20 simulated seconds per real second: a 10 K/min fire reaches 46 °C in ~7 s.
-    fleet = HeatDetectorFleet(mosquitto.host, mosquitto.port, site_file=site, time_scale=20)
+                      heartbeat_s=5.0, fire_rules="{ror_window_s: 10}")
+    # 40 simulated seconds per real second: a 10 K/min fire reaches 46 °C in ~4 s.
+    fleet = HeatDetectorFleet(mosquitto.host, mosquitto.port, site_file=site, time_scale=40)
     async with (
         DeskSubscriber(mosquitto.host, mosquitto.port) as desk,
         running_gateway(site) as gw,
@@ -41,7 +43,7 @@ async def test_a_simulated_fast_fire_is_alarmed_then_cleared(
         db = gw.db_path
     raised = [m for m in desk.messages if m["change"] == "raised"]
     assert {m["alert"]["source"] for m in raised} == {"hd-04"}  # the other five stay calm
-    # The rules time a rise by the gateway's own clock; at 20x the whole fire takes ~10 s,
+    # The rules time a rise by the gateway's own clock; at 40x the whole fire takes ~5 s,
     # so which of static and rate-of-rise comes first here says nothing (the rules' table
     # tests pin the order in real time).
     assert {"fire.prewarn", "fire.ror", "fire.alarm"} <= {m["alert"]["rule"] for m in raised}
