@@ -9,6 +9,7 @@ import functools
 import gc
 import logging
 import signal
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,11 @@ log = logging.getLogger("gateway.app")
 # When start-up's objects are frozen out of the collector (`freeze_heap`): the core, its
 # drivers and their profiles are built by then.
 HEAP_FREEZE_AFTER_S = 3.0
+
+# How long a thread may hold the interpreter while another waits for it (Python's
+# default: 5 ms). The store's writer thread wakes for every alarm's commit: at 5 ms it
+# could wait that long for the event loop's thread to let go, with the alarm waiting too.
+GIL_SWITCH_S = 0.001
 
 RETENTION_EVERY_S = 3600.0
 # A broker that comes back is used within seconds: queued alarms reach it within 5 s of
@@ -524,6 +530,7 @@ class Gateway:
             self.ready.set()
             notify("READY=1")
             loop.call_later(HEAP_FREEZE_AFTER_S, freeze_heap)
+            sys.setswitchinterval(GIL_SWITCH_S)
             log.info("gateway ready site=%s devices=%d http=%s:%s db=%s", self.site.site.id,
                      len(self._heat_detectors()), self._http_host(), self.http_port,
                      self.db_path)
