@@ -17,12 +17,14 @@ from tests.brokers import Mosquitto, free_port
 from tests.harness import DeskSubscriber, detectors, write_site
 
 
-def start_daemon(site: Path, http_port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_daemon(site: Path, http_port: int, log: Path,
+                 env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "run", "--site", str(site),
          "--http-port", str(http_port)],
         stdout=subprocess.DEVNULL,
         stderr=log.open("ab"),
+        env=env,
     )
 
 

@@ -13,19 +13,10 @@ from pathlib import Path
 
 from tests.brokers import Mosquitto, free_port
 from tests.harness import DeskSubscriber, detectors, write_site
-from tests.test_daemon_process import wait_healthy
+from tests.test_daemon_process import start_daemon, wait_healthy
 
 STAGES = ("read", "routed", "pipeline", "processed", "commit_start", "commit_end",
           "committed", "fetched", "acked")
-
-
-def start_traced(site: Path, port: int, log: Path, trace_file: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "run", "--site", str(site),
-         "--http-port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=log.open("ab"),
-        env={**os.environ, "GATEWAY_TRACE_ALARMS": str(trace_file)},
-    )
 
 
 async def test_a_traced_daemon_stamps_each_alarm_stage_in_order(
@@ -35,7 +26,8 @@ async def test_a_traced_daemon_stamps_each_alarm_stage_in_order(
     trace_file = tmp_path / "trace.jsonl"
     port = free_port()
     async with DeskSubscriber(mosquitto.host, mosquitto.port) as desk:
-        proc = start_traced(site, port, tmp_path / "daemon.log", trace_file)
+        proc = start_daemon(site, port, tmp_path / "daemon.log",
+                            env={**os.environ, "GATEWAY_TRACE_ALARMS": str(trace_file)})
         try:
             await wait_healthy(port, proc)
             async with detectors(mosquitto.host, mosquitto.port) as hd:

@@ -314,8 +314,11 @@ class PlateListener:
             if pictures:
                 # Written beside the commit, not before it: the decision does not wait
                 # for the picture files, the answer does.
-                writing = asyncio.ensure_future(
-                    asyncio.to_thread(self._write_pictures, gate, pictures))
+                writing = asyncio.create_task(
+                    asyncio.to_thread(self._write_pictures, gate, pictures),
+                    name=f"plate-pictures:{gate.id}")
+                # Awaited below; when the decision fails first, its failure still logs.
+                writing.add_done_callback(log_failure)
             result = await decide(gate, read, event)
             if writing is not None:
                 await writing

@@ -88,10 +88,12 @@ class MqttForwarder:
         """New rows were committed to the outbox: while the link is up they go out now,
         from this call, instead of after the drain task's next turns of the loop (each
         turn, under a telemetry load, is the whole of the loop's other work)."""
-        self._cursor.notify()
         mqtt = self._live
         if mqtt is not None and not mqtt.lost.done():
             self._send_rows(mqtt)
+        # After the send (whose fetch clears it): the drain task wakes and waits on the new
+        # publishes too, so one that fails ends the link at once.
+        self._cursor.notify()
 
     def in_flight(self) -> int:
         return len(self._cursor.in_flight)
