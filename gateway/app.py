@@ -649,6 +649,8 @@ class Gateway:
             "oldest_uncommitted_seconds": self.store.oldest_uncommitted_s(),
             "disk_free_bytes": free,
             "healthy": 1.0 if self.store_healthy() else 0.0,
+            "wal_frames": float(self.store.wal_frames),
+            "checkpoint_failures_total": float(self.store.checkpoint_failures),
         }
 
     def _outbox_ages(self) -> dict[str, tuple[int, float | None]]:

@@ -419,4 +419,14 @@ class _BoundSources:
                 "1 while the store commits, 0 from a failed commit until it commits again.",
                 value=state.get("healthy", 1.0),
             ),
+            GaugeMetricFamily(
+                "gateway_store_wal_pages",
+                "Pages in the store's WAL not yet started over (checkpoints keep it short).",
+                value=state.get("wal_frames", 0.0),
+            ),
+            CounterMetricFamily(
+                "gateway_store_checkpoint_failures",
+                "Checkpoints that failed; their pages stay in the WAL (nothing is lost).",
+                value=state.get("checkpoint_failures_total", 0.0),
+            ),
         ]

@@ -91,8 +91,9 @@ async def test_a_moved_camera_until_its_reference_is_retaken_and_a_snapshot_on_d
                                       {"operator": "Wang", "reason": "re-aimed at the gate"})
             assert (status, body) == (200, {"camera": "cam-001", "picture": "ok"})
             await until(lambda: gw.book.active() == [])
-            await until(lambda: len(gw.store.events_for("cam-001", "camera.image.ok")) > 0)
-            [cleared] = gw.store.events_for("cam-001", "camera.image.ok")
+            # Newest first: the retaken reference's ok, after the first word at start.
+            await until(lambda: len(gw.store.events_for("cam-001", "camera.image.ok")) == 2)
+            cleared = gw.store.events_for("cam-001", "camera.image.ok")[0]
             assert cleared["data"]["reference"] == "retaken"
             assert cleared["data"]["who"].startswith("Wang via api from 127.0.0.1")
             await asyncio.sleep(2.5)  # more pictures of the new view: it stays ok

@@ -94,6 +94,17 @@ def test_several_bad_samples_in_a_row_come_before_a_verdict() -> None:
                     None, Picture.OK]
 
 
+def test_a_new_judge_is_ok_by_assumption_until_good_pictures_back_it() -> None:
+    # The driver says the first settled ok once (a kept alert clears on it): settled()
+    # tells it when, as the judge itself only speaks on a change.
+    scene, black = keyframe("h264", "scene", 0), drawn(16, 0.5)
+    judge = PictureJudge(Thresholds(bad_in_a_row=3, good_in_a_row=2))
+    assert not judge.settled()
+    assert judge.sample(scene) is None and not judge.settled()
+    assert judge.sample(scene) is None and judge.settled()
+    assert judge.sample(black) is None and not judge.settled()
+
+
 async def until(check: Callable[[], bool], deadline_s: float = 40.0) -> None:
     async with asyncio.timeout(deadline_s):
         while not check():
@@ -115,7 +126,8 @@ async def test_each_picture_fault_is_told_once_and_cleared(codec: str) -> None:
                              backoff=Backoff(base_s=0.05), sink=sink, family="camera.stream")
             tasks.append(asyncio.create_task(sup.run()))
         try:
-            # The baseline and the reference: three good samples each.
+            # The baseline and the reference: three good samples each. The first settled
+            # ok is said once: a picture alert kept from before a restart clears on it.
             await asyncio.sleep(4.5)
             for cam, picture in faults.items():
                 assert await farm.control(f"{cam} picture {picture}") == "ok"
@@ -125,14 +137,16 @@ async def test_each_picture_fault_is_told_once_and_cleared(codec: str) -> None:
 
             for cam, picture in faults.items():
                 if picture != "night":
-                    await until(lambda cam=cam, p=picture: images(cam) == [f"camera.image.{p}"])
+                    await until(lambda cam=cam, p=picture: images(cam) == [
+                        "camera.image.ok", f"camera.image.{p}"])
             for cam in faults:
                 assert await farm.control(f"{cam} picture scene") == "ok"
             for cam, picture in faults.items():
                 if picture != "night":
                     await until(lambda cam=cam, p=picture: images(cam) == [
-                        f"camera.image.{p}", "camera.image.ok"])
-            assert images("cam-005") == []  # night: nothing to tell
+                        "camera.image.ok", f"camera.image.{p}", "camera.image.ok"])
+            # Night: nothing to tell but the first word (ok since the gateway started).
+            assert images("cam-005") == ["camera.image.ok"]
             assert sink.rejections == {}
         finally:
             for t in tasks:

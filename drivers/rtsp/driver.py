@@ -71,6 +71,10 @@ class CameraDriver:
         self._session: str | None = None
         self.decoder = decoder or _SHARED_DECODER
         self.picture = PictureJudge()
+        # Whether the picture's state has been said since the gateway started. The judge
+        # starts at ok; a bad state kept in the store from before a restart clears only
+        # when ok is said, so the first settled ok is said once even though nothing changed.
+        self._picture_told = False
         self.keyframe: bytes | None = None  # the latest keyframe taken (Annex B)
         self.keyframe_codec: Codec | None = None  # the codec it is in
         self._grabber: KeyframeGrabber | None = None
@@ -241,8 +245,11 @@ class CameraDriver:
             return
         figures = measure(luma)
         changed = self.picture.sample(figures, health.p_median())
+        if changed is None and not self._picture_told and self.picture.settled():
+            changed = self.picture.state  # the first word: ok since the gateway started
         if changed is None:
             return
+        self._picture_told = True
         like = self.picture.likeness
         log.info("camera=%s picture=%s mean=%.0f std=%.1f sharpness=%.0f edges=%.3f"
                  " likeness=%s", self.name, changed, figures.mean, figures.std,

@@ -200,6 +200,13 @@ class PictureJudge:
             return verdict
         return None
 
+    def settled(self) -> bool:
+        """Whether the samples in a row back the current state (a judge just started
+        is OK by assumption, not yet by `good_in_a_row` good pictures)."""
+        seen, count = self._run
+        need = self.t.good_in_a_row if seen is Picture.OK else self.t.bad_in_a_row
+        return seen is self.state and count >= need
+
     def _learn(self, edges: npt.NDArray[np.float32], like: float | None) -> None:
         ref = self.reference
         if ref is not None and ref.shape != edges.shape:  # the stream's size changed

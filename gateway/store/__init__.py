@@ -13,6 +13,7 @@ from typing import Any
 
 from gateway.clock import Clock, SystemClock
 from gateway.store import queries
+from gateway.store.checkpoint import Checkpointer
 from gateway.store.downsample import Downsampler, MinuteAggregate
 from gateway.store.schema import (
     SCHEMA_VERSION,
@@ -59,6 +60,7 @@ class Store:
         self._clock: Clock = clock or SystemClock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writer: Writer | None = None
+        self._checkpointer: Checkpointer | None = None
         self._reader: sqlite3.Connection | None = None
         self._closing = False
         # Submitted, not yet resolved, oldest first: back-pressure and its age metric.
@@ -74,10 +76,15 @@ class Store:
         applied = migrate(self.path, self._clock.now())
         if applied:
             log.info("store migrated path=%s versions=%s", self.path, applied)
-        self._writer = Writer(connect_writer(self.path), loop, self.retention)
+        conn = connect_writer(self.path)
+        # The checkpointer thread copies the WAL back, so no commit waits for it.
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._writer = Writer(conn, loop, self.retention)
+        self._checkpointer = Checkpointer(self.path)
         self._reader = connect_reader(self.path)
         self._loop = loop
         self._writer.start()
+        self._checkpointer.start()
 
     def submit(
         self, batch: WriteBatch, then: Callable[[], None] | None = None
@@ -147,6 +154,8 @@ class Store:
         if self._writer is None or self._loop is None or self._closing:
             return
         self._closing = True
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.stop)
         stopped: asyncio.Future[None] = self._loop.create_future()
         self._writer.stop(stopped)
         try:
@@ -232,6 +241,15 @@ class Store:
     @property
     def last_commit_s(self) -> float:
         return 0.0 if self._writer is None else self._writer.last_commit_s
+
+    @property
+    def wal_frames(self) -> int:
+        """Pages in the WAL at the checkpointer's latest pass."""
+        return 0 if self._checkpointer is None else self._checkpointer.wal_frames
+
+    @property
+    def checkpoint_failures(self) -> int:
+        return 0 if self._checkpointer is None else self._checkpointer.failures
 
     @property
     def failed_batches(self) -> int:
