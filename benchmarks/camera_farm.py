@@ -1,12 +1,15 @@
 """Shared by the camera benchmarks: simulated cameras in their own process (so their CPU
-is not the gateway's), faults switched by control lines, and a sink that only counts."""
+is not the gateway's), faults switched by control lines, and a sink that only counts; for
+the ONVIF ones, their command line and their steady window with motion switched."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -60,6 +63,10 @@ class Farm:
         found: dict[str, dict[str, object]] = json.loads(self.proc.stdout.readline())["status"]
         return found
 
+    def subscriptions(self) -> int:
+        """The ONVIF subscriptions all the cameras hold now."""
+        return sum(int(str(s["subscriptions"])) for s in self.status().values())
+
     def cpu_s(self) -> float:
         t = self.ps.cpu_times()
         return float(t.user + t.system)
@@ -110,3 +117,31 @@ def own_cpu_s() -> float:
 
 def rss_mib() -> float:
     return float(psutil.Process().memory_info().rss) / 2**20
+
+
+async def motion_window(farm: Farm, since: float, seconds: float,
+                        motion: float) -> tuple[float, int]:
+    """Waits until `seconds` have passed since `since` (a `time.perf_counter()` read with
+    the caller's CPU samples, so the window is the one they cover), switching motion on
+    and off on every camera every `motion` s (0: never), so the polls carry events.
+    Returns the window's length in seconds and the switches made."""
+    flips = 0
+    while time.perf_counter() - since < seconds:
+        await asyncio.sleep(motion or seconds)
+        if motion:
+            flips += 1
+            await asyncio.to_thread(farm.control, f"* motion {'on' if flips % 2 else 'off'}")
+    return time.perf_counter() - since, flips
+
+
+def onvif_args(doc: str | None, cameras: int, seconds: float,
+               poll: float) -> argparse.Namespace:
+    """The ONVIF benchmarks' command line: the same options, each benchmark's defaults."""
+    p = argparse.ArgumentParser(description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cameras", type=int, default=cameras)
+    p.add_argument("--seconds", type=float, default=seconds)
+    p.add_argument("--poll", type=float, default=poll, help="PullMessages Timeout, s")
+    p.add_argument("--motion", type=float, default=0.0,
+                   help="switch motion on every camera every N s (0: idle)")
+    return p.parse_args()

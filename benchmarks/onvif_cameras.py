@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from onvif import ONVIFCamera
 
-from benchmarks.camera_farm import Farm, own_cpu_s
+from benchmarks.camera_farm import Farm, motion_window, onvif_args, own_cpu_s
 
 
 async def subscribe(base: str) -> tuple[ONVIFCamera, Any]:
@@ -60,16 +60,10 @@ async def run(args: argparse.Namespace) -> None:
         answered = [0]
         polls = [asyncio.ensure_future(poll(m, args.poll, answered)) for _, m in pairs]
         await asyncio.sleep(2)  # the initial messages pulled, every poll waiting
-        held = sum(int(str(s["subscriptions"])) for s in farm.status().values())
+        held = farm.subscriptions()
         answered[0] = 0
         sim0, own0, t0 = farm.cpu_s(), own_cpu_s(), time.perf_counter()
-        flips = 0
-        while time.perf_counter() - t0 < args.seconds:
-            await asyncio.sleep(args.motion or args.seconds)
-            if args.motion:
-                flips += 1
-                await asyncio.to_thread(farm.control, f"* motion {'on' if flips % 2 else 'off'}")
-        elapsed = time.perf_counter() - t0
+        elapsed, flips = await motion_window(farm, t0, args.seconds, args.motion)
         sim_pct = 100 * (farm.cpu_s() - sim0) / elapsed
         own_pct = 100 * (own_cpu_s() - own0) / elapsed
         for task in polls:
@@ -78,7 +72,7 @@ async def run(args: argparse.Namespace) -> None:
         for client, manager in pairs:
             await manager.shutdown()
             await client.close()
-        left = sum(int(str(s["subscriptions"])) for s in farm.status().values())
+        left = farm.subscriptions()
     print(f"subscriptions held during the window: {held}")
     print(f"simulator CPU: {sim_pct:.2f} % of one core over {elapsed:.0f} s "
           f"({answered[0]} polls answered, {flips} motion switches)")
@@ -87,14 +81,7 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cameras", type=int, default=100)
-    p.add_argument("--seconds", type=float, default=20.0)
-    p.add_argument("--poll", type=float, default=10.0, help="PullMessages Timeout, s")
-    p.add_argument("--motion", type=float, default=0.0,
-                   help="switch motion on every camera every N s (0: idle)")
-    asyncio.run(run(p.parse_args()))
+    asyncio.run(run(onvif_args(__doc__, cameras=100, seconds=20.0, poll=10.0)))
 
 
 if __name__ == "__main__":

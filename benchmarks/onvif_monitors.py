@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.camera_farm import CountingSink, Farm, own_cpu_s, rss_mib
+from benchmarks.camera_farm import CountingSink, Farm, motion_window, onvif_args, own_cpu_s, rss_mib
 from drivers.onvif.driver import OnvifMonitor, Timing
 from drivers.rtsp.config import CameraDevice
 from gateway.supervisor import LinkState, Supervisor
@@ -65,19 +65,13 @@ async def run(args: argparse.Namespace) -> None:
               f"{start_cpu:.2f} CPU-s ({1000 * start_cpu / args.cameras:.0f} ms each)")
         await asyncio.sleep(2)  # the Initialized messages pulled, every poll waiting
         events0, cpu1, t1 = len(sink.events), own_cpu_s(), time.perf_counter()
-        flips = 0
-        while time.perf_counter() - t1 < args.seconds:
-            await asyncio.sleep(args.motion or args.seconds)
-            if args.motion:
-                flips += 1
-                await asyncio.to_thread(farm.control, f"* motion {'on' if flips % 2 else 'off'}")
-        elapsed = time.perf_counter() - t1
+        elapsed, flips = await motion_window(farm, t1, args.seconds, args.motion)
         pct = 100 * (own_cpu_s() - cpu1) / elapsed
         events = len(sink.events) - events0
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        held = sum(int(str(s["subscriptions"])) for s in farm.status().values())
+        held = farm.subscriptions()
     print(f"steady: {pct:.2f} % of one core over {elapsed:.0f} s for {args.cameras} cameras "
           f"({events} events, {flips} motion switches); "
           f"{pct * 100 / args.cameras:.2f} % extrapolated to 100")
@@ -86,14 +80,7 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cameras", type=int, default=50)
-    p.add_argument("--seconds", type=float, default=30.0)
-    p.add_argument("--poll", type=float, default=30.0, help="PullMessages Timeout, s")
-    p.add_argument("--motion", type=float, default=0.0,
-                   help="switch motion on every camera every N s (0: idle)")
-    asyncio.run(run(p.parse_args()))
+    asyncio.run(run(onvif_args(__doc__, cameras=50, seconds=30.0, poll=30.0)))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ before anything is done (or the answer is 503), then a `result` row.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from gateway.api.audited import BadBody, answer, read_object, reason_operator, who_from
 from gateway.clock import Clock
 from gateway.errors import StoreFailed
 from gateway.snapshots import Snapshots
@@ -28,7 +28,6 @@ from gateway.store import AuditRow, StoreError
 
 log = logging.getLogger(__name__)
 
-MAX_BODY: Final = 4096
 # A camera's keyframes are 1-4 s apart: past this the latest one taken is used instead.
 FRESH_KEYFRAME_S: Final = 5.0
 
@@ -71,37 +70,6 @@ def add_camera_routes(app: web.Application, cameras: Callable[[], Mapping[str, D
     app.router.add_post("/api/cameras/{camera}/reference", _reference)
 
 
-def _answer(doc: Any, status: int = 200) -> web.Response:
-    return web.json_response(doc, status=status,
-                             dumps=lambda d: json.dumps(d, ensure_ascii=False))
-
-
-class _Bad(Exception):
-    pass
-
-
-async def _body(request: web.Request) -> tuple[str, str]:
-    """(reason, operator) from a small JSON object."""
-    if (request.content_length or 0) > MAX_BODY:
-        raise _Bad("body too large")
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise _Bad("body too large")
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise _Bad("body is not JSON") from None
-    if not isinstance(body, dict):
-        raise _Bad("body must be an object")
-    out = []
-    for name, limit in (("reason", 500), ("operator", 60)):
-        value = body.get(name)
-        if not isinstance(value, str) or not value.strip():
-            raise _Bad(f"{name} is required (a non-empty string)")
-        out.append(value.strip()[:limit])
-    return out[0], out[1]
-
-
 async def _list(request: web.Request) -> web.Response:
     desk = request.app[_KEY]
     rows = []
@@ -111,7 +79,7 @@ async def _list(request: web.Request) -> web.Response:
                      "zone_name": desk.zone_names.get(cam.zone, cam.zone),
                      "stream": str(cam.state()), "picture": picture,
                      "likeness": None if like is None else round(like, 3)})
-    return _answer({"cameras": rows})
+    return answer({"cameras": rows})
 
 
 async def _asked(request: web.Request, action: str
@@ -121,17 +89,17 @@ async def _asked(request: web.Request, action: str
     desk = request.app[_KEY]
     camera = desk.cameras().get(request.match_info["camera"])
     if camera is None:
-        return _answer({"error": f"no camera {request.match_info['camera'][:64]}"}, 404)
+        return answer({"error": f"no camera {request.match_info['camera'][:64]}"}, 404)
     try:
-        why, operator = await _body(request)
-    except _Bad as exc:
-        return _answer({"error": str(exc)}, 400)
-    who = f"{operator} via api from {request.remote or '-'}"
+        why, operator = reason_operator(await read_object(request))
+    except BadBody as exc:
+        return answer({"error": str(exc)}, 400)
+    who = who_from(request, operator)
     try:
         await desk.audit(AuditRow(desk.clock.now(), who, action, camera.id,
                                   {"stage": "requested", "why": why}))
     except (StoreFailed, StoreError) as exc:
-        return _answer({"error": f"not audited, not done: {exc}"}, 503)
+        return answer({"error": f"not audited, not done: {exc}"}, 503)
     return desk, camera, who, why
 
 
@@ -158,10 +126,10 @@ async def _snapshot(request: web.Request) -> web.Response:
                   {"url": url, "fresh": fresh, "why": why})
     if url is None:
         log.warning("snapshot on demand camera=%s who=%s: no picture", camera.id, who)
-        return _answer({"camera": camera.id,
+        return answer({"camera": camera.id,
                         "error": "no picture: the camera has sent no keyframe"}, 503)
     log.info("snapshot on demand camera=%s who=%s url=%s", camera.id, who, url)
-    return _answer({"camera": camera.id, "url": url, "fresh": fresh}, 201)
+    return answer({"camera": camera.id, "url": url, "fresh": fresh}, 201)
 
 
 async def _reference(request: web.Request) -> web.Response:
@@ -171,4 +139,4 @@ async def _reference(request: web.Request) -> web.Response:
     desk, camera, who, why = asked
     picture = str(await camera.retake(who, why))
     await _result(desk, who, "camera.reference", camera.id, {"picture": picture, "why": why})
-    return _answer({"camera": camera.id, "picture": picture})
+    return answer({"camera": camera.id, "picture": picture})

@@ -16,12 +16,12 @@ vehicle. A release is a `gate.release` event: the vehicle rules send each barrie
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Final
 
 from aiohttp import web
 
+from gateway.api.audited import BadBody, answer, read_object, reason_operator, required, who_from
 from gateway.clock import Clock
 from gateway.commands import Command, CommandResult, CommandStatus
 from gateway.contract import Sink
@@ -30,7 +30,6 @@ from gateway.vehicles.plates import normalise
 from gateway.vehicles.registry import RegistryError
 from gateway.vehicles.wiring import Gates
 
-MAX_BODY: Final = 4096
 _STATUS: Final = {CommandStatus.VERIFIED: 200, CommandStatus.UNVERIFIED: 200,
                   CommandStatus.REFUSED: 403, CommandStatus.FAILED: 502}
 
@@ -60,50 +59,14 @@ def add_gate_routes(app: web.Application, gates: Gates,
 
 
 def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status,
-                             dumps=lambda d: json.dumps(d, ensure_ascii=False))
-
-
-def _ok(doc: Any, status: int = 200) -> web.Response:
-    return web.json_response(doc, status=status,
-                             dumps=lambda d: json.dumps(d, ensure_ascii=False))
-
-
-class _Bad(Exception):
-    pass
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    if (request.content_length or 0) > MAX_BODY:
-        raise _Bad("body too large")
-    raw = await request.read()
-    if len(raw) > MAX_BODY:
-        raise _Bad("body too large")
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise _Bad("body is not JSON") from None
-    if not isinstance(body, dict):
-        raise _Bad("body must be an object")
-    return body
-
-
-def _text(body: dict[str, Any], name: str, limit: int = 500) -> str:
-    value = body.get(name)
-    if not isinstance(value, str) or not value.strip():
-        raise _Bad(f"{name} is required (a non-empty string)")
-    return value.strip()[:limit]
-
-
-def _who(request: web.Request, operator: str) -> str:
-    return f"{operator[:60]} via api from {request.remote or '-'}"
+    return answer({"error": message}, status)
 
 
 async def _list(request: web.Request) -> web.Response:
     desk = request.app[_KEY]
     module = desk.gates.rule_module
     held = set(module.holding()) if module is not None else set()
-    return _ok({
+    return answer({
         "gates": [{"id": d.id, "zone": d.zone, "direction": d.direction, "area": d.area,
                    "vendor": getattr(d, "vendor", "mqtt"), "held_open_by_fire": d.id in held}
                   for d in desk.gates.all_gates],
@@ -117,12 +80,12 @@ async def _open(request: web.Request) -> web.Response:
     if gate not in {d.id for d in desk.gates.all_gates}:
         return _error(404, f"no gate {gate}")
     try:
-        body = await _body(request)
-        reason, operator = _text(body, "reason"), _text(body, "operator", 60)
+        body = await read_object(request)
+        reason, operator = reason_operator(body)
         plate = normalise(str(body.get("plate", "")))[:16]
-    except _Bad as exc:
+    except BadBody as exc:
         return _error(400, str(exc))
-    who = _who(request, operator)
+    who = who_from(request, operator)
     result = await desk.commands(Command(gate, "open", who=who, why=reason))
     if result.done:
         sink = desk.sink()
@@ -130,19 +93,19 @@ async def _open(request: web.Request) -> web.Response:
         await sink.event(Event("gate.manual_open", gate, seq=sink.next_seq(gate),
                                time=desk.clock.now(), severity=Severity.INFO, zone=device.zone,
                                data={"who": who, "why": reason, "plate": plate}))
-    return _ok({"gate": gate, "action": "open", **result.to_json()}, _STATUS[result.status])
+    return answer({"gate": gate, "action": "open", **result.to_json()}, _STATUS[result.status])
 
 
 async def _release(request: web.Request) -> web.Response:
     desk = request.app[_KEY]
     try:
-        body = await _body(request)
-        reason, operator = _text(body, "reason"), _text(body, "operator", 60)
+        body = await read_object(request)
+        reason, operator = reason_operator(body)
         asked = body.get("gates")
         if asked is not None and (not isinstance(asked, list)
                                   or not all(isinstance(g, str) for g in asked)):
-            raise _Bad("gates must be a list of gate ids")
-    except _Bad as exc:
+            raise BadBody("gates must be a list of gate ids")
+    except BadBody as exc:
         return _error(400, str(exc))
     known = {d.id for d in desk.gates.all_gates}
     unknown = sorted(set(asked or []) - known)
@@ -156,13 +119,13 @@ async def _release(request: web.Request) -> web.Response:
     sink = desk.sink()
     await sink.event(Event("gate.release", "barrier-gates", seq=sink.next_seq("barrier-gates"),
                            time=desk.clock.now(), severity=Severity.MAJOR,
-                           data={"gates": gates, "who": _who(request, operator),
+                           data={"gates": gates, "who": who_from(request, operator),
                                  "why": reason}))
     try:
         await sink.settle()
     except Exception as exc:
         return _error(503, f"not stored: {exc!r}")
-    return _ok({"released": gates}, 202)
+    return answer({"released": gates}, 202)
 
 
 async def _picture(request: web.Request) -> web.StreamResponse:
@@ -181,37 +144,37 @@ async def _vehicle(request: web.Request) -> web.Response:
     desk = request.app[_KEY]
     plate = normalise(request.match_info["plate"])[:16]
     operator = request.query.get("operator", "").strip()[:60] or "unnamed"
-    vehicle = desk.gates.registry.read(plate, actor=_who(request, operator),
+    vehicle = desk.gates.registry.read(plate, actor=who_from(request, operator),
                                        now=desk.clock.now())
     if vehicle is None:
         return _error(404, f"{plate} is not registered")
-    return _ok({"plate": vehicle.plate, "kind": vehicle.kind.value,
-                "owner_unit": vehicle.owner_unit, "class": vehicle.vclass.value,
-                "gates": sorted(vehicle.gates), "zones": sorted(vehicle.zones),
-                "valid_from": vehicle.valid_from, "valid_until": vehicle.valid_until,
-                "note": vehicle.note})
+    return answer({"plate": vehicle.plate, "kind": vehicle.kind.value,
+                   "owner_unit": vehicle.owner_unit, "class": vehicle.vclass.value,
+                   "gates": sorted(vehicle.gates), "zones": sorted(vehicle.zones),
+                   "valid_from": vehicle.valid_from, "valid_until": vehicle.valid_until,
+                   "note": vehicle.note})
 
 
 async def _pass(request: web.Request) -> web.Response:
     desk = request.app[_KEY]
     try:
-        body = await _body(request)
-        plate = _text(body, "plate", 20)
-        reason, operator = _text(body, "reason"), _text(body, "operator", 60)
+        body = await read_object(request)
+        plate = required(body, "plate", 20)
+        reason, operator = reason_operator(body)
         owner = str(body.get("owner_unit", "visitor"))[:60]
         hours = body.get("hours", 4)
         if isinstance(hours, bool) or not isinstance(hours, int | float):
-            raise _Bad("hours must be a number")
+            raise BadBody("hours must be a number")
         gates = body.get("gates", ["*"])
         if not isinstance(gates, list) or not all(isinstance(g, str) for g in gates):
-            raise _Bad("gates must be a list of gate ids")
-    except _Bad as exc:
+            raise BadBody("gates must be a list of gate ids")
+    except BadBody as exc:
         return _error(400, str(exc))
     try:
         vehicle = desk.gates.registry.issue_pass(
-            plate, owner_unit=owner, hours=float(hours), actor=_who(request, operator),
+            plate, owner_unit=owner, hours=float(hours), actor=who_from(request, operator),
             why=reason, now=desk.clock.now(), gates=gates)
     except RegistryError as exc:
         return _error(422, str(exc))
-    return _ok({"plate": vehicle.plate, "valid_from": vehicle.valid_from,
-                "valid_until": vehicle.valid_until}, 201)
+    return answer({"plate": vehicle.plate, "valid_from": vehicle.valid_from,
+                   "valid_until": vehicle.valid_until}, 201)
