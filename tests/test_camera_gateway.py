@@ -182,7 +182,7 @@ async def test_a_black_picture_is_an_alert_in_the_cameras_zone_until_it_is_back(
 
 
 async def test_a_picture_alert_kept_over_a_restart_clears_once_the_picture_is_good(
-    tmp_path: Path, mosquitto: Broker
+    tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
     farm = CameraFarm.build(1, ClipSpec("h264"))
     async with farm:
