@@ -83,7 +83,7 @@ class Faults:
     oversized: bool = False  # answers with a header that never ends
     absurd_length: bool = False  # after PLAY, interleaved frames that are not RTP
     picture: str = "scene"  # or black, frozen, blurred, covered, night, moved (camera_clips)
-    onvif: str = "ok"  # or malformed, truncated, fault, down (simulators.onvif)
+    onvif: str = "ok"  # or malformed, truncated, fault, down, no_events (simulators.onvif)
 
 
 _STREAMS: dict[ClipSpec, Stream] = {}  # every camera showing the same content shares it

@@ -29,6 +29,8 @@ Control lines (the simulator's stdin, `<camera id|*> <fault> <value>`):
     cam-001 onvif truncated     replies cut off half way
     cam-001 onvif fault         every call is a SOAP Fault (env:Receiver)
     cam-001 onvif down          the ONVIF port refuses connections
+    cam-001 onvif no_events     no event service (old firmware): none listed, and its
+                                calls are ter:ActionNotSupported
     cam-001 onvif ok            back to normal
     cam-001 clock_drift 300     the camera's clock is 300 s ahead (negative: behind)
     cam-001 token_window 5      refuse a token whose Created is over 5 s from the
@@ -92,7 +94,7 @@ _ENVELOPE = ('<?xml version="1.0" encoding="UTF-8"?>\n<env:Envelope '
 _SOAP = "application/soap+xml"
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
 _MAX_BODY = 256 * 1024
-ONVIF_MODES = ("ok", "malformed", "truncated", "fault", "down")
+ONVIF_MODES = ("ok", "malformed", "truncated", "fault", "down", "no_events")
 _OPEN = frozenset({(TDS, "GetSystemDateAndTime")})  # answered without a login
 _MODELS = (("Furong Vision", "FV-IPC-B2120"), ("Furong Vision", "FV-IPC-D4240"),
            ("Xiangjiang Optics", "XO-T5400-IR"), ("Xiangjiang Optics", "XO-B3200"))
@@ -369,6 +371,8 @@ class OnvifDevice:
                      "GetSnapshotUri": self._snapshot_uri}.get(op)
             if media is not None:
                 return media(call)
+        elif ns == TEV and self.camera.faults.onvif == "no_events":
+            pass  # an old firmware: no event service at all
         elif ns == TEV and op == "GetEventProperties":
             return self._event_properties()
         elif ns == TEV and op == "GetServiceCapabilities":
@@ -426,12 +430,13 @@ class OnvifDevice:
         base = self.base_url
         return ("<tds:GetCapabilitiesResponse><tds:Capabilities>"
                 f"<tt:Device><tt:XAddr>{base}/onvif/device_service</tt:XAddr></tt:Device>"
-                f"<tt:Events><tt:XAddr>{base}/onvif/event_service</tt:XAddr>"
-                "<tt:WSSubscriptionPolicySupport>false</tt:WSSubscriptionPolicySupport>"
-                "<tt:WSPullPointSupport>true</tt:WSPullPointSupport>"
-                "<tt:WSPausableSubscriptionManagerInterfaceSupport>false"
-                "</tt:WSPausableSubscriptionManagerInterfaceSupport></tt:Events>"
-                f"<tt:Media><tt:XAddr>{base}/onvif/media_service</tt:XAddr>"
+                + ("" if self.camera.faults.onvif == "no_events" else
+                   f"<tt:Events><tt:XAddr>{base}/onvif/event_service</tt:XAddr>"
+                   "<tt:WSSubscriptionPolicySupport>false</tt:WSSubscriptionPolicySupport>"
+                   "<tt:WSPullPointSupport>true</tt:WSPullPointSupport>"
+                   "<tt:WSPausableSubscriptionManagerInterfaceSupport>false"
+                   "</tt:WSPausableSubscriptionManagerInterfaceSupport></tt:Events>")
+                + f"<tt:Media><tt:XAddr>{base}/onvif/media_service</tt:XAddr>"
                 "<tt:StreamingCapabilities><tt:RTPMulticast>false</tt:RTPMulticast>"
                 "<tt:RTP_TCP>true</tt:RTP_TCP><tt:RTP_RTSP_TCP>true</tt:RTP_RTSP_TCP>"
                 "</tt:StreamingCapabilities></tt:Media>"
@@ -439,8 +444,9 @@ class OnvifDevice:
 
     def _services(self) -> str:
         base = self.base_url
-        rows = ((TDS, "device_service", 2, 60), (TRT, "media_service", 2, 60),
-                (TEV, "event_service", 2, 60))
+        rows = [(TDS, "device_service", 2, 60), (TRT, "media_service", 2, 60)]
+        if self.camera.faults.onvif != "no_events":
+            rows.append((TEV, "event_service", 2, 60))
         return ("<tds:GetServicesResponse>" + "".join(
             f"<tds:Service><tds:Namespace>{ns}</tds:Namespace>"
             f"<tds:XAddr>{base}/onvif/{path}</tds:XAddr><tds:Version><tt:Major>{major}"

@@ -181,3 +181,36 @@ async def test_a_clock_jump_starts_a_new_session_not_a_long_wait(watched: Watche
     assert w.supervisors["cam-001"].failures.get("auth", 0) == 0
     assert await w.farm.control("cam-002 motion on") == "ok"
     await until(lambda: "camera.motion" in kinds(w, "cam-002"))
+
+
+async def test_a_camera_without_events_is_watched_for_its_device_and_clock(
+        caplog: pytest.LogCaptureFixture) -> None:
+    farm = CameraFarm.build(1, ClipSpec("h264"))
+    sink = RecordingSink()
+    async with farm:
+        assert await farm.control("cam-001 onvif no_events") == "ok"
+        cam = farm["cam-001"]
+        device = CameraDevice(driver="rtsp", id=cam.id, kind="camera", zone="main-gate",
+                              address=cam.url, onvif=cam.onvif.device_url)
+        monitor = OnvifMonitor(device, sink, timing=FAST)
+        sup = Supervisor(monitor, backoff=Backoff(base_s=0.05, cap_s=0.3), sink=sink,
+                         family="camera.onvif")
+        task = asyncio.create_task(sup.run())
+        try:
+            await until(lambda: sup.state is LinkState.UP)
+            assert monitor.events is False
+            assert [e.kind for e in sink.events if e.kind == "camera.onvif.info"] == [
+                "camera.onvif.info"]
+            assert monitor.figures.snapshot_uri == cam.onvif.snapshot_url("sub")
+            # The clock is still read every time_every_s: a drift is told.
+            assert await farm.control("cam-001 clock_drift 90") == "ok"
+            await until(lambda: (monitor.drift() or 0) > 80)
+            assert sup.state is LinkState.UP and sup.restarts == 0
+            assert sink.rejections == {}
+            said = [r for r in caplog.records if "no ONVIF PullPoint events" in r.getMessage()]
+            assert len(said) == 1
+            status = json.loads(await farm.control("cam-001 status"))["cam-001"]
+            assert status["subscriptions_created"] == 0
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

@@ -74,6 +74,15 @@ class SubscriptionGone(OnvifRejected):
     """The camera does not know the subscription any more (a reboot lost it)."""
 
 
+class EventsUnsupported(OnvifRejected):
+    """The camera has no event service, or one without PullPoint (some old firmware):
+    its device, clock and media are still watched, its events cannot be."""
+
+
+# A SOAP fault or an HTTP status that says the operation does not exist on this camera.
+_NOT_SUPPORTED = re.compile(r"ActionNotSupported|NotImplemented|not supported", re.I)
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceInfo:
     manufacturer: str
@@ -284,11 +293,24 @@ class OnvifSession:
         cam = self._camera
 
         async def create() -> Any:
-            events = await cam.create_events_service()
+            try:
+                events = await cam.create_events_service()
+            except ONVIFError as exc:
+                if "support service" not in str(exc):
+                    raise
+                raise EventsUnsupported("no_events", "the camera lists no event service"
+                                        ) from None
             return await events.CreatePullPointSubscription(
                 {"InitialTerminationTime": iso_duration(lifetime_s)})
 
-        r = await self._call("CreatePullPointSubscription", create)
+        try:
+            r = await self._call("CreatePullPointSubscription", create)
+        except OnvifRejected as exc:
+            if isinstance(exc, SubscriptionGone | EventsUnsupported) or not (
+                    _NOT_SUPPORTED.search(exc.detail) or
+                    re.search(r"HTTP (404|405|501)\b", exc.detail)):
+                raise
+            raise EventsUnsupported("no_events", exc.detail) from None
         try:
             address = str(r.SubscriptionReference.Address._value_1)
         except AttributeError:

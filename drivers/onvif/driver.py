@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from drivers.onvif.adapter import (
     DeviceInfo,
+    EventsUnsupported,
     OnvifRejected,
     OnvifSession,
     OnvifTimeout,
@@ -92,6 +93,9 @@ class OnvifMonitor:
         # event loop until their requests time out.
         self._opening = opening
         self._address_checked = False
+        # None until the camera was asked; False: it has no PullPoint events (some old
+        # firmware), so its device, clock and media are watched without them.
+        self.events: bool | None = None
 
     def snapshot_uri(self) -> str | None:
         return self.figures.snapshot_uri
@@ -148,7 +152,15 @@ class OnvifMonitor:
         profiles = await session.profiles()
         self._choose(profiles)
         await self._info_event(info)
-        return await self._subscribe(session)
+        try:
+            return await self._subscribe(session)
+        except EventsUnsupported as exc:
+            if self.events is not False:  # said once, not at every reconnect
+                log.warning("camera=%s has no ONVIF PullPoint events (%s): its device, "
+                            "clock and streams are watched without them", self.camera,
+                            exc.detail[:120])
+            self.events = False
+            return float("inf")
 
     async def _watch(self, session: OnvifSession, renew_in_s: float) -> None:
         try:
@@ -179,6 +191,9 @@ class OnvifMonitor:
                 next_time = now + t.time_every_s
                 await self._check_time(session)
             wait = min(poll_for(t.poll_s, renew_at, now), max(0.0, next_time - now))
+            if not session.subscribed:  # a camera without events: only its clock
+                await asyncio.sleep(max(0.0, next_time - now))
+                continue
             try:
                 pulled = await session.pull(wait)
             except SubscriptionGone as exc:
@@ -192,6 +207,7 @@ class OnvifMonitor:
     async def _subscribe(self, session: OnvifSession) -> float:
         sub = await session.subscribe(self.timing.lifetime_s)
         self.subscriptions += 1
+        self.events = True
         return renew_in(self.timing.lifetime_s, sub.current, sub.termination)
 
     async def _resubscribe(self, session: OnvifSession, reason: str) -> float:
