@@ -37,7 +37,7 @@ class RtspConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.failure: ProtocolError | Unreachable | None = None
-        self._buf = bytearray()
+        self._buf = b""  # the start of a frame or answer the last read cut off
         self._cseq = 0
         self._pending: dict[int, asyncio.Future[Response]] = {}
         self._loop = asyncio.get_running_loop()
@@ -70,15 +70,18 @@ class RtspConnection(asyncio.Protocol):
     def _fail(self, exc: PayloadRejected) -> None:
         self.on_rejected(exc.reason, exc.detail)
         self.failure = ProtocolError(str(exc))
-        self._buf.clear()
+        self._buf = b""
         self.abort()
 
     def data_received(self, data: bytes) -> None:
+        # The hot path: ~400 packets a second per camera. The leftover of the last read is
+        # joined to this one in a single copy, and what the loop reads per packet is held
+        # in locals; one arrival time serves every packet of the read.
         self.bytes_in += len(data)
         if self._buf:
-            self._buf += data
-            data = bytes(self._buf)
+            data = self._buf + data
         now = self._loop.time()
+        on_rtp, channel = self.on_rtp, self.rtp_channel
         pos, n = 0, len(data)
         try:
             while pos < n:
@@ -92,8 +95,8 @@ class RtspConnection(asyncio.Protocol):
                     end = start + size
                     if end > n:
                         break
-                    if data[pos + 1] == self.rtp_channel:
-                        self.on_rtp(now, parse_rtp(data, start, end), data)
+                    if data[pos + 1] == channel:
+                        on_rtp(now, parse_rtp(data, start, end), data)
                     pos = end
                 else:
                     parsed = parse_response(data[pos : pos + MAX_HEADER_BYTES + MAX_BODY_BYTES
@@ -103,13 +106,11 @@ class RtspConnection(asyncio.Protocol):
                     response, used = parsed
                     pos += used
                     self._answered(response)
+                    channel = self.rtp_channel  # an answer may have set it
         except PayloadRejected as exc:
             self._fail(exc)
             return
-        if pos < n:
-            self._buf = bytearray(data[pos:])
-        elif self._buf:
-            self._buf = bytearray()
+        self._buf = data[pos:] if pos < n else b""
 
     def _answered(self, response: Response) -> None:
         cseq = response.cseq

@@ -138,16 +138,18 @@ class StreamHealth:
     def packet(self, now: float, pkt: RtpPacket, data: bytes | bytearray) -> None:
         self.packets += 1
         self.last_packet = now
+        # One unpacking instead of a named lookup per field: this runs for every packet.
+        _, _, number, timestamp, _, start, end = pkt
         seq = self.seq
-        if seq.last is not None and pkt.seq == (seq.last + 1) & 0xFFFF:
-            seq.last = pkt.seq  # the usual case, without a call
+        last = seq.last
+        if last is not None and number == (last + 1) & 0xFFFF:
+            seq.last = number  # the usual case, without a call
         else:
-            seq.packet(pkt.seq)
-        if pkt.timestamp != self._timestamp:
+            seq.packet(number)
+        if timestamp != self._timestamp:
             self._close_frame(now)
-            self._timestamp = pkt.timestamp
-            self.frame_clock.frame(pkt.timestamp)
-        start, end = pkt.payload_start, pkt.payload_end
+            self._timestamp = timestamp
+            self.frame_clock.frame(timestamp)
         self._frame_bytes += end - start
         # Most packets are the middle or last fragments of a unit already open: read
         # their FU header in place and go on. Everything else takes the full reading.

@@ -40,6 +40,9 @@ def parse_rtp(data: bytes | bytearray, at: int = 0, end: int | None = None) -> R
     if n < RTP_HEADER_BYTES:
         raise PayloadRejected("rtp_short", f"{n} bytes")
     b0, b1, seq, timestamp, ssrc = _HEADER.unpack_from(data, at)
+    if b0 == 0x80:  # version 2 and nothing else: what cameras send, read without the rest
+        return RtpPacket(b1 >= 0x80, b1 & 0x7F, seq, timestamp, ssrc, at + RTP_HEADER_BYTES,
+                         stop)
     if b0 >> 6 != 2:
         raise PayloadRejected("rtp_version", f"version {b0 >> 6}")
     start = at + RTP_HEADER_BYTES + 4 * (b0 & 0x0F)
