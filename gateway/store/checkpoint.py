@@ -68,8 +68,14 @@ class Checkpointer:
                       "off, the WAL grows until close error=%r", exc)
             return
         try:
-            while not self._stop.wait(self.pass_once(conn)):
-                pass
+            wait_s = self.pass_once(conn)
+            while not self._stop.wait(wait_s):
+                wait_s = self.pass_once(conn)
+        except BaseException:
+            # Only a bug gets here; say so loudly. Nothing is lost: the WAL grows until
+            # the store closes, whose own checkpoint folds it back.
+            log.critical("store checkpointer thread died", exc_info=True)
+            raise
         finally:
             conn.close()
 
