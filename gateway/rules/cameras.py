@@ -16,7 +16,7 @@ once it is back within 80% of the limit, so a clock at the edge does not flap.""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from gateway.alerts import Alert, AlertSignal, AlertState
@@ -113,6 +113,10 @@ class CameraRules:
                 cam.onvif.add(alert.rule)
             elif alert.rule == CLOCK_DRIFT:
                 cam.drifting = True
+
+    def sources(self) -> Collection[str]:
+        """Only its own cameras' items can make it speak."""
+        return self._cameras.keys()
 
     def observe(self, item: Event | Reading | Heartbeat, now: float) -> list[AlertSignal]:
         if not isinstance(item, Event):

@@ -17,7 +17,7 @@ The gateway never writes to a lift: nothing here returns a command.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,6 +136,10 @@ class ElevatorRules:
                 building = str(alert.data.get("building", ""))
                 self._start_fire(building, alert.source, bool(alert.data.get("drill")),
                                  alert.raised_at)
+
+    def sources(self) -> Collection[str]:
+        """Only its own lifts' items can make it speak."""
+        return self._lifts.keys()
 
     def observe(self, item: Event | Reading | Heartbeat, now: float) -> Sequence[AlertSignal]:
         lift = self._lifts.get(item.source)

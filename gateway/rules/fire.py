@@ -5,7 +5,7 @@ not fire's business: `gateway.rules.presence` handles it for every device family
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,6 +160,10 @@ class FireRules:
                 d.fault_code = str(alert.data.get("code", ""))
             elif rule == BATTERY_LOW:
                 d.battery_low = True
+
+    def sources(self) -> Collection[str]:
+        """Only its own heat detectors' items can make it speak."""
+        return self._detectors.keys()
 
     def observe(self, item: Event | Reading | Heartbeat, now: float) -> list[AlertSignal]:
         """Signals caused by one item. An empty result is shared: read it, never mutate it."""

@@ -15,7 +15,7 @@ alerts on restart.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -115,6 +115,11 @@ class FireModel:
                 self._zones[alert.zone].triggers[alert.source] = "detector"
             elif alert.rule == CONFIRMED and alert.source in self._zones:
                 self._zones[alert.source].confirmed = True
+
+    def sources(self) -> Collection[str]:
+        """It observes only the panel's points and the panels (detectors' alarms reach it
+        as signals, through `follow`)."""
+        return self._points.keys() | self._panels.keys()
 
     def observe(self, item: Event | Reading | Heartbeat, now: float) -> Sequence[AlertSignal]:
         if not isinstance(item, Event):

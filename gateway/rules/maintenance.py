@@ -5,7 +5,7 @@ each lift comes from the store when the module is built."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -66,6 +66,10 @@ class LiftMaintenance:
             if cal is not None and alert.state is AlertState.FIRING and alert.rule in (
                     TSG_OVERDUE, SITE_OVERDUE):
                 cal.firing.add(alert.rule)
+
+    def sources(self) -> Collection[str]:
+        """Only its own lifts' items can make it speak."""
+        return self._lifts.keys()
 
     def observe(self, item: Event | Reading | Heartbeat, now: float) -> Sequence[AlertSignal]:
         if not isinstance(item, Event) or item.kind != "elevator.visit.ended":

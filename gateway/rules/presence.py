@@ -4,7 +4,7 @@ a word, and back up when it is heard again (`device.stale`, with the device stat
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from gateway.alerts import Alert, AlertSignal, AlertState
@@ -58,6 +58,10 @@ class PresenceRules:
             p = self._devices.get(alert.source)
             if p is not None and alert.rule == STALE and alert.state is AlertState.FIRING:
                 p.stale = True
+
+    def sources(self) -> Collection[str]:
+        """Only its own devices' items can make it speak."""
+        return self._devices.keys()
 
     def observe(self, item: Event | Reading | Heartbeat, now: float) -> list[AlertSignal]:
         p = self._devices.get(item.source)

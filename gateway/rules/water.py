@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -213,6 +213,10 @@ class WaterRules:
             meter = self._by_id.get(alert.source)
             if meter is not None and alert.rule in (LEAK, NEVER_IDLES):
                 meter.active = True
+
+    def sources(self) -> Collection[str]:
+        """Only its own meters' flow readings feed it."""
+        return {source for source, _ in self._meters}
 
     def observe(self, item: Event | Reading | Heartbeat, now: float) -> Sequence[Verdict]:
         if type(item) is Reading:
