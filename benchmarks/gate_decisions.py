@@ -142,6 +142,9 @@ async def main() -> None:
     parser.add_argument("--flat-out", type=int, default=2000, help="pushes back to back")
     parser.add_argument("--telemetry", type=float, default=2000,
                         help="heat-detector reports/s beside it (0: none)")
+    parser.add_argument("--folder", default=None,
+                        help="where the site file and the data folder go (default: the "
+                             "system's temporary folder; /dev/shm takes the disk out)")
     args = parser.parse_args()
     vehicles = load_vehicles(ROOT / "config" / "vehicles.csv")
     entry_gates = [g for g, *_ in GATES if "out" not in g]
@@ -149,7 +152,7 @@ async def main() -> None:
 
     barriers = BarrierServer([g for g, *_ in GATES])
     await barriers.start()
-    with Mosquitto() as broker, tempfile.TemporaryDirectory() as tmp:
+    with Mosquitto() as broker, tempfile.TemporaryDirectory(dir=args.folder) as tmp:
         push_port = free_port()
         site = site_with_gates(Path(tmp), (broker.host, broker.port), barriers, push_port)
         http = free_port()

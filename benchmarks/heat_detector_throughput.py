@@ -196,6 +196,9 @@ async def main() -> None:
     parser.add_argument("--alarm-every", type=float, default=0.25)
     parser.add_argument("--reference-seconds", type=float, default=10,
                         help="first, plain paho reading the same load (0: skip)")
+    parser.add_argument("--folder", default=None,
+                        help="where the site file and the data folder go (default: the "
+                             "system's temporary folder; /dev/shm takes the disk out)")
     args = parser.parse_args()
     reference = None
     if args.reference_seconds:
@@ -206,7 +209,7 @@ async def main() -> None:
                                            args.reference_seconds, buffered=False)
         reference = cpu / read * 1000
 
-    with Mosquitto() as broker, tempfile.TemporaryDirectory() as tmp:
+    with Mosquitto() as broker, tempfile.TemporaryDirectory(dir=args.folder) as tmp:
         site = write_site(Path(tmp), devices=(broker.host, broker.port), detectors=48)
         http = free_port()
         gateway = await asyncio.create_subprocess_exec(

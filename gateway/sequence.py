@@ -34,12 +34,19 @@ class Checked:
     lost: int = 0  # reports missing between the last one seen and this one
 
 
+# The answers that carry no count, built once: every report is judged, and the usual
+# answer (the next number, nothing lost) must not cost an object each time.
+_NEW = Checked(Verdict.NEW)
+_RESTARTED = Checked(Verdict.RESTARTED)
+_DUPLICATE = Checked(Verdict.DUPLICATE)
+
+
 def check(last: int | None, seq: int) -> Checked:
     """Judge `seq` against `last` (None: nothing seen since the gateway started)."""
     if last is None:
-        return Checked(Verdict.NEW)
+        return _NEW
     if seq > last:
-        return Checked(Verdict.NEW, lost=seq - last - 1)
+        return _NEW if seq == last + 1 else Checked(Verdict.NEW, lost=seq - last - 1)
     if seq < last and ((seq <= 1 and last > REORDER_WINDOW) or last - seq >= RESTART_BACKSTEP):
-        return Checked(Verdict.RESTARTED)
-    return Checked(Verdict.DUPLICATE)
+        return _RESTARTED
+    return _DUPLICATE

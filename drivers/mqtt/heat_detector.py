@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from drivers.mqtt.profile import read_profile
 from gateway.errors import PayloadRejected
@@ -37,8 +36,10 @@ def load_profile(path: Path) -> HeatDetectorProfile:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Report:
+class Report(NamedTuple):
+    """One checked report. A named tuple: one is built per report, and a frozen
+    dataclass sets each field through `object.__setattr__`."""
+
     seq: int
     ts: float | None
     temp_c: float
@@ -56,19 +57,23 @@ class DetectorMemory:
 
 
 def _number(doc: dict[str, Any], key: str) -> float:
-    value = doc.get(key)
+    value: Any = doc.get(key)
+    kind = type(value)  # exact types first: this runs four times a report
+    if kind is float:
+        number: float = value
+        # Python's JSON reads NaN and Infinity; x - x is 0.0 only for a finite x.
+        if number - number == 0.0:
+            return number
+        raise PayloadRejected("out_of_range", f"{key} is not finite")
+    if kind is int:
+        try:
+            return float(value)  # an int beyond a double's range raises OverflowError
+        except OverflowError:
+            raise PayloadRejected("out_of_range", f"{key} beyond a float") from None
     if value is None:
         raise PayloadRejected("missing_field", key)
     # bool is an int in Python; a detector that sends true for a temperature is broken.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise PayloadRejected("wrong_type", f"{key} is {type(value).__name__}")
-    try:
-        number = float(value)  # an int beyond a double's range raises OverflowError
-    except OverflowError:
-        raise PayloadRejected("out_of_range", f"{key} beyond a float") from None
-    if not math.isfinite(number):
-        raise PayloadRejected("out_of_range", f"{key} is not finite")
-    return number
+    raise PayloadRejected("wrong_type", f"{key} is {kind.__name__}")
 
 
 def decode_report(payload: bytes, profile: HeatDetectorProfile) -> Report:
@@ -124,6 +129,8 @@ def normalise(
         Reading(source, "battery", float(report.battery_pct), "percent", now, report.ts),
         Heartbeat(source, now),
     ]
+    if report.alarm == memory.alarm and report.fault == memory.fault:
+        return telemetry, []  # no flag changed: the usual report
     events: list[Event] = []
     data = {"temp_c": report.temp_c, "device_seq": report.seq}
     if report.alarm != memory.alarm:
