@@ -1,9 +1,12 @@
 """Barrier gate decisions under load: the time from a plate camera's push to the reply
 that opens (or keeps shut) the gate, at the morning rush (600 vehicles an hour over 4
-gates), at a 10x burst and flat out, with the heat-detector telemetry load beside it.
+gates), at a 10x burst and flat out, with the heat-detector telemetry load and the
+compound's Modbus meters beside it.
 
 Processes on this machine: mosquitto, the gateway daemon (48 heat detectors, 4 gates,
-the shipped 2,042-vehicle registry), the telemetry load generator, and this process: the
+the shipped 2,042-vehicle registry, and the shipped site file's 28 meters and relay
+module, polled at the site file's intervals from `simulators/compound_meters.py`), the
+telemetry load generator, the meters' simulator, and this process: the
 4 simulated plate cameras (2 Vzenith-style JSON, 2 Hikvision-style multipart with
 pictures, each from its own loopback address) and the barriers' HTTP control. The
 latency is measured by the camera, from sending its push to reading the answer: an
@@ -16,12 +19,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import random
+import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -33,6 +43,8 @@ from benchmarks.heat_detector_throughput import (  # noqa: E402
     scrape,
     wait_healthy,
 )
+from drivers.modbus.config import redirected  # noqa: E402
+from gateway.config import load_site  # noqa: E402
 from gateway.vehicles.registry import Registry  # noqa: E402
 from simulators.gates import (  # noqa: E402
     BarrierServer,
@@ -55,18 +67,59 @@ GATES = (
 COMMANDS = ("commands: {allow: [{action: open}, {action: close}, {action: hold_open},"
             " {action: release}], rate: {per_minute: 600, burst: 100}}")
 RUSH_PER_HOUR = 600.0
+SHIPPED_SITE = ROOT / "config" / "site.yaml"
+METERS = ("energy_meter", "water_meter", "gas_meter", "io_module")
+
+
+@contextlib.contextmanager
+def compound_meters() -> Iterator[dict[str, tuple[str, int]]]:
+    """The shipped site file's meters served on loopback: link -> (host, port)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "simulators.compound_meters", "--site", str(SHIPPED_SITE)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert process.stdout is not None
+        served = json.loads(process.stdout.readline())
+        yield {link: (address.rpartition(":")[0], int(address.rpartition(":")[2]))
+               for link, address in served.items()}
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def meter_lines(served: dict[str, tuple[str, int]]) -> tuple[list[str], set[str]]:
+    """The shipped site file's meter entries, each pointed at its simulated link, and
+    the zones they name."""
+    raw = {d["id"]: d for d in yaml.safe_load(SHIPPED_SITE.read_text())["devices"]}
+    lines, zones = [], set()
+    for device in load_site(SHIPPED_SITE).devices_of("modbus"):
+        if device.kind not in METERS or not device.enabled:
+            continue
+        entry = dict(raw[device.id])
+        entry["address"] = redirected(device, *served[device.endpoint.link]).address
+        lines.append("  - " + yaml.safe_dump(entry, default_flow_style=True,
+                                             width=100_000).strip())
+        zones.add(device.zone)
+    return lines, zones
 
 
 def site_with_gates(folder: Path, broker: tuple[str, int], barriers: BarrierServer,
-                    push_port: int) -> Path:
+                    push_port: int, meters: dict[str, tuple[str, int]] | None) -> Path:
     path = write_site(folder, devices=broker, detectors=48)
     lines = path.read_text().splitlines()
     at = lines.index("devices:") + 1
     zones = lines.index("    zones:") + 1
-    lines[zones:zones] = ["      - {id: main-gatehouse, name: Gatehouse}",
-                          "      - {id: main-parking-b1, name: Official car park B1}",
-                          "      - {id: suv-lot-north, name: SUV lot}"]
-    at += 3
+    meter_entries, meter_zones = meter_lines(meters) if meters else ([], set())
+    zone_lines = ["      - {id: main-gatehouse, name: Gatehouse}",
+                  "      - {id: main-parking-b1, name: Official car park B1}",
+                  "      - {id: suv-lot-north, name: SUV lot}"]
+    named = {"main-gatehouse", "main-parking-b1", "suv-lot-north"} | {
+        line.split("id: ")[1].split(",")[0] for line in lines if line.startswith("      - {id: ")}
+    zone_lines += [f"      - {{id: {z}, name: {z}}}" for z in sorted(meter_zones - named)]
+    lines[zones:zones] = zone_lines
+    at += len(zone_lines)
+    lines[at:at] = meter_entries
+    at += len(meter_entries)
     gate_lines = []
     for gate, vendor, source, area in GATES:
         extra = f", area: {area}, gate_api: '{barriers.url(gate)}'" if area else ""
@@ -82,6 +135,15 @@ def site_with_gates(folder: Path, broker: tuple[str, int], barriers: BarrierServ
                         actor="benchmark", now=time.time())
     registry.close()
     return path
+
+
+def meter_readings(db: Path, since: float) -> dict[str, int]:
+    """Readings the store holds per Modbus meter, from the minutes since `since`."""
+    ids = {d.id for d in load_site(SHIPPED_SITE).devices_of("modbus") if d.kind in METERS}
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        rows = conn.execute("SELECT source, SUM(count) FROM readings WHERE minute >= ? "
+                            "GROUP BY source", (int(since // 60),)).fetchall()
+    return {str(source): int(n) for source, n in rows if source in ids}
 
 
 async def phase(cams: dict[str, PlateCamera], passes: list[Pass],
@@ -145,6 +207,8 @@ async def main() -> None:
     parser.add_argument("--folder", default=None,
                         help="where the site file and the data folder go (default: the "
                              "system's temporary folder; /dev/shm takes the disk out)")
+    parser.add_argument("--meters", action=argparse.BooleanOptionalAction, default=True,
+                        help="the compound's Modbus meters beside it (default: yes)")
     args = parser.parse_args()
     vehicles = load_vehicles(ROOT / "config" / "vehicles.csv")
     entry_gates = [g for g, *_ in GATES if "out" not in g]
@@ -152,9 +216,16 @@ async def main() -> None:
 
     barriers = BarrierServer([g for g, *_ in GATES])
     await barriers.start()
-    with Mosquitto() as broker, tempfile.TemporaryDirectory(dir=args.folder) as tmp:
+    meters_served: contextlib.AbstractContextManager[dict[str, tuple[str, int]]] = (
+        compound_meters() if args.meters else contextlib.nullcontext({}))
+    with (
+        Mosquitto() as broker,
+        tempfile.TemporaryDirectory(dir=args.folder) as tmp,
+        meters_served as served,
+    ):
         push_port = free_port()
-        site = site_with_gates(Path(tmp), (broker.host, broker.port), barriers, push_port)
+        site = site_with_gates(Path(tmp), (broker.host, broker.port), barriers, push_port,
+                               served)
         http = free_port()
         gateway = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "gateway.cli", "run", "--site", str(site),
@@ -181,6 +252,7 @@ async def main() -> None:
                 )
                 await asyncio.sleep(2)
             cpu0 = cpu_seconds(gateway.pid)
+            started = time.time()
             pushes = 0
             for name, per_hour, seconds in (
                 ("morning rush", RUSH_PER_HOUR, args.rush_seconds),
@@ -208,6 +280,7 @@ async def main() -> None:
                          f" answers within 25 ms ({(w1 - w0) / max(1, n1 - n0):.1%})")
             pushes += len(results)
             cpu = cpu_seconds(gateway.pid) - cpu0
+            wall = time.time() - started
             for cam in cams.values():
                 await cam.__aexit__()
         finally:
@@ -218,9 +291,14 @@ async def main() -> None:
             async with asyncio.timeout(30):
                 await gateway.wait()
             await barriers.stop()
+        meters = meter_readings(Path(tmp) / "data" / "gateway.db", started) if served else {}
     telemetry = (f"with {args.telemetry:,.0f} heat-detector reports/s beside it"
                  if args.telemetry else "no telemetry beside it")
     print(f"gate decisions, 4 gates, 2,042 registered vehicles, {telemetry}")
+    if served:
+        print(f"Modbus beside it:  {sum(meters.values()):,} meter readings stored from "
+              f"{len(meters)} devices in the minutes of the phases "
+              f"({sum(meters.values()) / wall:.1f}/s)")
     for line in lines:
         print(line)
     print(f"gateway CPU:       {cpu:.1f} s over the three phases (telemetry included)"
