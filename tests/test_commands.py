@@ -319,8 +319,32 @@ async def test_http_command_endpoint(store: Store, tmp_path: Path) -> None:
     assert refused[0] == 403
     assert refused[1]["detail"] == "lift is not allowed on gate-north-1"
     assert no_reason == (400, {"error": "reason is required (a non-empty string)"})
-    assert not_object == (400, {"error": "command body must be an object"})
+    assert not_object == (400, {"error": "body must be an object"})
     rows = audit_rows(tmp_path / "gateway.db")
     assert [r[3]["stage"] for r in rows] == ["requested", "result", "refused"]
     assert rows[0][0] == "li via api from 127.0.0.1"
     assert rows[0][3]["why"] == "delivery"
+
+
+async def test_http_command_body_sent_in_pieces_is_read_whole(store: Store,
+                                                              tmp_path: Path) -> None:
+    """A command body that arrives chunked, in two segments, is one command (it was read
+    with a single read before, which could take only the first segment)."""
+    barrier = FakeBarrier()
+    app = make_app(book=AlertBook(), metrics=Metrics(), health=lambda: {"status": "ok"},
+                   commands=commander(store, barrier).execute)
+
+    async def pieces() -> AsyncIterator[bytes]:
+        yield b'{"action": "open", "reason": "del'
+        await asyncio.sleep(0.05)
+        yield b'ivery", "operator": "li"}'
+
+    async with served(app) as (url, _), aiohttp.ClientSession() as http:
+        async with http.post(f"{url}/api/devices/{GATE}/commands", data=pieces()) as r:
+            status, body = r.status, await r.json()
+        async with http.post(f"{url}/api/devices/{GATE}/commands",
+                             data=b"{" + b" " * 5000 + b"}") as r:
+            too_large = r.status, await r.json()
+    assert (status, body["status"]) == (200, "verified")
+    assert too_large == (400, {"error": "body too large"})
+    assert audit_rows(tmp_path / "gateway.db")[0][3]["why"] == "delivery"
