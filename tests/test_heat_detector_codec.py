@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 from drivers.mqtt.driver import topic_filters
-from drivers.mqtt.heat_detector import DetectorMemory, decode_report, load_profile, normalise
+from drivers.mqtt.heat_detector import (
+    PROOF_EVERY_S,
+    DetectorMemory,
+    HeatDetectorCodec,
+    decode_report,
+    load_profile,
+    normalise,
+)
 from gateway.errors import PayloadRejected
 from gateway.events import Event, Heartbeat, Reading, SeqCounter, Severity
 
@@ -78,6 +86,24 @@ def test_routine_report_is_telemetry_only() -> None:
     assert kinds == [("Reading", "temperature"), ("Reading", "battery"), ("Heartbeat", None)]
     assert isinstance(telemetry[0], Reading) and telemetry[0].value == 23.5
     assert isinstance(telemetry[2], Heartbeat)
+
+
+def test_a_fast_detector_proves_it_is_alive_once_a_second() -> None:
+    """Every report carries its readings; the Heartbeat (which moves the device's state
+    back to up) comes with the first report and then at most once per PROOF_EVERY_S."""
+    codec, memory = HeatDetectorCodec(PROFILE), DetectorMemory()
+    report = decode_report(payload(), PROFILE)
+    proofs = []
+    for now in (100.0, 100.1, 100.5, 100.99, 101.0, 101.2, 102.5, 160.0):
+        telemetry, _ = codec.normalise("hd-main-01", "main-office-a", report, memory, now,
+                                       SeqCounter().next)
+        assert [getattr(t, "metric", None) for t in telemetry[:2]] == ["temperature", "battery"]
+        proofs += [now for t in telemetry if isinstance(t, Heartbeat)]
+    assert proofs == [100.0, 101.0, 102.5, 160.0]
+    assert PROOF_EVERY_S == 1.0
+    # The settled copy the next link starts from keeps the time of the last proof.
+    assert codec.copy(memory).proved_at == 160.0
+    assert codec.memory({"alarm": True}).proved_at == -math.inf
 
 
 FLAG_SEQUENCE = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,12 +49,18 @@ class Report(NamedTuple):
     battery_pct: int
 
 
+# A detector reporting faster than this (a test rig, a flood) proves it is alive once per
+# this, not with every report: a Heartbeat is a third of the items a report makes.
+PROOF_EVERY_S = 1.0
+
+
 @dataclass(slots=True)
 class DetectorMemory:
     """What the codec remembers of one detector, to turn flags into change events."""
 
     alarm: bool = False
     fault: str | None = None
+    proved_at: float = -math.inf  # when its last proof of life (a Heartbeat) was sent on
 
 
 def _number(doc: dict[str, Any], key: str) -> float:
@@ -127,8 +134,12 @@ def normalise(
     telemetry: list[Reading | Heartbeat] = [
         Reading(source, "temperature", report.temp_c, "celsius", now, report.ts),
         Reading(source, "battery", float(report.battery_pct), "percent", now, report.ts),
-        Heartbeat(source, now),
     ]
+    if now - memory.proved_at >= PROOF_EVERY_S:
+        # The readings already count as heard for the silence rules; the Heartbeat is
+        # what moves the device's state back to up, and once a second is enough.
+        telemetry.append(Heartbeat(source, now))
+        memory.proved_at = now
     if report.alarm == memory.alarm and report.fault == memory.fault:
         return telemetry, []  # no flag changed: the usual report
     events: list[Event] = []
@@ -179,7 +190,7 @@ class HeatDetectorCodec:
                               fault=fault if isinstance(fault, str) else None)
 
     def copy(self, memory: DetectorMemory) -> DetectorMemory:
-        return DetectorMemory(memory.alarm, memory.fault)
+        return DetectorMemory(memory.alarm, memory.fault, memory.proved_at)
 
     def normalise(
         self, source: str, zone: str, report: Report, memory: DetectorMemory, now: float,
