@@ -646,7 +646,6 @@ class Gateway:
         return {
             "writer_queue_depth": float(self.store.writer_queue_depth),
             "commits_total": float(self.store.commits),
-            "unsynced_commits_total": float(self.store.unsynced_commits),
             "last_commit_seconds": float(self.store.last_commit_s),
             "write_failures_total": float(self.store.write_failures),
             "oldest_uncommitted_seconds": self.store.oldest_uncommitted_s(),

@@ -270,8 +270,7 @@ class Metrics:
 
         `alerts_active`: severity label -> active alerts. `outbox`: target -> (rows, age of
         the oldest row in seconds or None when empty). `lanes`: lane -> (depth, dropped since
-        start). `store`: `writer_queue_depth`, `commits_total`, `unsynced_commits_total`,
-        `last_commit_seconds` (how
+        start). `store`: `writer_queue_depth`, `commits_total`, `last_commit_seconds` (how
         long the latest commit took). `dead_letters`: target -> dead-letter rows kept.
         """
         self._sources.alerts_active = alerts_active
@@ -394,12 +393,6 @@ class _BoundSources:
             CounterMetricFamily(
                 "gateway_store_commits", "Transactions the store's writer committed.",
                 value=state["commits_total"],
-            ),
-            CounterMetricFamily(
-                "gateway_store_unsynced_commits",
-                "Of the store's commits, those holding only delivery bookkeeping (a row"
-                " delivered or refused), committed without an fsync of their own.",
-                value=state.get("unsynced_commits_total", 0.0),
             ),
             GaugeMetricFamily(
                 "gateway_store_last_commit_duration_seconds",

@@ -113,7 +113,7 @@ def test_bound_gauges_are_read_at_scrape_time() -> None:
     m.bind(alerts_active=lambda: {"critical": 2}, outbox=lambda: outbox,
            lanes=lambda: {"telemetry": (4, 9)},
            store=lambda: {"writer_queue_depth": 1, "commits_total": 3,
-                          "unsynced_commits_total": 2, "last_commit_seconds": 0.002})
+                          "last_commit_seconds": 0.002})
     assert value(m, "gateway_outbox_depth", target="city-119") == 0
     assert value(m, "gateway_outbox_oldest_age_seconds", target="city-119") == 0
     outbox["city-119"] = (40, 12.5)
@@ -126,7 +126,6 @@ def test_bound_gauges_are_read_at_scrape_time() -> None:
     assert value(m, "gateway_bus_dropped_total", lane="telemetry") == 9
     assert value(m, "gateway_store_writer_queue_depth") == 1
     assert value(m, "gateway_store_commits_total") == 3
-    assert value(m, "gateway_store_unsynced_commits_total") == 2
     assert value(m, "gateway_store_last_commit_duration_seconds") == 0.002
 
 

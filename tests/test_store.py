@@ -203,59 +203,6 @@ async def test_outbox_ids_are_never_reused(store: Store) -> None:
     assert second.id > first.id
 
 
-@pytest.mark.parametrize(
-    ("batch", "fsync"),
-    [
-        (WriteBatch(outbox_acked=[1, 2]), False),
-        (WriteBatch(outbox_attempted=[1]), False),
-        (WriteBatch(outbox_dead=[DeadLetter(1, 422, "HTTP 422")]), False),
-        (WriteBatch(), False),
-        (WriteBatch(events=[event("hd-b1-01", 1, T0)]), True),
-        (WriteBatch(minutes=[minute(1, 20, 21, 20.5, 21, 2)]), True),
-        (WriteBatch(alerts=[alert("a1")]), True),
-        (WriteBatch(outbox=[NewOutboxRow("m", int(Lane.ALARM), "t", b"x")]), True),
-        (WriteBatch(device_states=[DeviceStateRow("hd-b1-01", "up", T0, "", T0)]), True),
-        (WriteBatch(audit=[AuditRow(T0, "desk-1", "barrier.open", "gate-east", {})]), True),
-        (WriteBatch(availability=[AvailabilityMinute("lift", "L1", 1, 60.0, 0.0, 0.0)]), True),
-        (WriteBatch(outbox_acked=[1], events=[event("hd-b1-01", 1, T0)]), True),
-    ],
-)
-def test_only_delivery_bookkeeping_goes_without_its_own_fsync(
-    batch: WriteBatch, fsync: bool
-) -> None:
-    assert batch.needs_fsync() is fsync
-
-
-def _synchronous(store: Store) -> int:
-    # The writer's own connection, read while its thread is idle (every future resolved).
-    assert store._writer is not None
-    return int(store._writer._conn.execute("PRAGMA synchronous").fetchone()[0])
-
-
-async def test_an_ack_commits_unsynced_and_the_next_alarm_is_fsynced_again(
-    store: Store,
-) -> None:
-    full, normal = 2, 1
-    await store.submit(WriteBatch(outbox=[NewOutboxRow("m", int(Lane.ALARM), "t", b"a1")]))
-    assert (store.commits, store.unsynced_commits, _synchronous(store)) == (1, 0, full)
-    [row] = store.outbox_fetch("m", 10, exclude=())
-    await store.submit(WriteBatch(outbox_acked=[row.id]))
-    assert (store.commits, store.unsynced_commits, _synchronous(store)) == (2, 1, normal)
-    assert store.outbox_fetch("m", 10, exclude=()) == []
-    # An alarm committed together with acks is durable: the whole transaction is fsynced.
-    # The writer waits on the lock with the first batch; the next two queue up together.
-    with write_lock(store.path):
-        first = store.submit(WriteBatch(events=[event("hd-b1-01", 1, T0)]))
-        await asyncio.sleep(0.1)
-        acks = store.submit(WriteBatch(outbox_acked=[row.id]))
-        alarm = store.submit(WriteBatch(events=[event("hd-b1-01", 2, T0)]))
-        await asyncio.sleep(0.1)
-    await asyncio.gather(first, acks, alarm)
-    assert _synchronous(store) == full
-    assert store.unsynced_commits == 1
-    assert count(store.path, "events") == 2
-
-
 async def test_a_dead_letter_leaves_the_outbox_and_is_listed(store: Store) -> None:
     rows = [NewOutboxRow("ops", int(Lane.ALARM), f"t/{n}", b"x") for n in range(3)]
     await store.submit(WriteBatch(outbox=rows))

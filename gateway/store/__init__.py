@@ -239,11 +239,6 @@ class Store:
         return 0 if self._writer is None else self._writer.commits
 
     @property
-    def unsynced_commits(self) -> int:
-        """Of `commits`, those holding only delivery bookkeeping (no fsync of their own)."""
-        return 0 if self._writer is None else self._writer.unsynced_commits
-
-    @property
     def last_commit_s(self) -> float:
         return 0.0 if self._writer is None else self._writer.last_commit_s
 

@@ -69,14 +69,6 @@ class WriteBatch:
     outbox_dead: list[DeadLetter] = field(default_factory=list)  # refused for good: move
     availability: list[AvailabilityMinute] = field(default_factory=list)  # lifts, buildings
 
-    def needs_fsync(self) -> bool:
-        """False when the batch is only the forwarders' bookkeeping (a row delivered,
-        refused for good, or tried again). Such a commit may go without its own fsync:
-        lost with a power cut, the row is sent once more (the same id; receivers
-        deduplicate) and the next durable commit's fsync carries it to disk anyway."""
-        return bool(self.events or self.minutes or self.alerts or self.outbox
-                    or self.device_states or self.audit or self.availability)
-
 
 _INSERT_EVENT = (
     # OR IGNORE: an event id is unique for life, so writing it again is a no-op.
@@ -224,8 +216,6 @@ class Writer:
         # A seam for tests: called inside each write, it may raise as a full disk would.
         self.fault_hook: Callable[[], None] | None = None
         self.commits = 0
-        self.unsynced_commits = 0  # of `commits`: bookkeeping only, no fsync of their own
-        self._synchronous = "FULL"  # connect_writer's setting
         self.last_commit_s = 0.0
         self.failed_batches = 0
 
@@ -393,13 +383,6 @@ class Writer:
             (_OUTBOX_ACKED, acked),
         )
         conn = self._conn
-        # A transaction holding anything but delivery bookkeeping is fsynced before its
-        # futures resolve; bookkeeping alone does not keep an alarm behind it waiting for
-        # the disk (at 10,000 reports/s, two of every three commits were acks).
-        synchronous = "FULL" if any(b.batch.needs_fsync() for b in batches) else "NORMAL"
-        if synchronous != self._synchronous:
-            conn.execute(f"PRAGMA synchronous={synchronous}")
-            self._synchronous = synchronous
         conn.execute("BEGIN IMMEDIATE")
         try:
             if self.fault_hook is not None:
@@ -412,8 +395,6 @@ class Writer:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        if synchronous == "NORMAL":
-            self.unsynced_commits += 1
 
     def _resolve(
         self, futures: list[asyncio.Future[_T]], result: _T | None, error: BaseException | None
