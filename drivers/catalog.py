@@ -21,7 +21,7 @@ CATALOG: dict[str, DriverSpec] = {
         DriverSpec("mqtt", "drivers.mqtt.driver", ("paho",)),
         DriverSpec("modbus", "drivers.modbus.driver", ("pymodbus", "serial")),
         DriverSpec("http_push", "drivers.http_push.listener", ("aiohttp",)),
-        DriverSpec("mqtt_gate", "drivers.mqtt.gate_controller", ("paho",)),
+        DriverSpec("mqtt_gate", "drivers.mqtt.driver", ("paho",)),  # the gate codec
         DriverSpec("rtsp", "drivers.rtsp.driver", ("av", "onvif")),  # the camera extra
     )
 }

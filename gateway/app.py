@@ -20,6 +20,7 @@ from aiohttp import web
 from drivers.mqtt.codec import DeviceCodec
 from drivers.mqtt.config import BrokerEndpoint
 from drivers.mqtt.driver import MqttDeviceDriver
+from drivers.mqtt.gate_codec import EVENT_TOPIC, GateControllerCodec
 from drivers.mqtt.heat_detector import HeatDetectorCodec, load_profile
 from drivers.mqtt.reports import DeviceBinding
 from gateway import __version__
@@ -105,6 +106,8 @@ RETENTION_EVERY_S = 3600.0
 # A broker that comes back is used within seconds: queued alarms reach it within 5 s of
 # its return, however long the outage (a link that keeps failing still backs off to this).
 BROKER_BACKOFF_CAP_S = 3.0
+# The codec name of gate controllers on a broker (heat detectors name their profile).
+GATE_CODEC = "gate_controller"
 # After a failed commit the store is probed this often (growing to the cap) until a
 # write succeeds again: a full disk is freed by a person, not in milliseconds.
 STORE_PROBE_FIRST_S = 0.5
@@ -207,16 +210,13 @@ class Gateway:
         return RuleRegistry(modules)
 
     def _gate_drivers(self, gates: Gates) -> None:
-        """The plate push listener and the gate controllers' MQTT links, taking commands."""
-        drivers: list[Any] = []
+        """The plate push listener, taking the gates' commands. (Gate controllers on a
+        broker ride that broker's MQTT driver: `_build_drivers`.)"""
         if gates.devices:
-            drivers.append(gates.build_listener(self.ingest))
-        drivers += gates.build_controllers(self.ingest, lambda name: self._endpoint(
-            name, self.site.brokers[name], "gates"))
-        for driver in drivers:
-            for gate in driver.gates:
-                self.commander.attach(gate, driver)
-            self.supervisors.append(self._supervise(driver, BROKER_BACKOFF_CAP_S))
+            listener = gates.build_listener(self.ingest)
+            for gate in listener.gates:
+                self.commander.attach(gate, listener)
+            self.supervisors.append(self._supervise(listener, BROKER_BACKOFF_CAP_S))
 
     def _gates(self, data_dir: Path) -> Gates | None:
         """The barrier gates' parts, when the site has enabled plate cameras."""
@@ -285,23 +285,30 @@ class Gateway:
     def _on_link(self, name: str, state: LinkState, reason: str) -> None:
         self.metrics.device_transition(name, state.value)
 
-    def _codecs(self, devices: list[MqttDevice]) -> dict[str, DeviceCodec]:
+    def _codecs(self, devices: list[MqttDevice | MqttGateDevice]) -> dict[str, DeviceCodec]:
         """One codec per profile in use on a broker (a binding names its codec)."""
         profiles_dir = self.site_path.parent / "profiles"
         codecs: dict[str, DeviceCodec] = {}
         for device in devices:
-            if device.profile not in codecs:
+            if isinstance(device, MqttGateDevice):
+                codecs.setdefault(GATE_CODEC, GateControllerCodec())
+            elif device.profile not in codecs:
                 codecs[device.profile] = HeatDetectorCodec(
                     load_profile(profiles_dir / f"{device.profile}.yaml"))
         return codecs
 
+    def _mqtt_devices(self) -> list[MqttDevice | MqttGateDevice]:
+        """Every enabled device on a broker: heat detectors and gate controllers."""
+        return [*self._heat_detectors(), *(self.gates.controllers if self.gates else [])]
+
     def _build_drivers(self) -> None:
         self.supervisors = []
         self.forwarders = []
-        by_broker: dict[str, list[MqttDevice]] = {}
-        for device in self._heat_detectors():
+        by_broker: dict[str, list[MqttDevice | MqttGateDevice]] = {}
+        for device in self._mqtt_devices():
             by_broker.setdefault(device.broker, []).append(device)
         for broker_name, devices in sorted(by_broker.items()):
+            # One connection per broker, whatever families are behind it.
             driver = MqttDeviceDriver(
                 f"mqtt:{broker_name}",
                 self._endpoint(broker_name, self.site.brokers[broker_name], "ingest"),
@@ -310,6 +317,8 @@ class Gateway:
                 self.ingest,
                 clock=self.clock,
             )
+            for device_id in driver.gates:
+                self.commander.attach(device_id, driver)
             self.supervisors.append(self._supervise(driver, BROKER_BACKOFF_CAP_S))
         self.supervisors += self._modbus_supervisors()
         if self.gates is not None:
@@ -447,7 +456,11 @@ class Gateway:
             logins[d.id] = SnapshotLogin(monitor.snapshot_uri, d.username, password)
         return sups, gauges, [OnvifSnapshotSource(logins)]
 
-    def _binding(self, device: MqttDevice) -> DeviceBinding:
+    def _binding(self, device: MqttDevice | MqttGateDevice) -> DeviceBinding:
+        if isinstance(device, MqttGateDevice):
+            # Its reports on `<topic>/event`, its commands on `<topic>/command`.
+            return DeviceBinding(device.id, device.zone, f"{device.topic}{EVENT_TOPIC}",
+                                 codec=GATE_CODEC, exact=True, driver=device.driver)
         known = detector_flags(a for a in self.book.active() if a.source == device.id)
         return DeviceBinding(device.id, device.zone, device.topic, codec=device.profile,
                              known=known, last_seq=self._device_seqs.get(device.id))

@@ -1,4 +1,6 @@
-"""The MQTT driver: one broker connection carrying many devices' reports.
+"""The MQTT driver: one broker connection carrying many devices' reports, of every family
+behind the codec seam (heat detectors, gate controllers), and the commands of those that
+take them.
 
 A persistent MQTT 3.1.1 session, acknowledged by hand: each QoS 1 report is acknowledged
 only once the store has committed it with whatever the rules derived from it. Until
@@ -7,6 +9,10 @@ then the broker keeps it for this session, so a crash or a failed commit loses n
 Reading and acknowledging run side by side: a batch is handled and its `settle()` handed
 to the acker, and the next batch is read while the store commits the last. The acker
 takes the settles in order, so acknowledgements follow the store's commits.
+
+A command (a gate's `open`) is the codec's message to the device, published at QoS 1 on
+the same connection: `unverified` once the broker has it. The device's next state report
+is what the rules judge against it (told to open, reports closed: jammed).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from drivers.mqtt.config import BrokerEndpoint
 from drivers.mqtt.reports import DeviceBinding, ReportRouter
 from gateway import trace
 from gateway.clock import Clock, SystemClock
+from gateway.commands import Command, CommandResult, CommandStatus
 from gateway.contract import Link, Sink
 from gateway.errors import Unreachable
 from gateway.events import Event, Severity
@@ -28,6 +35,7 @@ from gateway.mqtt_loop import LinkOptions, MqttLink, TakeoverWatch
 log = logging.getLogger("drivers.mqtt")
 
 COMMIT_TIMEOUT_S = 10.0
+PUBACK_TIMEOUT_S = 5.0
 # How many batches may wait for their commit before reading pauses (the store's own
 # back-pressure usually bites first).
 MAX_UNSETTLED = 64
@@ -36,10 +44,15 @@ SETTLE_IDLE_S = 0.25
 YIELD_EVERY = 64
 
 
-def topic_filters(topics: Iterable[str]) -> list[str]:
-    """One `parent/+` filter per distinct parent, so reports of unknown devices are seen too."""
-    filters = set()
+def topic_filters(topics: Iterable[str], exact: Iterable[str] = ()) -> list[str]:
+    """One `parent/+` filter per distinct parent, so reports of unknown devices are seen
+    too; the `exact` topics by themselves (a controller whose siblings are its own
+    command topic: what the gateway publishes must not come back in)."""
+    alone = set(exact)
+    filters = set(alone)
     for topic in topics:
+        if topic in alone:
+            continue
         parent, _, _ = topic.rpartition("/")
         filters.add(f"{parent}/+" if parent else topic)
     return sorted(filters)
@@ -63,7 +76,12 @@ class MqttDeviceDriver:
         self._endpoint = endpoint
         self._sink = sink
         self._clock = clock or SystemClock()
+        bindings = list(bindings)
         self._router = ReportRouter(name, bindings, codecs, sink, clock=clock)
+        # The devices whose family takes commands (the commander attaches them here).
+        self.gates = [b.device_id for b in bindings
+                      if codecs[b.codec].command(b.topic, "open", "") is not None]
+        self._mqtt: MqttLink | None = None
         self._commit_timeout_s = commit_timeout_s
         self._had_session = False
         self.sessions_lost = 0
@@ -88,9 +106,10 @@ class MqttDeviceDriver:
             present = await mqtt.connect()
             # QoS 1 at most: a detector's QoS 2 publish reaches us as QoS 1, which the
             # manual acknowledgement after commit covers.
-            filters = topic_filters(self._router.topics)
+            filters = topic_filters(self._router.topics, self._router.exact_topics)
             granted = await mqtt.subscribe([(f, 1) for f in filters]) if filters else []
             await self._session_checked(present)
+            self._mqtt = mqtt
             link.up()
             refused = [f for f, code in zip(filters, granted, strict=False) if code.is_failure]
             if refused:
@@ -114,7 +133,44 @@ class MqttDeviceDriver:
                 raise
             raise judged from exc
         finally:
+            self._mqtt = None
             mqtt.close()
+
+    async def execute(self, command: Command) -> CommandResult:
+        """Publish the device's own message for `command` (QoS 1, this connection)."""
+        found = self._router.binding(command.device)
+        message = None if found is None else found[1].command(
+            found[0].topic, command.action, command.why)
+        if found is None or message is None:
+            return CommandResult(CommandStatus.FAILED,
+                                 f"{command.device} takes no {command.action!r} here")
+        binding, codec = found
+        mqtt = self._mqtt
+        if mqtt is None:
+            return CommandResult(CommandStatus.FAILED, "no link to the broker")
+        # Queued before the publish: the device's report of this move can only come after
+        # it, so the rules judge that report against this command.
+        await self._told(codec.told_kind, binding, command.action, "sent", "")
+        try:
+            async with asyncio.timeout(PUBACK_TIMEOUT_S):
+                await mqtt.publish(message[0], message[1], qos=1)
+        except (TimeoutError, Unreachable) as exc:
+            result = CommandResult(CommandStatus.FAILED, f"not published: {exc!r}"[:200])
+        else:
+            result = CommandResult(CommandStatus.UNVERIFIED, "published to the device")
+        # The result is an event too, so the rules see it (the fire hold's confirmation).
+        await self._told(codec.told_kind, binding, command.action, result.status.value,
+                         result.detail)
+        return result
+
+    async def _told(self, kind: str, binding: DeviceBinding, action: str, status: str,
+                    detail: str) -> None:
+        sink = self._sink
+        await sink.event(Event(
+            kind, binding.device_id, seq=sink.next_seq(binding.device_id),
+            time=self._clock.now(), zone=binding.zone,
+            data={"state": "unknown", "commanded": action, "status": status,
+                  "detail": detail}))
 
     async def _session_checked(self, present: bool) -> None:
         """A broker that lost our persistent session lost the reports it queued for us."""

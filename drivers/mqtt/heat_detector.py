@@ -174,6 +174,7 @@ class HeatDetectorCodec:
     """The heat-detector family behind the MQTT driver's codec seam (drivers.mqtt.codec)."""
 
     family = "heat_detector"
+    told_kind = ""
 
     def __init__(self, profile: HeatDetectorProfile) -> None:
         self.profile = profile
@@ -191,6 +192,12 @@ class HeatDetectorCodec:
 
     def copy(self, memory: DetectorMemory) -> DetectorMemory:
         return DetectorMemory(memory.alarm, memory.fault, memory.proved_at)
+
+    def repeat(self, report: Report, memory: DetectorMemory) -> bool:
+        return False  # a detector's repeats are known by its sequence number
+
+    def command(self, topic: str, action: str, why: str) -> tuple[str, bytes] | None:
+        return None  # a detector takes no commands
 
     def normalise(
         self, source: str, zone: str, report: Report, memory: DetectorMemory, now: float,

@@ -44,6 +44,11 @@ class DeviceBinding:
     known: Mapping[str, Any] = field(default_factory=dict)
     # The device's own number of the last report that changed a flag, as stored.
     last_seq: int | None = None
+    # Subscribed to by its own topic alone. Otherwise by its parent's `+`, so that reports
+    # of unknown devices of the family are seen (and counted) too.
+    exact: bool = False
+    # The site file's `driver:` of the device: its rejected payloads are counted under it.
+    driver: str = "mqtt"
 
 
 @dataclass(slots=True)
@@ -84,6 +89,16 @@ class ReportRouter:
     def topics(self) -> list[str]:
         return list(self._by_topic)
 
+    @property
+    def exact_topics(self) -> list[str]:
+        return [t for t, (b, _) in self._by_topic.items() if b.exact]
+
+    def binding(self, device_id: str) -> tuple[DeviceBinding, DeviceCodec] | None:
+        for binding, codec in self._by_topic.values():
+            if binding.device_id == device_id:
+                return binding, codec
+        return None
+
     def _copy(self, states: Mapping[str, _State]) -> dict[str, _State]:
         codecs = self._device_codec
         return {
@@ -104,7 +119,7 @@ class ReportRouter:
         try:
             report = codec.decode(payload)
         except PayloadRejected as exc:
-            sink.rejected("mqtt", exc.reason, exc.detail, device_id)
+            sink.rejected(binding.driver, exc.reason, exc.detail, device_id)
             return
         except Exception as exc:
             # A decoder bug: the message is answered as rejected, never retried forever.
@@ -112,7 +127,7 @@ class ReportRouter:
                 self._bug_logged = True
                 log.error("decoder error driver=%s device=%s", self._driver, device_id,
                           exc_info=True)
-            sink.rejected("mqtt", "decoder_error", repr(exc)[:120], device_id)
+            sink.rejected(binding.driver, "decoder_error", repr(exc)[:120], device_id)
             return
         state = self._working[device_id]
         now = self._clock.now()
@@ -133,6 +148,9 @@ class ReportRouter:
                         Severity.MINOR, binding.zone, None,
                         {"lost": checked.lost, "after_seq": state.last_seq, "seq": seq}))
             state.last_seq = seq
+        if codec.repeat(report, state.memory):
+            sink.sequence(self._driver, device_id, duplicate=True)
+            return
         telemetry, changes = codec.normalise(
             device_id, binding.zone, report, state.memory, now, sink.next_seq)
         for event in (*events, *changes):

@@ -7,14 +7,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from drivers.http_push.config import HttpPushDevice
 from drivers.http_push.listener import GateSpec, Limits, PlateListener
-from drivers.mqtt.config import BrokerEndpoint, MqttGateDevice
+from drivers.mqtt.config import MqttGateDevice
 from gateway.clock import Clock
 from gateway.contract import Sink
 from gateway.rules.presence import PresenceSpec
@@ -25,9 +24,6 @@ from gateway.vehicles.history import stored_reads
 from gateway.vehicles.pictures import PictureStore
 from gateway.vehicles.privacy import Pseudonyms
 from gateway.vehicles.registry import DB_NAME, Registry, Vehicle
-
-if TYPE_CHECKING:
-    from drivers.mqtt.gate_controller import GateControllerDriver
 
 log = logging.getLogger("gateway.vehicles")
 
@@ -86,18 +82,6 @@ class Gates:
     @property
     def all_gates(self) -> list[HttpPushDevice | MqttGateDevice]:
         return [*self.devices, *self.controllers]
-
-    def build_controllers(self, sink: Sink, endpoint: Callable[[str], BrokerEndpoint]
-                          ) -> list[GateControllerDriver]:
-        """One driver per broker for the gate controllers on it."""
-        from drivers.mqtt.gate_controller import ControllerSpec, GateControllerDriver
-
-        by_broker: dict[str, list[ControllerSpec]] = {}
-        for d in self.controllers:
-            by_broker.setdefault(d.broker, []).append(ControllerSpec(d.id, d.zone, d.topic))
-        return [GateControllerDriver(f"mqtt-gates:{broker}", endpoint(broker), specs, sink,
-                                     clock=self.clock)
-                for broker, specs in sorted(by_broker.items())]
 
     def build_listener(self, sink: Sink) -> PlateListener:
         listen = self.config.listener
