@@ -164,6 +164,24 @@ class BufferedClient(paho.Client):
     def buffered(self) -> int:
         return len(self._rdata) - self._rpos
 
+    # paho looks every received message up in its per-topic callback tree, under two
+    # locks, before it falls back to `on_message`. The links here add no per-topic
+    # callbacks, so a message goes straight to `on_message`; one that does add some gets
+    # paho's own dispatch back.
+    _filtered: bool = False
+
+    def message_callback_add(self, sub: str, callback: Any) -> None:
+        self._filtered = True
+        super().message_callback_add(sub, callback)
+
+    def _handle_on_message(self, message: Message) -> None:
+        on_message = self.on_message
+        if self._filtered or on_message is None:
+            super()._handle_on_message(message)
+            return
+        with self._in_callback_mutex:
+            on_message(self, self._userdata, message)
+
 
 class MqttLink:
     """One paho client, on the running event loop, for one connection.

@@ -107,3 +107,26 @@ def test_a_message_info_makes_its_condition_only_when_waited_on() -> None:
     assert waited == [True] and info.is_published()
     with pytest.raises(AttributeError):
         _ = info.no_such_field  # type: ignore[attr-defined]
+
+
+def test_messages_go_straight_to_on_message_and_per_topic_callbacks_still_work() -> None:
+    import paho.mqtt.client as paho
+
+    client = BufferedClient(CallbackAPIVersion.VERSION2, client_id="dispatch-test")
+    heard: list[tuple[str, bytes]] = []
+    client.on_message = lambda _c, _u, m: heard.append(("any", m.payload))
+    message = paho.MQTTMessage(1, b"furong/fire/heat/hd-01")
+    message.payload = b"first"
+    client._handle_on_message(message)  # paho calls this for every PUBLISH it reads
+    assert heard == [("any", b"first")]
+
+    # A per-topic callback (paho's own dispatch): it, and not on_message, hears its topic;
+    # other topics still reach on_message.
+    client.message_callback_add("furong/fire/heat/#",
+                                lambda _c, _u, m: heard.append(("heat", m.payload)))
+    message.payload = b"second"
+    client._handle_on_message(message)
+    other = paho.MQTTMessage(2, b"furong/gate/g-01")
+    other.payload = b"third"
+    client._handle_on_message(other)
+    assert heard[1:] == [("heat", b"second"), ("any", b"third")]

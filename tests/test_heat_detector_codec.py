@@ -33,6 +33,8 @@ def payload(**changes: object) -> bytes:
 REJECTS = [
     ("truncated json", b'{"seq": 1, "temp_c": 2', "bad_json"),
     ("not utf-8", b"\xff\xfe{}", "bad_json"),
+    ("utf-16", json.dumps(GOOD).encode("utf-16"), "bad_json"),
+    ("a lone surrogate", b'{"seq": 1, "fault": "\xed\xa0\x80"}', "bad_json"),
     ("a list", b"[1, 2, 3]", "not_object"),
     ("a string", b'"hot"', "not_object"),
     ("temp as text", payload(temp_c="hot"), "wrong_type"),
@@ -75,6 +77,11 @@ def test_a_good_report_decodes() -> None:
     assert (report.seq, report.temp_c, report.alarm, report.fault, report.battery_pct) == (
         7, 23.5, False, None, 88)
     assert report.ts == 1764000000.5
+
+
+def test_a_byte_order_mark_before_the_report_is_ignored() -> None:
+    report = decode_report(b"\xef\xbb\xbf" + payload(), PROFILE)
+    assert (report.seq, report.temp_c) == (7, 23.5)
 
 
 def test_routine_report_is_telemetry_only() -> None:

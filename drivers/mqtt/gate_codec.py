@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+from drivers.mqtt.codec import parse_json
 from gateway.errors import PayloadRejected
 from gateway.events import Event, Heartbeat, Reading, Severity
 from gateway.vehicles.plates import classify, normalise
@@ -59,7 +60,7 @@ def decode(payload: bytes) -> ControllerReport:
     if len(payload) > MAX_PAYLOAD:
         raise _reject("too_large", f"{len(payload)} bytes")
     try:
-        doc = json.loads(payload)
+        doc = parse_json(payload)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise _reject("malformed_json", str(exc)[:80]) from None
     if not isinstance(doc, dict) or doc.get("type") not in ("plate", "state", "loop",

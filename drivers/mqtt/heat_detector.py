@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from drivers.mqtt.codec import parse_json
 from drivers.mqtt.profile import read_profile
 from gateway.errors import PayloadRejected
 from gateway.events import Event, Heartbeat, Reading, Severity
@@ -88,7 +88,7 @@ def decode_report(payload: bytes, profile: HeatDetectorProfile) -> Report:
     if len(payload) > profile.max_payload_bytes:
         raise PayloadRejected("oversize", f"{len(payload)} bytes")
     try:
-        doc = json.loads(payload)
+        doc = parse_json(payload)
     except (ValueError, UnicodeDecodeError) as exc:
         # ValueError covers an integer beyond Python's digit limit as well.
         raise PayloadRejected("bad_json", str(exc)[:80]) from None
