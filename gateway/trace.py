@@ -14,8 +14,10 @@ Stages, in order:
 - `processed`: the rules and alert book were done with that batch;
 - `commit_start`, `commit_end`: the writer thread's transaction for it;
 - `committed`: the loop saw the commit;
-- `fetched`: the forwarder took the alert's outbox row (after `commit_end`; it may come
-  before `committed` when an earlier batch of the same transaction was answered first);
+- `fetched`: the forwarder took the alert's outbox row, which its reader sees only once
+  committed. It may come before `committed` (another alert's wake-up fetched it), and even
+  a little before `commit_end`, which the writer thread stamps once the commit has
+  returned and it has the interpreter back;
 - `acked`: the upstream broker acknowledged it.
 
 Off, each hook is one test of a module constant: nothing on the hot path."""
