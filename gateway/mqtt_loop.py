@@ -133,7 +133,8 @@ paho.MQTTMessageInfo = LazyMessageInfo  # type: ignore[misc]
 
 
 class BufferedClient(paho.Client):
-    """paho whose socket reads come from one buffer, refilled by a single `recv()`.
+    """paho whose socket reads come from one buffer, refilled by a single `recv()`, and
+    whose received messages go straight to `on_message` (below).
 
     It hands paho exactly the bytes paho asked for, in order, so paho's framing, QoS and
     session logic see the same stream; only the number of system calls changes. `b""`
@@ -164,8 +165,8 @@ class BufferedClient(paho.Client):
     def buffered(self) -> int:
         return len(self._rdata) - self._rpos
 
-    # paho looks every received message up in its per-topic callback tree, under two
-    # locks, before it falls back to `on_message`. The links here add no per-topic
+    # paho looks every received message up in its per-topic callback tree, under a lock,
+    # before it calls `on_message` under another. The links here add no per-topic
     # callbacks, so a message goes straight to `on_message`; one that does add some gets
     # paho's own dispatch back.
     _filtered: bool = False

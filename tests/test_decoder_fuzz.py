@@ -1,6 +1,7 @@
 """Every decoder turns any input into a value or a `PayloadRejected`, never another
 exception: at QoS 1 an exception drops the link and the broker redelivers the same poison
-report forever, and then no alarm on that broker gets in."""
+report forever, and then no alarm on that broker gets in. The plate cameras' pushes
+likewise give a read or a `PushRejected` (a counted 4xx), never a server error."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from drivers.http_push.codec import PushRejected
 from drivers.mqtt.heat_detector import HeatDetectorCodec, load_profile
 from gateway.errors import PayloadRejected
+from tests.test_http_push_codec import decode
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILE = load_profile(ROOT / "config/profiles/heat-detector.yaml")
@@ -92,3 +95,38 @@ def test_poison_reports(payload: bytes, reason: str) -> None:
     # With its size guard, the decoder refuses the big ones before parsing.
     with pytest.raises(PayloadRejected):
         CODEC.decode(payload)
+
+
+# The listener's routes, as tests/test_http_push_codec.py decodes them without the network.
+ROUTES = ("/push/vzenith", "/push/hikvision", "/push/barrier")
+PUSH_KEYS = st.sampled_from(["AlarmInfoPlate", "result", "PlateResult", "license",
+                             "plateid", "isoffline", "imageFile", "heartbeat", "state",
+                             "loop", "x"])
+PUSH_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(PUSH_KEYS, inner,
+                                                                  max_size=5),
+    max_leaves=25,
+)
+
+
+def push_reads_or_refuses(path: str, body: bytes) -> None:
+    reason: str | None = None
+    try:
+        decode(path, body)
+    except PushRejected as exc:
+        reason = exc.reason
+    if reason is not None:
+        assert reason and " " not in reason
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.sampled_from(ROUTES), st.binary(max_size=400))
+def test_any_push_body(path: str, body: bytes) -> None:
+    push_reads_or_refuses(path, body)
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(st.sampled_from(("/push/vzenith", "/push/barrier")), PUSH_JSON | JSON)
+def test_any_push_json_document(path: str, doc: object) -> None:
+    push_reads_or_refuses(path, json.dumps(doc, allow_nan=True).encode())

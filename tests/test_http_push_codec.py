@@ -63,6 +63,9 @@ def _doc(**result: object) -> dict[str, object]:
     [
         (b"{", "malformed_json"),
         (b"\xff\xfe", "malformed_json"),
+        # Nested deeper than the recursion limit, within the listener's body limit.
+        (b"[" * 200_000 + b"]" * 200_000, "malformed_json"),
+        (b'{"a":' * 100_000 + b"1" + b"}" * 100_000, "malformed_json"),
         (b"[]", "bad_payload"),
         (b'{"other": 1}', "bad_payload"),
         (json.dumps(_doc(license="湘A12345")).encode(), "bad_payload"),  # no plateid

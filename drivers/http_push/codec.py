@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any
 
+from drivers.payloads import parse_json
 from gateway.vehicles.plates import normalise
 
 # A camera that gives its province character less than this confidence (0-100) lets the
@@ -68,9 +68,11 @@ def check_picture(data: bytes, max_bytes: int) -> bytes:
 
 def _json(body: bytes) -> Any:
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return parse_json(body)
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError among them
         raise PushRejected("malformed_json", f"not JSON: {exc}") from None
+    except RecursionError:
+        raise PushRejected("malformed_json", "not JSON: nested too deeply") from None
 
 
 def _text(value: Any, what: str) -> str:

@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from drivers.mqtt.codec import parse_json
+from drivers.payloads import parse_json
 from gateway.errors import PayloadRejected
 from gateway.events import Event, Heartbeat, Reading, Severity
 from gateway.vehicles.plates import classify, normalise

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from drivers.mqtt.codec import parse_json
 from drivers.mqtt.profile import read_profile
+from drivers.payloads import parse_json
 from gateway.errors import PayloadRejected
 from gateway.events import Event, Heartbeat, Reading, Severity
 
