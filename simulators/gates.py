@@ -364,6 +364,8 @@ MALFORMED: dict[str, tuple[str, bytes, str]] = {
     "json_not_object": ("/push/vzenith", b"[1, 2, 3]", "application/json"),
     "json_no_plate_result": ("/push/vzenith", b'{"AlarmInfoPlate": {"result": {}}}',
                              "application/json"),
+    # Deeper than any JSON parser here goes: refused, never a server error.
+    "json_nested_deep": ("/push/vzenith", b"[" * 5000 + b"]" * 5000, "application/json"),
     "xml_broken": ("/push/hikvision", b"<EventNotificationAlert><eventType>ANPR",
                    "application/xml"),
     "xml_entity": ("/push/hikvision",
